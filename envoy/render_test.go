@@ -1,0 +1,59 @@
+package envoy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRender(t *testing.T) {
+	t.Parallel()
+	p := Ports{ListenPort: 10000, AdminPort: 9901, BFFGRPCPorts: []int{9001, 9011}, BFFHTTPPorts: []int{9002, 9012}, APIPort: 9101, SPAPort: 9102}
+	raw, err := Render(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(raw)
+	for _, want := range []string{
+		"port_value: 10000", "port_value: 9011", "port_value: 9012",
+		"failure_mode_allow: false",
+		"status_on_error: { code: ServiceUnavailable }",
+		"headers_with_underscores_action: REJECT_REQUEST",
+		"bff.policy: user",
+		"timeout: 5s",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("rendered config lacks %q", want)
+		}
+	}
+	if _, err := Render(Ports{ListenPort: 1}); err == nil {
+		t.Error("a config without replicas must be refused")
+	}
+}
+
+// TestEnvoyAcceptsConfig has the real Envoy validate the rendered config, so
+// a typo in the template fails here rather than at `make run`.
+func TestEnvoyAcceptsConfig(t *testing.T) {
+	t.Parallel()
+	bin := os.Getenv("ENVOY_BIN")
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("envoy"); err != nil {
+			t.Fatal("Envoy not found: set ENVOY_BIN or run `make bootstrap` (this test never skips)")
+		}
+	}
+	raw, err := Render(Ports{ListenPort: 10000, AdminPort: 9901, BFFGRPCPorts: []int{9001}, BFFHTTPPorts: []int{9002}, APIPort: 9101, SPAPort: 9102})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "envoy.yaml")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), bin, "--mode", "validate", "-c", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("envoy --mode validate: %v\n%s", err, out)
+	}
+}

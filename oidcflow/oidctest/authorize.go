@@ -1,0 +1,185 @@
+package oidctest
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// discovery is the provider's metadata document.
+type discovery struct {
+	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
+	TokenEndpoint                     string   `json:"token_endpoint"`
+	JWKSURI                           string   `json:"jwks_uri"`
+	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
+	EndSessionEndpoint                string   `json:"end_session_endpoint"`
+	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	ResponseTypesSupported            []string `json:"response_types_supported"`
+	ResponseModesSupported            []string `json:"response_modes_supported"`
+	GrantTypesSupported               []string `json:"grant_types_supported"`
+	SubjectTypesSupported             []string `json:"subject_types_supported"`
+	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported"`
+	ScopesSupported                   []string `json:"scopes_supported"`
+	ClaimsSupported                   []string `json:"claims_supported"`
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthMethods     []string `json:"revocation_endpoint_auth_methods_supported"`
+	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
+	AuthorizationResponseISSSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	BackchannelLogoutSupported        bool     `json:"backchannel_logout_supported"`
+	BackchannelLogoutSessionSupported bool     `json:"backchannel_logout_session_supported"`
+}
+
+// handleDiscovery serves /.well-known/openid-configuration.
+func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request, issuer string) {
+	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+		return
+	}
+	auth := []string{"client_secret_basic", "client_secret_post", "none"}
+	writeJSON(w, http.StatusOK, discovery{
+		Issuer:                            issuer,
+		AuthorizationEndpoint:             issuer + PathAuthorize,
+		TokenEndpoint:                     issuer + PathToken,
+		JWKSURI:                           issuer + PathJWKS,
+		UserinfoEndpoint:                  issuer + PathUserinfo,
+		EndSessionEndpoint:                issuer + PathEndSession,
+		RevocationEndpoint:                issuer + PathRevoke,
+		ResponseTypesSupported:            []string{"code"},
+		ResponseModesSupported:            []string{"query"},
+		GrantTypesSupported:               []string{"authorization_code", "refresh_token", "client_credentials"},
+		SubjectTypesSupported:             []string{"public"},
+		IDTokenSigningAlgValuesSupported:  []string{"RS256"},
+		ScopesSupported:                   []string{"openid", "profile", "email", "offline_access"},
+		ClaimsSupported:                   []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "sid", "name", "email", "email_verified", "preferred_username"},
+		TokenEndpointAuthMethodsSupported: auth,
+		RevocationEndpointAuthMethods:     auth,
+		CodeChallengeMethodsSupported:     []string{"S256"},
+		AuthorizationResponseISSSupported: true,
+		BackchannelLogoutSupported:        true,
+		BackchannelLogoutSessionSupported: true,
+	})
+}
+
+// handleJWKS serves the public keys.
+func (p *Provider) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+		return
+	}
+	p.mu.Lock()
+	set := jwks(p.keys)
+	p.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	writeJSON(w, http.StatusOK, set)
+}
+
+// handleAuthorize signs the demo user in at once and redirects back with a code.
+func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request, issuer string) {
+	if !allowMethods(w, r, http.MethodGet, http.MethodPost) {
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		writePage(w, http.StatusBadRequest, "Bad request", "The authorization request could not be parsed.")
+		return
+	}
+	q := r.Form
+	c, ok := p.clients[q.Get("client_id")]
+	if !ok || len(q["client_id"]) != 1 {
+		writePage(w, http.StatusBadRequest, "Unknown client", "The client_id is not registered.")
+		return
+	}
+	redirect := q.Get("redirect_uri")
+	if len(q["redirect_uri"]) != 1 || !slices.Contains(c.RedirectURIs, redirect) {
+		writePage(w, http.StatusBadRequest, "Invalid redirect_uri", "The redirect_uri is not registered for this client.")
+		return
+	}
+	state := q.Get("state")
+	fail := func(code, desc string) {
+		redirectWith(w, redirect, url.Values{"error": {code}, "error_description": {desc}, "state": {state}, "iss": {issuer}})
+	}
+	// RFC 6749 §3.1: parameters must not repeat.
+	for _, k := range []string{"response_type", "state", "nonce", "scope", "code_challenge", "code_challenge_method"} {
+		if len(q[k]) > 1 {
+			fail("invalid_request", k+" repeated")
+			return
+		}
+	}
+	switch {
+	case q.Get("response_type") != "code":
+		fail("unsupported_response_type", "only response_type=code is supported")
+		return
+	case q.Get("code_challenge") == "":
+		fail("invalid_request", "code_challenge required (PKCE)")
+		return
+	case q.Get("code_challenge_method") != "S256":
+		fail("invalid_request", "code_challenge_method must be S256")
+		return
+	case !validPKCEValue(q.Get("code_challenge")):
+		fail("invalid_request", "malformed code_challenge")
+		return
+	}
+	now := p.now()
+	p.mu.Lock()
+	if e := p.authorizeError; e != "" {
+		p.mu.Unlock()
+		fail(e, "authorization refused by test hook")
+		return
+	}
+	p.sweepCodesLocked(now)
+	s := &opSession{sid: p.random(16), authTime: now, clients: map[string]bool{c.ID: true}}
+	p.sessions[s.sid] = s
+	code := p.random(32)
+	p.codes[code] = &authCode{
+		clientID:    c.ID,
+		redirectURI: redirect,
+		challenge:   q.Get("code_challenge"),
+		nonce:       q.Get("nonce"),
+		scope:       q.Get("scope"),
+		session:     s,
+		expires:     now.Add(p.cfg.CodeTTL),
+	}
+	p.stats.Authorizations++
+	p.mu.Unlock()
+	redirectWith(w, redirect, url.Values{"code": {code}, "state": {state}, "iss": {issuer}})
+}
+
+// sweepCodesLocked forgets expired codes that were never redeemed, keeping
+// redeemed ones so a late replay is still recognised as reuse.
+func (p *Provider) sweepCodesLocked(now time.Time) {
+	for k, c := range p.codes {
+		if c.redeemed == nil && now.After(c.expires.Add(time.Minute)) {
+			delete(p.codes, k)
+		}
+	}
+}
+
+// redirectWith answers 302 to base with params added to its query; empty values are left out.
+func redirectWith(w http.ResponseWriter, base string, params url.Values) {
+	u, err := url.Parse(base)
+	if err != nil {
+		writePage(w, http.StatusBadRequest, "Bad redirect", "The redirect URI is malformed.")
+		return
+	}
+	q := u.Query()
+	for k, vs := range params {
+		if len(vs) == 1 && vs[0] == "" {
+			continue
+		}
+		q[k] = vs
+	}
+	u.RawQuery = q.Encode()
+	w.Header().Set("Location", u.String())
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusFound)
+}
+
+// validPKCEValue reports whether s is 43–128 characters of the RFC 7636 unreserved set.
+func validPKCEValue(s string) bool {
+	if len(s) < 43 || len(s) > 128 {
+		return false
+	}
+	return strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' || r == '~')
+	}) < 0
+}

@@ -1,0 +1,187 @@
+package oidctest
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Defaults applied by NewProvider to zero-valued ProviderConfig fields.
+const (
+	DefaultAccessTokenTTL  = 5 * time.Minute
+	DefaultIDTokenTTL      = 5 * time.Minute
+	DefaultRefreshTokenTTL = 8 * time.Hour
+	DefaultCodeTTL         = time.Minute
+	DefaultAudience        = "sample-api"
+)
+
+// ProviderConfig configures a Provider; zero values take the defaults above.
+type ProviderConfig struct {
+	// Issuer is the provider's issuer URL (scheme, host, optional path, no
+	// trailing slash). It may be left empty and set later with SetIssuer or Start.
+	Issuer string
+	// Clients are the registered relying parties; at least one is required.
+	Clients []Client
+	// User is the one user every authorization signs in.
+	User User
+	// Audience is the `aud` of user access tokens, and of client-credentials
+	// tokens that ask for no audience.
+	Audience string
+	// AccessTokenTTL is the lifetime of access tokens (default 5m).
+	AccessTokenTTL time.Duration
+	// IDTokenTTL is the lifetime of ID tokens (default 5m).
+	IDTokenTTL time.Duration
+	// RefreshTokenTTL is the lifetime of refresh tokens (default 8h).
+	RefreshTokenTTL time.Duration
+	// CodeTTL is the lifetime of an authorization code (default 1m).
+	CodeTTL time.Duration
+	// DisableRefreshRotation keeps refresh tokens valid after use and leaves
+	// refresh_token out of refresh responses (rotation is on by default).
+	DisableRefreshRotation bool
+	// OmitSID leaves the `sid` claim out of every token (it is emitted by default).
+	OmitSID bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Rand is the source of codes, token IDs and keys (default crypto/rand.Reader).
+	Rand io.Reader
+	// HTTPClient posts back-channel logout tokens (default: 5s timeout).
+	HTTPClient *http.Client
+}
+
+// Client is one registered relying party.
+type Client struct {
+	// ID is the client_id.
+	ID string
+	// Secret is the client secret; empty makes a public client, which must not
+	// authenticate and may use only the code and refresh grants.
+	Secret string
+	// RedirectURIs are the exact redirect_uri values /authorize accepts.
+	RedirectURIs []string
+	// PostLogoutRedirectURIs are the exact post_logout_redirect_uri values /end_session accepts.
+	PostLogoutRedirectURIs []string
+	// BackchannelLogoutURI receives a logout token when a session this client
+	// took part in ends at the provider; empty disables it.
+	BackchannelLogoutURI string
+}
+
+// User is the demo user's claims.
+type User struct {
+	// Subject is the `sub` (default "demo-user").
+	Subject string
+	// Name is the `name` (default "Demo User").
+	Name string
+	// Email is the `email` (default "demo@example.com").
+	Email string
+	// PreferredUsername is the `preferred_username` (default "demo").
+	PreferredUsername string
+}
+
+// withDefaults returns c with every zero field defaulted.
+func (c ProviderConfig) withDefaults() ProviderConfig {
+	if c.User.Subject == "" {
+		c.User.Subject = "demo-user"
+	}
+	if c.User.Name == "" {
+		c.User.Name = "Demo User"
+	}
+	if c.User.Email == "" {
+		c.User.Email = "demo@example.com"
+	}
+	if c.User.PreferredUsername == "" {
+		c.User.PreferredUsername = "demo"
+	}
+	if c.Audience == "" {
+		c.Audience = DefaultAudience
+	}
+	if c.AccessTokenTTL == 0 {
+		c.AccessTokenTTL = DefaultAccessTokenTTL
+	}
+	if c.IDTokenTTL == 0 {
+		c.IDTokenTTL = DefaultIDTokenTTL
+	}
+	if c.RefreshTokenTTL == 0 {
+		c.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
+	if c.CodeTTL == 0 {
+		c.CodeTTL = DefaultCodeTTL
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	return c
+}
+
+// validate reports the first problem of a defaulted config.
+func (c ProviderConfig) validate() error {
+	if c.Issuer != "" {
+		if err := validateIssuer(c.Issuer); err != nil {
+			return err
+		}
+	}
+	if len(c.Clients) == 0 {
+		return errors.New("oidctest: at least one client is required")
+	}
+	seen := map[string]bool{}
+	for i, cl := range c.Clients {
+		if cl.ID == "" {
+			return fmt.Errorf("oidctest: client %d: empty ID", i)
+		}
+		if seen[cl.ID] {
+			return fmt.Errorf("oidctest: client %q registered twice", cl.ID)
+		}
+		seen[cl.ID] = true
+		for _, u := range append(append([]string{}, cl.RedirectURIs...), cl.PostLogoutRedirectURIs...) {
+			if err := validateAbsURL(u); err != nil {
+				return fmt.Errorf("oidctest: client %q: %w", cl.ID, err)
+			}
+		}
+		if cl.BackchannelLogoutURI != "" {
+			if err := validateAbsURL(cl.BackchannelLogoutURI); err != nil {
+				return fmt.Errorf("oidctest: client %q: %w", cl.ID, err)
+			}
+		}
+	}
+	for _, d := range []time.Duration{c.AccessTokenTTL, c.IDTokenTTL, c.RefreshTokenTTL, c.CodeTTL} {
+		if d < 0 {
+			return errors.New("oidctest: negative lifetime")
+		}
+	}
+	return nil
+}
+
+// validateIssuer accepts an http(s) URL without query, fragment or trailing slash.
+func validateIssuer(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("oidctest: issuer: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("oidctest: issuer %q: want http(s)://host[/path]", s)
+	}
+	if len(u.Path) > 0 && u.Path[len(u.Path)-1] == '/' {
+		return fmt.Errorf("oidctest: issuer %q: trailing slash", s)
+	}
+	return nil
+}
+
+// validateAbsURL accepts an absolute http(s) URL.
+func validateAbsURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("url %q: %w", s, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+		return fmt.Errorf("url %q: want an absolute http(s) URL without fragment", s)
+	}
+	return nil
+}

@@ -1,0 +1,347 @@
+package oidctest
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// maxFormBytes bounds request bodies of the form endpoints.
+const maxFormBytes = 64 << 10
+
+// tokenResponse is a successful RFC 6749 §5.1 answer.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// grantError is a token endpoint failure.
+type grantError struct {
+	status int
+	code   string
+	desc   string
+}
+
+// invalidGrant is the invalid_grant failure with a description.
+func invalidGrant(desc string) *grantError {
+	return &grantError{status: http.StatusBadRequest, code: "invalid_grant", desc: desc}
+}
+
+// handleToken serves the token endpoint.
+func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request, issuer string) {
+	if !allowMethods(w, r, http.MethodPost) {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+		return
+	}
+	form := r.PostForm
+	for k, vs := range form {
+		if len(vs) > 1 {
+			writeOAuthError(w, http.StatusBadRequest, "invalid_request", k+" repeated")
+			return
+		}
+	}
+	c, basic, ok := p.authenticateClient(r)
+	if !ok {
+		if basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="oidctest"`)
+		}
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return
+	}
+	var (
+		resp *tokenResponse
+		gerr *grantError
+	)
+	switch form.Get("grant_type") {
+	case "authorization_code":
+		resp, gerr = p.grantCode(c, form, issuer)
+	case "refresh_token":
+		resp, gerr = p.grantRefresh(r, c, form, issuer)
+	case "client_credentials":
+		resp, gerr = p.grantClientCredentials(c, form, issuer)
+	case "":
+		gerr = &grantError{http.StatusBadRequest, "invalid_request", "grant_type missing"}
+	default:
+		gerr = &grantError{http.StatusBadRequest, "unsupported_grant_type", "grant_type not supported"}
+	}
+	if gerr != nil {
+		if gerr.code == "invalid_grant" {
+			p.mu.Lock()
+			p.stats.InvalidGrants++
+			p.mu.Unlock()
+		}
+		writeOAuthError(w, gerr.status, gerr.code, gerr.desc)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// authenticateClient applies client_secret_basic, client_secret_post or, for
+// public clients, none. basic reports whether Basic was attempted.
+func (p *Provider) authenticateClient(r *http.Request) (c Client, basic, ok bool) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		if r.PostForm.Has("client_secret") {
+			return Client{}, true, false
+		}
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return Client{}, true, false
+		}
+		if formID := r.PostForm.Get("client_id"); formID != "" && formID != id {
+			return Client{}, true, false
+		}
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	c, known := p.clients[id]
+	if !known {
+		return Client{}, basic, false
+	}
+	if c.Secret == "" {
+		return c, basic, secret == "" && !basic
+	}
+	if secret == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(c.Secret)) != 1 {
+		return Client{}, basic, false
+	}
+	return c, basic, true
+}
+
+// grantCode redeems an authorization code.
+func (p *Provider) grantCode(c Client, form url.Values, issuer string) (*tokenResponse, *grantError) {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	code := form.Get("code")
+	ac, ok := p.codes[code]
+	switch {
+	case code == "" || !ok:
+		return nil, invalidGrant("unknown authorization code")
+	case ac.redeemed != nil:
+		// RFC 6749 §4.1.2: a reused code revokes what it issued.
+		if !ac.redeemed.revoked {
+			ac.redeemed.revoked = true
+			p.stats.FamilyRevocations++
+		}
+		return nil, invalidGrant("authorization code already used")
+	case ac.clientID != c.ID:
+		return nil, invalidGrant("code was issued to another client")
+	}
+	// From here on every outcome consumes the code.
+	delete(p.codes, code)
+	switch {
+	case now.After(ac.expires):
+		return nil, invalidGrant("authorization code expired")
+	case form.Get("redirect_uri") != ac.redirectURI:
+		return nil, invalidGrant("redirect_uri does not match the authorization request")
+	case !verifyPKCE(form.Get("code_verifier"), ac.challenge):
+		return nil, invalidGrant("PKCE verification failed")
+	case ac.session.ended:
+		return nil, invalidGrant("session ended")
+	}
+	fam := &family{clientID: c.ID, scope: ac.scope, nonce: ac.nonce, session: ac.session}
+	ac.redeemed = fam
+	p.codes[code] = ac
+	resp, err := p.issueLocked(fam, now, issuer, true)
+	if err != nil {
+		return nil, err
+	}
+	p.stats.AuthorizationCodeGrants++
+	return resp, nil
+}
+
+// grantRefresh redeems a refresh token, rotating it unless rotation is off.
+func (p *Provider) grantRefresh(r *http.Request, c Client, form url.Values, issuer string) (*tokenResponse, *grantError) {
+	p.mu.Lock()
+	p.stats.RefreshRequests++
+	delay, gate := p.refreshDelay, p.refreshGate
+	p.mu.Unlock()
+	if err := p.waitRefresh(r.Context(), gate, delay); err != nil {
+		return nil, err
+	}
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rt, ok := p.refreshTokens[form.Get("refresh_token")]
+	switch {
+	case !ok:
+		return nil, invalidGrant("unknown refresh token")
+	case rt.fam.clientID != c.ID:
+		return nil, invalidGrant("refresh token was issued to another client")
+	case rt.revoked || rt.fam.revoked:
+		return nil, invalidGrant("refresh token revoked")
+	case rt.used:
+		rt.fam.revoked = true
+		p.stats.FamilyRevocations++
+		return nil, invalidGrant("refresh token reuse detected; token family revoked")
+	case now.After(rt.expires):
+		return nil, invalidGrant("refresh token expired")
+	case rt.fam.session.ended:
+		return nil, invalidGrant("session ended")
+	}
+	if s := form.Get("scope"); s != "" && !subsetScope(s, rt.fam.scope) {
+		return nil, &grantError{http.StatusBadRequest, "invalid_scope", "scope exceeds the original grant"}
+	}
+	rotate := !p.cfg.DisableRefreshRotation
+	if rotate {
+		rt.used = true
+	}
+	resp, err := p.issueLocked(rt.fam, now, issuer, rotate)
+	if err != nil {
+		return nil, err
+	}
+	p.stats.RefreshTokenGrants++
+	return resp, nil
+}
+
+// waitRefresh waits for the test hooks' gate and delay, or for the client to give up.
+func (p *Provider) waitRefresh(ctx context.Context, gate <-chan struct{}, delay time.Duration) *grantError {
+	var timer <-chan time.Time
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		timer = t.C
+	}
+	for gate != nil || timer != nil {
+		select {
+		case <-gate:
+			gate = nil
+		case <-timer:
+			timer = nil
+		case <-ctx.Done():
+			p.mu.Lock()
+			p.stats.AbandonedRefreshes++
+			p.mu.Unlock()
+			return &grantError{http.StatusServiceUnavailable, "temporarily_unavailable", "client went away"}
+		}
+	}
+	return nil
+}
+
+// grantClientCredentials issues an application token.
+func (p *Provider) grantClientCredentials(c Client, form url.Values, issuer string) (*tokenResponse, *grantError) {
+	if c.Secret == "" {
+		return nil, &grantError{http.StatusBadRequest, "unauthorized_client", "public clients cannot use client_credentials"}
+	}
+	aud := form.Get("audience")
+	if aud == "" {
+		aud = form.Get("resource")
+	}
+	if aud == "" {
+		aud = p.cfg.Audience
+	}
+	scope := form.Get("scope")
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	jti := p.random(16)
+	claims := map[string]any{
+		"iss": issuer, "sub": c.ID, "aud": aud, "client_id": c.ID, "azp": c.ID, "jti": jti,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(p.cfg.AccessTokenTTL).Unix(),
+	}
+	if scope != "" {
+		claims["scope"] = scope
+	}
+	at, err := p.keys[len(p.keys)-1].sign("at+jwt", claims)
+	if err != nil {
+		return nil, &grantError{http.StatusInternalServerError, "server_error", "signing failed"}
+	}
+	p.accessTokens[jti] = &accessToken{}
+	p.stats.ClientCredentialsGrants++
+	return &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(p.cfg.AccessTokenTTL / time.Second), Scope: scope}, nil
+}
+
+// issueLocked mints an access token, an ID token when the scope has openid,
+// and a new refresh token when withRT, all in fam.
+func (p *Provider) issueLocked(fam *family, now time.Time, issuer string, withRT bool) (*tokenResponse, *grantError) {
+	key := p.keys[len(p.keys)-1]
+	u := p.cfg.User
+	s := fam.session
+	jti := p.random(16)
+	atClaims := map[string]any{
+		"iss": issuer, "sub": u.Subject, "aud": p.cfg.Audience, "client_id": fam.clientID, "azp": fam.clientID,
+		"jti": jti, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(p.cfg.AccessTokenTTL).Unix(),
+		"scope": fam.scope, "auth_time": s.authTime.Unix(),
+	}
+	if !p.cfg.OmitSID {
+		atClaims["sid"] = s.sid
+	}
+	at, err := key.sign("at+jwt", atClaims)
+	if err != nil {
+		return nil, &grantError{http.StatusInternalServerError, "server_error", "signing failed"}
+	}
+	resp := &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(p.cfg.AccessTokenTTL / time.Second), Scope: fam.scope}
+	if hasScope(fam.scope, "openid") {
+		idClaims := map[string]any{
+			"iss": issuer, "sub": u.Subject, "aud": fam.clientID, "azp": fam.clientID,
+			"iat": now.Unix(), "exp": now.Add(p.cfg.IDTokenTTL).Unix(), "auth_time": s.authTime.Unix(),
+			"name": u.Name, "email": u.Email, "email_verified": true, "preferred_username": u.PreferredUsername,
+			"at_hash": atHash(at),
+		}
+		if fam.nonce != "" {
+			idClaims["nonce"] = fam.nonce
+		}
+		if !p.cfg.OmitSID {
+			idClaims["sid"] = s.sid
+		}
+		if resp.IDToken, err = key.sign("JWT", idClaims); err != nil {
+			return nil, &grantError{http.StatusInternalServerError, "server_error", "signing failed"}
+		}
+	}
+	if withRT {
+		rt := p.random(32)
+		p.refreshTokens[rt] = &refreshToken{fam: fam, expires: now.Add(p.cfg.RefreshTokenTTL)}
+		fam.refreshTokens = append(fam.refreshTokens, rt)
+		resp.RefreshToken = rt
+	}
+	p.accessTokens[jti] = &accessToken{fam: fam}
+	p.issued = append(p.issued, resp.AccessToken, resp.IDToken, resp.RefreshToken)
+	fam.jtis = append(fam.jtis, jti)
+	s.clients[fam.clientID] = true
+	return resp, nil
+}
+
+// verifyPKCE checks an RFC 7636 S256 code_verifier against the challenge in constant time.
+func verifyPKCE(verifier, challenge string) bool {
+	if !validPKCEValue(verifier) {
+		return false
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	got := base64.RawURLEncoding.EncodeToString(sum[:])
+	return subtle.ConstantTimeCompare([]byte(got), []byte(challenge)) == 1
+}
+
+// atHash is the OpenID Connect at_hash of an RS256-signed access token.
+func atHash(at string) string {
+	sum := sha256.Sum256([]byte(at))
+	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
+}
+
+// hasScope reports whether the space-separated scope list holds s.
+func hasScope(scopes, s string) bool { return slices.Contains(strings.Fields(scopes), s) }
+
+// subsetScope reports whether every scope in req is in granted.
+func subsetScope(req, granted string) bool {
+	for _, s := range strings.Fields(req) {
+		if !hasScope(granted, s) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,174 @@
+package sampleapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultSessionCookieName is envoy-bff's default session cookie.
+const DefaultSessionCookieName = "__Host-bff"
+
+// Config configures the API.
+type Config struct {
+	// Issuer is the OpenID provider's issuer URL; tokens must carry it as `iss`
+	// and its discovery document names the JWKS.
+	Issuer string
+	// Audience, when set, must be in a token's `aud`; empty skips the check.
+	Audience string
+	// SessionCookieName is the cookie whose presence whoami reports (default __Host-bff).
+	SessionCookieName string
+	// HTTPClient fetches discovery and JWKS (default: 5s timeout).
+	HTTPClient *http.Client
+	// RefetchCooldown is the least time between JWKS refetches caused by
+	// unknown key IDs (default 10s); the first miss always refetches.
+	RefetchCooldown time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// API serves /api/*; it is an http.Handler.
+type API struct {
+	cfg  Config
+	keys *keySet
+}
+
+// Whoami is the JSON answer of GET /api/whoami.
+type Whoami struct {
+	// Sub is the verified token's subject, "" without a verified token.
+	Sub string `json:"sub"`
+	// SawAuthorization reports whether any Authorization header arrived.
+	SawAuthorization bool `json:"saw_authorization"`
+	// AuthorizationHeaders counts the Authorization headers that arrived.
+	AuthorizationHeaders int `json:"authorization_headers"`
+	// SawSessionCookie reports whether a cookie with the session cookie's exact name arrived.
+	SawSessionCookie bool `json:"saw_session_cookie"`
+	// CookieNames lists the names of every cookie that arrived, in order (values are never echoed).
+	CookieNames []string `json:"cookie_names"`
+	// TokenExpiresAt is the verified token's `exp` in RFC 3339 UTC, "" without a verified token.
+	TokenExpiresAt string `json:"token_expires_at"`
+	// ClientID is the verified token's `client_id` (or `azp`).
+	ClientID string `json:"client_id,omitempty"`
+	// Scope is the verified token's `scope`.
+	Scope string `json:"scope,omitempty"`
+	// TokenError says why a presented token was not accepted.
+	TokenError string `json:"token_error,omitempty"`
+}
+
+// New validates cfg and builds the API; it fetches nothing until the first request.
+func New(cfg Config) (*API, error) {
+	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("sampleapi: issuer %q: want an absolute http(s) URL", cfg.Issuer)
+	}
+	if cfg.SessionCookieName == "" {
+		cfg.SessionCookieName = DefaultSessionCookieName
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if cfg.RefetchCooldown == 0 {
+		cfg.RefetchCooldown = 10 * time.Second
+	}
+	if cfg.RefetchCooldown < 0 {
+		return nil, errors.New("sampleapi: negative refetch cooldown")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &API{cfg: cfg, keys: newKeySet(cfg)}, nil
+}
+
+// Handler returns the API as an http.Handler.
+func (a *API) Handler() http.Handler { return a }
+
+// ServeHTTP routes /api/whoami, /api/health and answers 404 for the rest.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/api/whoami":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSON(w, http.StatusMethodNotAllowed, apiError{"method_not_allowed", "use GET"})
+			return
+		}
+		writeJSON(w, http.StatusOK, a.whoami(r))
+	case "/api/health":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write([]byte("ok"))
+	default:
+		writeJSON(w, http.StatusNotFound, apiError{"not_found", "no such endpoint"})
+	}
+}
+
+// whoami builds the answer for r.
+func (a *API) whoami(r *http.Request) Whoami {
+	out := Whoami{CookieNames: cookieNames(r.Header)}
+	for _, n := range out.CookieNames {
+		if n == a.cfg.SessionCookieName {
+			out.SawSessionCookie = true
+		}
+	}
+	auth := r.Header.Values("Authorization")
+	out.AuthorizationHeaders = len(auth)
+	out.SawAuthorization = len(auth) > 0
+	switch {
+	case len(auth) == 0:
+		return out
+	case len(auth) > 1:
+		out.TokenError = "more than one Authorization header"
+		return out
+	}
+	scheme, raw, _ := strings.Cut(auth[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") || raw == "" {
+		out.TokenError = "not a bearer token"
+		return out
+	}
+	c, err := a.verify(r.Context(), raw)
+	if err != nil {
+		out.TokenError = err.Error()
+		return out
+	}
+	out.Sub = c.Subject
+	out.TokenExpiresAt = c.Expiry.Time().UTC().Format(time.RFC3339)
+	out.ClientID = c.ClientID
+	if out.ClientID == "" {
+		out.ClientID = c.AuthorizedParty
+	}
+	out.Scope = c.Scope
+	return out
+}
+
+// cookieNames returns the name of every cookie pair in every Cookie header, in order.
+func cookieNames(h http.Header) []string {
+	names := []string{}
+	for _, line := range h[textproto.CanonicalMIMEHeaderKey("Cookie")] {
+		for pair := range strings.SplitSeq(line, ";") {
+			name, _, _ := strings.Cut(pair, "=")
+			if name = strings.TrimSpace(name); name != "" {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
+}
+
+// apiError is the JSON error body.
+type apiError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+// writeJSON answers v as uncached JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

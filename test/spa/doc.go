@@ -1,0 +1,10 @@
+// Package spa is the demo's single-page app: one static index.html with
+// plain JavaScript and no build step, embedded in the binary.
+//
+// The page never sees a token. It asks /bff/user who is signed in, calls
+// /api/whoami through Envoy, and navigates to /bff/login and the logoutUrl
+// that /bff/user returns; every fetch carries `X-CSRF: 1`. Element IDs
+// (#login, #logout, #call-api, #user-name, #api-result, #status) and the
+// body's data-state ("loading", "anonymous", "authenticated") are stable for
+// browser tests.
+package spa

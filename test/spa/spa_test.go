@@ -1,0 +1,272 @@
+package spa
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// get fetches path from a server running Handler.
+func get(t *testing.T, method, path string) (*http.Response, string) {
+	t.Helper()
+	srv := httptest.NewServer(Handler())
+	t.Cleanup(srv.Close)
+	req, err := http.NewRequest(method, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		method, path string
+		status       int
+		contentType  string
+	}{
+		{http.MethodGet, "/", 200, "text/html; charset=utf-8"},
+		{http.MethodHead, "/", 200, "text/html; charset=utf-8"},
+		{http.MethodPost, "/", 405, "text/plain; charset=utf-8"},
+		{http.MethodGet, "/favicon.ico", 204, ""},
+		{http.MethodGet, "/index.html", 404, "text/plain; charset=utf-8"},
+		{http.MethodGet, "/app/x", 404, "text/plain; charset=utf-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			t.Parallel()
+			resp, _ := get(t, tt.method, tt.path)
+			if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != tt.contentType {
+				t.Errorf("got %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+		})
+	}
+}
+
+func TestPageStructure(t *testing.T) {
+	t.Parallel()
+	_, body := get(t, http.MethodGet, "/")
+	tests := []struct {
+		name string
+		re   string
+	}{
+		{"#login", `<button id="login"`},
+		{"#logout", `<button id="logout"`},
+		{"#call-api", `<button id="call-api"`},
+		{"#user-name", `id="user-name"`},
+		{"#api-result", `id="api-result"`},
+		{"#status", `id="status"`},
+		{"login target", `'/bff/login\?returnUrl=/'`},
+		{"user endpoint", `bffFetch\('/bff/user'\)`},
+		{"api endpoint", `bffFetch\('/api/whoami'\)`},
+		{"csrf header", `headers: \{ 'X-CSRF': '1'`},
+		{"same-origin credentials", `credentials: 'same-origin'`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if !regexp.MustCompile(tt.re).MatchString(body) {
+				t.Errorf("page lacks %s", tt.re)
+			}
+		})
+	}
+	t.Run("one fetch call site", func(t *testing.T) {
+		t.Parallel()
+		if n := strings.Count(body, "fetch("); n != 1 {
+			t.Errorf("%d fetch( call sites; every request must go through bffFetch", n)
+		}
+	})
+	t.Run("no token storage", func(t *testing.T) {
+		t.Parallel()
+		for _, bad := range []string{"localStorage", "sessionStorage", "document.cookie", "access_token", "innerHTML"} {
+			if strings.Contains(body, bad) {
+				t.Errorf("page uses %s", bad)
+			}
+		}
+	})
+}
+
+func TestContentSecurityPolicy(t *testing.T) {
+	t.Parallel()
+	resp, body := get(t, http.MethodGet, "/")
+	csp := resp.Header.Get("Content-Security-Policy")
+	script := between(t, body, "<script>", "</script>")
+	sum := sha256.Sum256([]byte(script))
+	want := "script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	if !strings.Contains(csp, want) || !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "connect-src 'self'") {
+		t.Errorf("CSP %q lacks %q", csp, want)
+	}
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Error("nosniff missing")
+	}
+}
+
+// between returns the text of s between the first from and the next to.
+func between(t *testing.T, s, from, to string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(s, from)
+	if !ok {
+		t.Fatalf("%q not found", from)
+	}
+	in, _, ok := strings.Cut(rest, to)
+	if !ok {
+		t.Fatalf("%q not found", to)
+	}
+	return in
+}
+
+// nodeHarness runs the page's script against a stub DOM and fetch, then
+// clicks the buttons given in CLICKS and prints what happened as JSON.
+const nodeHarness = `
+const fs = require('fs');
+const input = JSON.parse(fs.readFileSync(0, 'utf8'));
+const els = {};
+const el = (id) => els[id] || (els[id] = { id, hidden: false, disabled: false, textContent: '', className: '', attrs: {}, listeners: {},
+  addEventListener(t, f) { this.listeners[t] = f; }, setAttribute(k, v) { this.attrs[k] = v; } });
+const calls = [];
+let navigated = null;
+globalThis.document = { getElementById: el, body: el('body') };
+globalThis.window = globalThis;
+globalThis.location = { assign(u) { navigated = u; } };
+globalThis.fetch = async (url, opts) => {
+  calls.push({ url, opts });
+  const r = input.responses[url] || { status: 404, body: { error: 'not_found' } };
+  return { ok: r.status >= 200 && r.status < 300, status: r.status, statusText: '',
+    json: async () => r.body, headers: { get: () => 'application/json' } };
+};
+const tick = () => new Promise((r) => setTimeout(r, 10));
+(async () => {
+  new Function(input.script)();
+  await tick();
+  const snap = () => ({ state: els.body.attrs['data-state'], user: el('user-name').textContent, status: el('status').textContent,
+    statusClass: el('status').className, result: el('api-result').textContent, loginHidden: el('anonymous').hidden, signedInHidden: el('signed-in').hidden });
+  const steps = [{ after: 'load', ...snap() }];
+  for (const id of input.clicks) {
+    await el(id).listeners.click();
+    await tick();
+    steps.push({ after: id, ...snap() });
+  }
+  process.stdout.write(JSON.stringify({ calls, navigated, steps }));
+})().catch((e) => { console.error(e); process.exit(1); });
+`
+
+// nodeRun is the harness's output.
+type nodeRun struct {
+	Calls []struct {
+		URL  string `json:"url"`
+		Opts struct {
+			Headers     map[string]string `json:"headers"`
+			Credentials string            `json:"credentials"`
+		} `json:"opts"`
+	} `json:"calls"`
+	Navigated string `json:"navigated"`
+	Steps     []struct {
+		After          string `json:"after"`
+		State          string `json:"state"`
+		User           string `json:"user"`
+		Status         string `json:"status"`
+		StatusClass    string `json:"statusClass"`
+		Result         string `json:"result"`
+		LoginHidden    bool   `json:"loginHidden"`
+		SignedInHidden bool   `json:"signedInHidden"`
+	} `json:"steps"`
+}
+
+type stubResponse struct {
+	Status int `json:"status"`
+	Body   any `json:"body"`
+}
+
+func TestBehaviourInNode(t *testing.T) {
+	t.Parallel()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node not installed: this behaviour test needs Node.js (it never skips)")
+	}
+	_, page := get(t, http.MethodGet, "/")
+	script := between(t, page, "<script>", "</script>")
+	user := stubResponse{200, map[string]any{"sub": "demo-user", "name": "Demo User", "logoutUrl": "/bff/logout?sid=abc"}}
+	whoami := stubResponse{200, map[string]any{"sub": "demo-user", "saw_session_cookie": false}}
+	tests := []struct {
+		name          string
+		responses     map[string]stubResponse
+		clicks        []string
+		wantUser      string
+		wantState     string
+		wantStatus    string // substring of the final #status
+		wantResult    string // substring of the final #api-result
+		wantNavigated string
+	}{
+		{"anonymous", map[string]stubResponse{"/bff/user": {401, map[string]any{"error": "unauthenticated"}}}, nil, "", "anonymous", "Not signed in", "", ""},
+		{"log in", map[string]stubResponse{"/bff/user": {401, nil}}, []string{"login"}, "", "anonymous", "Not signed in", "", "/bff/login?returnUrl=/"},
+		{"signed in", map[string]stubResponse{"/bff/user": user}, nil, "Demo User", "authenticated", "Signed in", "", ""},
+		{"name fallback", map[string]stubResponse{"/bff/user": {200, map[string]any{"sub": "demo-user", "preferred_username": "demo"}}}, nil, "demo", "authenticated", "Signed in", "", ""},
+		{"claims list", map[string]stubResponse{"/bff/user": {200, []map[string]any{{"type": "sub", "value": "u1"}}}}, nil, "u1", "authenticated", "Signed in", "", ""},
+		{"call api", map[string]stubResponse{"/bff/user": user, "/api/whoami": whoami}, []string{"call-api"}, "Demo User", "authenticated", "API answered 200", `"sub": "demo-user"`, ""},
+		{"api 403", map[string]stubResponse{"/bff/user": user, "/api/whoami": {403, map[string]any{"error": "antiforgery_required"}}}, []string{"call-api"}, "Demo User", "authenticated", "403 antiforgery_required", "", ""},
+		{"api 503", map[string]stubResponse{"/bff/user": user, "/api/whoami": {503, map[string]any{"error": "session_store_unavailable"}}}, []string{"call-api"}, "Demo User", "authenticated", "503 session_store_unavailable", "", ""},
+		{"api 401 signs out", map[string]stubResponse{"/bff/user": user, "/api/whoami": {401, map[string]any{"error": "session_expired"}}}, []string{"call-api"}, "", "anonymous", "401 session_expired", "", ""},
+		{"user 503", map[string]stubResponse{"/bff/user": {503, map[string]any{"error": "session_store_unavailable"}}}, nil, "", "anonymous", "503 session_store_unavailable", "", ""},
+		{"log out", map[string]stubResponse{"/bff/user": user}, []string{"logout"}, "Demo User", "authenticated", "Signed in", "", "/bff/logout?sid=abc"},
+		{"foreign logoutUrl refused", map[string]stubResponse{"/bff/user": {200, map[string]any{"sub": "x", "logoutUrl": "//evil.example/"}}}, []string{"logout"}, "x", "authenticated", "Signed in", "", "/bff/logout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			in, err := json.Marshal(map[string]any{"script": script, "responses": tt.responses, "clicks": append([]string{}, tt.clicks...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.CommandContext(t.Context(), node, "-e", nodeHarness)
+			cmd.Stdin = bytes.NewReader(in)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("node: %v\n%s", err, stderr.String())
+			}
+			var run nodeRun
+			if err := json.Unmarshal(out, &run); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			if len(run.Calls) == 0 {
+				t.Fatal("no fetch on load")
+			}
+			for _, c := range run.Calls {
+				if c.Opts.Headers["X-CSRF"] != "1" || c.Opts.Credentials != "same-origin" {
+					t.Errorf("fetch %s sent headers %v credentials %q", c.URL, c.Opts.Headers, c.Opts.Credentials)
+				}
+			}
+			if run.Calls[0].URL != "/bff/user" {
+				t.Errorf("first fetch %s", run.Calls[0].URL)
+			}
+			last := run.Steps[len(run.Steps)-1]
+			if last.User != tt.wantUser || last.State != tt.wantState || !strings.Contains(last.Status, tt.wantStatus) || !strings.Contains(last.Result, tt.wantResult) {
+				t.Errorf("final step %+v", last)
+			}
+			if (last.State == "authenticated") == last.SignedInHidden || (last.State == "authenticated") != last.LoginHidden {
+				t.Errorf("visibility wrong in %+v", last)
+			}
+			if run.Navigated != tt.wantNavigated {
+				t.Errorf("navigated to %q, want %q", run.Navigated, tt.wantNavigated)
+			}
+		})
+	}
+}

@@ -1,6 +1,14 @@
 package session
 
-import "time"
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Config is the `session:` section of envoy-bff's config file.
 type Config struct {
@@ -57,3 +65,215 @@ type CookieConfig struct {
 	// SameSite is "lax" (default) or "strict".
 	SameSite string `yaml:"same_site"`
 }
+
+// Backend names accepted in Config.Backend.
+const (
+	// BackendMemory keeps sessions in this process: one replica, the demo.
+	BackendMemory = "memory"
+	// BackendRedis keeps sessions in Redis, shared by every replica.
+	BackendRedis = "redis"
+)
+
+// Limits that Validate enforces.
+const (
+	maxKeyIDLen     = 32
+	maxKeyPrefixLen = 64
+	maxCookieName   = 128
+	cookiePrefix    = "__Host-"
+)
+
+// DefaultConfig is the configuration a file or the environment overrides:
+// in-memory sessions, 2h idle, 12h absolute, and the __Host-bff cookie.
+// It has no keys; Validate requires them for Redis.
+func DefaultConfig() Config {
+	return Config{
+		Backend: BackendMemory,
+		Redis: RedisConfig{
+			DialTimeout:  time.Second,
+			ReadTimeout:  500 * time.Millisecond,
+			WriteTimeout: 500 * time.Millisecond,
+			PoolSize:     32,
+		},
+		KeyPrefix:        "bff:",
+		IdleTimeout:      2 * time.Hour,
+		AbsoluteLifetime: 12 * time.Hour,
+		LoginStateTTL:    10 * time.Minute,
+		Cookie:           CookieConfig{Name: "__Host-bff", SameSite: "lax"},
+	}
+}
+
+// Validate reports every bad field at once, each error reading
+// "<field>: <problem>" with the field path relative to the session section.
+// No error repeats a secret.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	switch c.Backend {
+	case BackendMemory:
+	case BackendRedis:
+		errs = append(errs, c.Redis.validate()...)
+	default:
+		bad("backend", "must be %q or %q, got %q", BackendMemory, BackendRedis, c.Backend)
+	}
+	if len(c.KeyPrefix) > maxKeyPrefixLen {
+		bad("key_prefix", "must be at most %d bytes", maxKeyPrefixLen)
+	}
+	if strings.ContainsFunc(c.KeyPrefix, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '{' || r == '}' }) {
+		bad("key_prefix", "must not contain spaces, control characters, '{' or '}' (hash tags are envoy-bff's)")
+	}
+	if c.IdleTimeout < time.Millisecond {
+		bad("idle_timeout", "must be at least 1ms")
+	}
+	if c.AbsoluteLifetime < time.Millisecond {
+		bad("absolute_lifetime", "must be at least 1ms")
+	} else if c.IdleTimeout > c.AbsoluteLifetime {
+		bad("idle_timeout", "must not exceed absolute_lifetime")
+	}
+	if c.LoginStateTTL < time.Millisecond {
+		bad("login_state_ttl", "must be at least 1ms")
+	}
+	// Memory sessions die with the process, so OpenBackend may draw
+	// ephemeral keys; Redis sessions outlive it and are shared.
+	required := c.Backend == BackendRedis
+	if len(c.EncryptionKeys) == 0 && required {
+		bad("encryption_keys", "required when backend is redis")
+	}
+	errs = append(errs, c.EncryptionKeys.validate("encryption_keys")...)
+	switch {
+	case c.HashKey == "" && required:
+		bad("hash_key", "required when backend is redis")
+	case c.HashKey == "":
+	case !isKeySecret(c.HashKey):
+		bad("hash_key", "must be 32 bytes of base64")
+	default:
+		for i, k := range c.EncryptionKeys {
+			if k.Secret == c.HashKey {
+				bad("hash_key", "must differ from encryption_keys[%d].secret", i)
+			}
+		}
+	}
+	errs = append(errs, c.Cookie.validate()...)
+	return errors.Join(errs...)
+}
+
+func (r RedisConfig) validate() []error {
+	var errs []error
+	if r.URL == "" {
+		errs = append(errs, errors.New("redis.url: required when backend is redis"))
+	} else if _, err := redis.ParseURL(r.URL); err != nil {
+		// The parser's message may quote the URL and its password: keep it out.
+		errs = append(errs, errors.New("redis.url: must be redis://[user:pass@]host:port[/db], rediss://… or unix://…"))
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"redis.dial_timeout", r.DialTimeout}, {"redis.read_timeout", r.ReadTimeout}, {"redis.write_timeout", r.WriteTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", d.field))
+		}
+	}
+	if r.PoolSize <= 0 {
+		errs = append(errs, errors.New("redis.pool_size: must be positive"))
+	}
+	return errs
+}
+
+func (l KeyList) validate(field string) []error {
+	var errs []error
+	seen := make(map[string]int, len(l))
+	for i, k := range l {
+		switch {
+		case !validKeyID(k.ID):
+			errs = append(errs, fmt.Errorf("%s[%d].id: must be 1-%d characters of A-Z a-z 0-9 _ -", field, i, maxKeyIDLen))
+		default:
+			if j, dup := seen[k.ID]; dup {
+				errs = append(errs, fmt.Errorf("%s[%d].id: duplicate of %s[%d].id", field, i, field, j))
+			}
+			seen[k.ID] = i
+		}
+		if !isKeySecret(k.Secret) {
+			errs = append(errs, fmt.Errorf("%s[%d].secret: must be 32 bytes of base64", field, i))
+		}
+	}
+	return errs
+}
+
+func (c CookieConfig) validate() []error {
+	var errs []error
+	switch {
+	case !strings.HasPrefix(c.Name, cookiePrefix):
+		errs = append(errs, fmt.Errorf("cookie.name: must start with %s", cookiePrefix))
+	case len(c.Name) == len(cookiePrefix) || len(c.Name) > maxCookieName || !isToken(c.Name):
+		errs = append(errs, fmt.Errorf("cookie.name: must be %s followed by 1-%d token characters", cookiePrefix, maxCookieName-len(cookiePrefix)))
+	}
+	if c.SameSite != "lax" && c.SameSite != "strict" {
+		errs = append(errs, fmt.Errorf("cookie.same_site: must be \"lax\" or \"strict\", got %q", c.SameSite))
+	}
+	return errs
+}
+
+// UnmarshalText reads the environment form "id1:secret1,id2:secret2"
+// (primary first). The YAML list form does not pass through here. Errors name
+// the entry by position, never its secret.
+func (l *KeyList) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	if s == "" {
+		*l = nil
+		return nil
+	}
+	var out KeyList
+	for i, entry := range strings.Split(s, ",") {
+		id, secret, ok := strings.Cut(strings.TrimSpace(entry), ":")
+		if !ok || id == "" || secret == "" {
+			return fmt.Errorf("key list entry %d: want id:secret", i)
+		}
+		out = append(out, Key{ID: strings.TrimSpace(id), Secret: strings.TrimSpace(secret)})
+	}
+	*l = out
+	return nil
+}
+
+// validKeyID reports whether id matches [A-Za-z0-9_-]{1,32}.
+func validKeyID(id string) bool {
+	if id == "" || len(id) > maxKeyIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken reports whether s is an RFC 7230 token, the grammar of a cookie name.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func isKeySecret(s string) bool {
+	_, err := decodeSecret(s)
+	return err == nil
+}
+
+// decodeSecret decodes a 32-byte key written in standard or URL-safe base64,
+// padded or not.
+func decodeSecret(s string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.Strict().DecodeString(s); err == nil && len(b) == keySize {
+			return b, nil
+		}
+	}
+	return nil, errBadSecret
+}
+
+var errBadSecret = errors.New("must be 32 bytes of base64")

@@ -4,4 +4,21 @@
 // The browser holds only a random 32-byte ID. The store key is a keyed hash of
 // that ID, and the record is sealed with AES-256-GCM under a key ring, so a copy
 // of Redis yields neither a usable cookie nor a token.
+//
+// A sealed record carries its key ID and its generation in a small clear
+// header; both, and the record's store key, are authenticated, so a record
+// cannot be edited or moved under another session. The generation in clear
+// lets Redis run Update's compare-and-set without holding a key.
+//
+// Key rotation: add the new key second on every replica, then make it first
+// (the primary seals, every key opens), and remove the old key only after
+// the absolute lifetime has passed. A record whose key has left the ring, or
+// that fails authentication, reads as ErrNotFound wrapping ErrUnreadable: it
+// can never be opened again, so that session is over (and the log says why).
+// It is not deleted on read, in case a replica with a newer ring can open it;
+// its TTL removes it.
+//
+// Errors: only ErrNotFound proves a session gone. Every other store failure
+// (refused connection, timeout, READONLY, LOADING, OOM, a cancelled context)
+// wraps ErrUnavailable and must not end a session.
 package session

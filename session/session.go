@@ -23,6 +23,15 @@ var (
 	ErrConflict = errors.New("session changed concurrently")
 	// ErrMalformedID means a cookie value is not a well-formed session ID.
 	ErrMalformedID = errors.New("malformed session id")
+	// ErrNoCookie means the request carries no session cookie: anonymous, and no store lookup is needed.
+	ErrNoCookie = errors.New("no session cookie")
+	// ErrDuplicateCookie means the session cookie appears more than once; picking one would let an
+	// attacker choose which a parser sees (CVE-2021-32777), so the request gets none.
+	ErrDuplicateCookie = errors.New("session cookie sent more than once")
+	// ErrUnreadable means a stored record cannot be opened with the configured keys or parsed
+	// (removed key, tampering, unknown format). Stores wrap it together with ErrNotFound:
+	// such a record can never be read again, so the session is over.
+	ErrUnreadable = errors.New("stored record unreadable")
 )
 
 // IDLen is the number of random bytes in a session ID (256 bits).
@@ -52,7 +61,9 @@ func ParseID(s string) (ID, error) {
 	if len(s) != encodedIDLen {
 		return ID{}, ErrMalformedID
 	}
-	n, err := idEncoding.Decode(id[:], []byte(s))
+	var buf [encodedIDLen]byte // a stack copy: no allocation on the hot path
+	copy(buf[:], s)
+	n, err := idEncoding.Decode(id[:], buf[:])
 	if err != nil || n != IDLen {
 		return ID{}, ErrMalformedID
 	}

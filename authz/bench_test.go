@@ -1,0 +1,33 @@
+package authz
+
+import (
+	"testing"
+)
+
+// BenchmarkCheckValidSession is the hot path: a valid session on a user
+// route, one store Get, no refresh, the session cookie stripped from others.
+func BenchmarkCheckValidSession(b *testing.B) {
+	e := newEnv(b)
+	in := creq("POST", "/api/orders/42?expand=items", e.apiHeaders(), userRoute())
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := e.srv.Check(ctx, in)
+		if err != nil || resp.GetOkResponse() == nil {
+			b.Fatal(resp, err)
+		}
+	}
+}
+
+// BenchmarkCheckNoCookie is the cheapest denial: no store call at all.
+func BenchmarkCheckNoCookie(b *testing.B) {
+	e := newEnv(b)
+	in := creq("GET", "/api/orders", map[string]string{csrfHeader: "1"}, userRoute())
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		if resp, _ := e.srv.Check(ctx, in); resp.GetDeniedResponse() == nil {
+			b.Fatal(resp)
+		}
+	}
+}

@@ -1,0 +1,169 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config is the `authz:` section of envoy-bff's config file: where a route's
+// policy comes from when Envoy does not name it, and what Check adds upstream.
+type Config struct {
+	// DefaultPolicy applies to a path no rule matches and no route names. It
+	// defaults to "user" so a forgotten route fails closed.
+	DefaultPolicy Policy `yaml:"default_policy"`
+	// PathRules give policies by path, for proxies that cannot set
+	// context_extensions (Istio's CUSTOM provider). An exact rule beats every
+	// prefix rule; among prefixes the longest wins. Paths are matched after
+	// normalisation, without query or fragment.
+	PathRules []PathRule `yaml:"path_rules"`
+	// IdentityHeaders maps an upstream request header to an ID-token claim
+	// (x-user-sub: sub). Each header is removed from every incoming request
+	// before it is set, so a client can never supply it.
+	IdentityHeaders map[string]string `yaml:"identity_headers"`
+	// LoginPath is where unauthenticated navigations are redirected on routes
+	// that allow it; returnUrl carries the original path.
+	LoginPath string `yaml:"login_path"`
+	// RefreshLeadTime is how long before the access token's expiry Check asks
+	// for a refresh. Until expiry, a failed refresh still passes the old token.
+	RefreshLeadTime time.Duration `yaml:"refresh_lead_time"`
+}
+
+// PathRule assigns a policy to a path or a path prefix. Set exactly one of
+// Prefix and Exact.
+type PathRule struct {
+	// Prefix matches every normalised path that starts with it ("/api/").
+	Prefix string `yaml:"prefix"`
+	// Exact matches one normalised path only ("/"); use it for anonymous routes.
+	Exact string `yaml:"exact"`
+	// Policy is none, user or user_or_none.
+	Policy Policy `yaml:"policy"`
+	// Redirect sends unauthenticated browser navigations a 302 to LoginPath
+	// instead of a 401.
+	Redirect bool `yaml:"redirect"`
+}
+
+// DefaultConfig is fail-closed: every path needs a session.
+func DefaultConfig() Config {
+	return Config{
+		DefaultPolicy:   PolicyUser,
+		LoginPath:       "/bff/login",
+		RefreshLeadTime: 30 * time.Second,
+	}
+}
+
+// isReservedHeader reports headers that may never be identity headers: Check
+// owns them, or setting them would change how the request is framed or routed.
+func isReservedHeader(lower string) bool {
+	switch lower {
+	case "authorization", "cookie", "host", "content-length", "transfer-encoding",
+		"connection", "te", "upgrade", "keep-alive", "proxy-connection", "expect",
+		"x-request-id":
+		return true
+	}
+	return strings.HasPrefix(lower, "x-envoy-")
+}
+
+// Validate reports every bad field at once, each as "<field>: <problem>".
+func (c Config) Validate() error {
+	var errs []error
+	if err := validatePolicy(string(c.DefaultPolicy)); err != nil {
+		errs = append(errs, fmt.Errorf("default_policy: %w", err))
+	}
+	exact := map[string]int{}
+	prefix := map[string]int{}
+	for i, r := range c.PathRules {
+		field := fmt.Sprintf("path_rules[%d]", i)
+		switch {
+		case r.Prefix == "" && r.Exact == "":
+			errs = append(errs, fmt.Errorf("%s: set one of prefix or exact", field))
+		case r.Prefix != "" && r.Exact != "":
+			errs = append(errs, fmt.Errorf("%s: set only one of prefix or exact", field))
+		case r.Exact != "":
+			errs = append(errs, validateRulePath(field+".exact", r.Exact, exact, i)...)
+		default:
+			errs = append(errs, validateRulePath(field+".prefix", r.Prefix, prefix, i)...)
+		}
+		if err := validatePolicy(string(r.Policy)); err != nil {
+			errs = append(errs, fmt.Errorf("%s.policy: %w", field, err))
+		}
+	}
+	names := make([]string, 0, len(c.IdentityHeaders))
+	for h := range c.IdentityHeaders {
+		names = append(names, h)
+	}
+	slices.Sort(names) // stable error order
+	seen := map[string]string{}
+	for _, h := range names {
+		field := fmt.Sprintf("identity_headers[%q]", h)
+		lower := strings.ToLower(h)
+		switch {
+		case !isToken(h):
+			errs = append(errs, fmt.Errorf("%s: not a valid header name", field))
+		case strings.Contains(h, "_"):
+			errs = append(errs, fmt.Errorf("%s: use dashes, not underscores (Envoy rejects client headers with underscores, so they cannot be stripped)", field))
+		case isReservedHeader(lower):
+			errs = append(errs, fmt.Errorf("%s: reserved header", field))
+		case seen[lower] != "":
+			errs = append(errs, fmt.Errorf("%s: same header as %q", field, seen[lower]))
+		}
+		seen[lower] = h
+		if claim := c.IdentityHeaders[h]; strings.TrimSpace(claim) == "" {
+			errs = append(errs, fmt.Errorf("%s: claim name is empty", field))
+		}
+	}
+	if !isLocalPath(c.LoginPath) {
+		errs = append(errs, fmt.Errorf("login_path: must be a local path such as /bff/login, got %q", c.LoginPath))
+	}
+	if c.RefreshLeadTime < 0 || c.RefreshLeadTime > time.Hour {
+		errs = append(errs, fmt.Errorf("refresh_lead_time: must be between 0 and 1h, got %s", c.RefreshLeadTime))
+	}
+	return errors.Join(errs...)
+}
+
+// validateRulePath requires a rule's path in the form Check matches against
+// (a rule that is not normalised would never match) and no duplicates.
+func validateRulePath(field, p string, seen map[string]int, i int) []error {
+	var errs []error
+	if n, err := normalisePath(p); err != nil || n != p || strings.ContainsAny(p, "?#") {
+		errs = append(errs, fmt.Errorf("%s: must be a normalised path starting with \"/\" (no query, %%2F, dot segments or //), got %q", field, p))
+	}
+	if j, dup := seen[p]; dup {
+		errs = append(errs, fmt.Errorf("%s: duplicate of path_rules[%d]", field, j))
+	} else {
+		seen[p] = i
+	}
+	return errs
+}
+
+// isLocalPath accepts a path-only reference on this origin.
+func isLocalPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "?#\\") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] <= ' ' || p[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken reports whether s is an RFC 9110 token (a valid header name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,127 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/envoy-bff/envoy-bff/oidcflow"
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+	"github.com/envoy-bff/envoy-bff/session"
+)
+
+// decision is a pass: with the user's access token, or anonymous.
+type decision struct {
+	token  string // access token; "" passes without one
+	claims []byte // the ID token's claims, for identity headers
+	// clearCookie deletes a dead session cookie in the browser while an
+	// anonymous request passes (user_or_none).
+	clearCookie bool
+}
+
+// decide runs anti-forgery → session cookie → store → refresh, in that
+// order, and stops at the first answer. It never passes on a fault.
+func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
+	if req.policy == PolicyNone {
+		return decision{}, nil
+	}
+	// Anti-forgery first, before any store lookup or refresh (T12–T15).
+	// Envoy merges repeated headers with ",", so "1,1" fails as it should.
+	if !req.preflight && (req.antiforgeryCount != 1 || !s.antiforgery.Valid(req.antiforgery)) {
+		// A browser navigation cannot carry the header. Without a session
+		// cookie it carries no credential either, so it may be sent to log
+		// in; with one it stays a 403.
+		if req.cookie == "" && req.navigation && req.redirect && req.policy == PolicyUser {
+			return decision{}, errNoSession
+		}
+		return decision{}, errAntiforgery
+	}
+
+	id, err := s.cookie.ReadID(req.cookie)
+	switch {
+	case errors.Is(err, session.ErrNoCookie):
+		return s.anonymous(req, errNoSession) // T1: no store call
+	case errors.Is(err, session.ErrDuplicateCookie):
+		return decision{}, errDuplicateCookie // T4: never first- or last-wins
+	case err != nil:
+		return s.anonymous(req, fmt.Errorf("%w: %w", errSessionUnknown, err)) // T2: no store call
+	}
+
+	sess, err := s.sessions.Get(ctx, id)
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		return s.anonymous(req, errSessionUnknown) // T3
+	case err != nil:
+		return decision{}, fmt.Errorf("%w: %w", errStoreUnavailable, err)
+	case sess == nil:
+		return decision{}, fmt.Errorf("%w: store returned no record", errStoreUnavailable)
+	}
+
+	nowMs := s.now().UnixMilli()
+	if abs := sess.GetAbsoluteExpiresAtUnixMs(); abs != 0 && nowMs >= abs {
+		// The store should not have returned it; make sure it is gone (T6).
+		if err := s.sessions.Delete(ctx, id); err != nil {
+			s.logger.LogAttrs(ctx, slog.LevelWarn, "authz: delete expired session failed",
+				slog.String("x-request-id", req.id), slog.Any("error", err))
+		}
+		return s.anonymous(req, errSessionUnknown)
+	}
+
+	exp := sess.GetAccessTokenExpiresAtUnixMs()
+	expired := sess.GetAccessToken() == "" || exp != 0 && nowMs >= exp
+	due := expired || exp != 0 && nowMs >= exp-s.refreshLead.Milliseconds()
+	if due {
+		fresh, err := s.refresh(ctx, req, id, sess, expired)
+		switch {
+		case errors.Is(err, errStoreUnavailable), errors.Is(err, errRefreshFailed):
+			return decision{}, err // faults deny on every policy
+		case err != nil:
+			return s.anonymous(req, err)
+		}
+		sess = fresh
+	}
+	return decision{token: sess.GetAccessToken(), claims: sess.GetClaimsJson()}, nil
+}
+
+// refresh renews a due access token. While the old token is still valid, a
+// failure that does not prove the session dead keeps the old token (T59).
+func (s *Server) refresh(ctx context.Context, req *request, id session.ID, sess *sessionpb.Session, expired bool) (*sessionpb.Session, error) {
+	if s.refresher == nil {
+		if expired {
+			return nil, errSessionExpired
+		}
+		return sess, nil
+	}
+	fresh, err := s.refresher.Refresh(ctx, id, sess)
+	switch {
+	case err == nil && fresh.GetAccessToken() != "":
+		return fresh, nil
+	case err == nil:
+		err = errors.New("refresher returned no access token")
+	case errors.Is(err, oidcflow.ErrRefreshRejected):
+		return nil, fmt.Errorf("%w: %w", errRefreshRejected, err)
+	case errors.Is(err, session.ErrNotFound):
+		return nil, errSessionUnknown // deleted while we refreshed (logout)
+	}
+	if !expired {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "authz: refresh failed; passing the still-valid access token",
+			slog.String("x-request-id", req.id), slog.Any("error", err))
+		return sess, nil
+	}
+	if errors.Is(err, session.ErrUnavailable) {
+		return nil, fmt.Errorf("%w: %w", errStoreUnavailable, err)
+	}
+	return nil, fmt.Errorf("%w: %w", errRefreshFailed, err)
+}
+
+// anonymous turns "no usable session" into a pass without a token on
+// user_or_none routes (clearing a dead cookie), and into err elsewhere.
+// Faults never come here: they deny on every policy.
+func (s *Server) anonymous(req *request, err error) (decision, error) {
+	if req.policy != PolicyUserOrNone {
+		return decision{}, err
+	}
+	clear := errors.Is(err, errSessionUnknown) || errors.Is(err, errRefreshRejected)
+	return decision{clearCookie: clear}, nil
+}

@@ -1,0 +1,81 @@
+package authz
+
+import (
+	"errors"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+)
+
+// Reasons for a denial. parseRequest and decide return them, wrapped with %w
+// where a cause exists; denialFor maps each to one answer. Anything else is
+// an internal error: a deny, never a pass.
+var (
+	errInvalidRequest    = errors.New("malformed check request")
+	errInvalidPath       = errors.New("request path is not acceptable")
+	errPolicyInvalid     = errors.New("route names an unknown policy")
+	errPolicyUnsupported = errors.New("route policy is not supported yet")
+	errAntiforgery       = errors.New("anti-forgery header missing or wrong")
+	errNoSession         = errors.New("no session cookie")
+	errSessionUnknown    = errors.New("session cookie names no live session")
+	errDuplicateCookie   = errors.New("more than one session cookie")
+	errSessionExpired    = errors.New("access token expired and cannot be refreshed")
+	errRefreshRejected   = errors.New("provider rejected the refresh")
+	errStoreUnavailable  = errors.New("session store unavailable")
+	errRefreshFailed     = errors.New("token refresh unavailable")
+)
+
+// denial is one row of the error → answer table.
+type denial struct {
+	err         error
+	status      int
+	grpcCode    codes.Code
+	code        string // the JSON "error" member
+	description string // the JSON "error_description" member; fixed text, never request data
+	// clearCookie adds a Set-Cookie that deletes the session cookie: only
+	// where the cookie is proven useless, since a session must survive every
+	// fault that does not prove it invalid.
+	clearCookie bool
+	// retryAfter adds `retry-after`: the fault is ours and passing.
+	retryAfter bool
+	// redirectable lets a browser navigation on a route that allows it get a
+	// 302 to the login page instead.
+	redirectable bool
+}
+
+// denials is the one table from error to answer. Order matters only for
+// errors that wrap two sentinels; none do today.
+func denials() []denial {
+	return []denial{
+		{err: errInvalidRequest, status: http.StatusBadRequest, grpcCode: codes.InvalidArgument,
+			code: "invalid_request", description: "The request carries a header value that is not allowed."},
+		{err: errInvalidPath, status: http.StatusBadRequest, grpcCode: codes.InvalidArgument,
+			code: "invalid_path", description: "The request path is not acceptable."},
+		{err: errPolicyInvalid, status: http.StatusInternalServerError, grpcCode: codes.Internal,
+			code: "policy_invalid", description: "The route names an unknown policy."},
+		{err: errPolicyUnsupported, status: http.StatusServiceUnavailable, grpcCode: codes.Unavailable,
+			code: "policy_unsupported", description: "The route's policy is not supported by this version."},
+		{err: errAntiforgery, status: http.StatusForbidden, grpcCode: codes.PermissionDenied,
+			code: "antiforgery_required", description: "The anti-forgery header is missing or wrong."},
+		{err: errNoSession, status: http.StatusUnauthorized, grpcCode: codes.Unauthenticated,
+			code: "unauthenticated", description: "Sign in to continue.", redirectable: true},
+		{err: errSessionUnknown, status: http.StatusUnauthorized, grpcCode: codes.Unauthenticated,
+			code: "unauthenticated", description: "Sign in to continue.", clearCookie: true, redirectable: true},
+		{err: errDuplicateCookie, status: http.StatusUnauthorized, grpcCode: codes.Unauthenticated,
+			code: "unauthenticated", description: "Sign in to continue."},
+		{err: errSessionExpired, status: http.StatusUnauthorized, grpcCode: codes.Unauthenticated,
+			code: "session_expired", description: "The session has expired; sign in again.", redirectable: true},
+		{err: errRefreshRejected, status: http.StatusUnauthorized, grpcCode: codes.Unauthenticated,
+			code: "session_expired", description: "The session has expired; sign in again.", clearCookie: true, redirectable: true},
+		{err: errStoreUnavailable, status: http.StatusServiceUnavailable, grpcCode: codes.Unavailable,
+			code: "session_store_unavailable", description: "Sessions are unavailable; try again shortly.", retryAfter: true},
+		{err: errRefreshFailed, status: http.StatusServiceUnavailable, grpcCode: codes.Unavailable,
+			code: "token_refresh_unavailable", description: "The access token could not be renewed; try again shortly.", retryAfter: true},
+	}
+}
+
+// internalDenial answers an error the table does not know: fail closed.
+func internalDenial() denial {
+	return denial{status: http.StatusInternalServerError, grpcCode: codes.Internal,
+		code: "internal_error", description: "The request could not be authorized."}
+}

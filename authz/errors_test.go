@@ -1,0 +1,67 @@
+package authz
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// TestDenialTable is the one error → (status, code) table, row by row.
+func TestDenialTable(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		err         error
+		status      int
+		code        string
+		clear       bool
+		retryAfter  bool
+		redirectble bool
+	}{
+		{errInvalidRequest, 400, "invalid_request", false, false, false},
+		{errInvalidPath, 400, "invalid_path", false, false, false},
+		{errPolicyInvalid, 500, "policy_invalid", false, false, false},
+		{errPolicyUnsupported, 503, "policy_unsupported", false, false, false},
+		{errAntiforgery, 403, "antiforgery_required", false, false, false},
+		{errNoSession, 401, "unauthenticated", false, false, true},
+		{errSessionUnknown, 401, "unauthenticated", true, false, true},
+		{errDuplicateCookie, 401, "unauthenticated", false, false, false},
+		{errSessionExpired, 401, "session_expired", false, false, true},
+		{errRefreshRejected, 401, "session_expired", true, false, true},
+		{errStoreUnavailable, 503, "session_store_unavailable", false, true, false},
+		{errRefreshFailed, 503, "token_refresh_unavailable", false, true, false},
+		{errors.New("something new"), 500, "internal_error", false, false, false},
+	}
+	if got, want := len(denials()), len(cases)-1; got != want {
+		t.Fatalf("the table has %d rows, this test %d: test every row", got, want)
+	}
+	r := newResponses(nil, "__Host-bff=; Path=/; Max-Age=0")
+	for _, tc := range cases {
+		t.Run(tc.code+"/"+tc.err.Error(), func(t *testing.T) {
+			t.Parallel()
+			for _, err := range []error{tc.err, fmt.Errorf("context: %w", tc.err)} {
+				d, resp := r.denied(err)
+				if d.status != tc.status || d.code != tc.code || d.clearCookie != tc.clear ||
+					d.retryAfter != tc.retryAfter || d.redirectable != tc.redirectble {
+					t.Errorf("%v → %+v", err, d)
+				}
+				if status(resp) != tc.status || resp.GetStatus().GetCode() == 0 {
+					t.Errorf("%v → response status %d / grpc %d", err, status(resp), resp.GetStatus().GetCode())
+				}
+				var body errorBody
+				if err := json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &body); err != nil || body.Error != tc.code || body.Description == "" {
+					t.Errorf("body %q", resp.GetDeniedResponse().GetBody())
+				}
+				if deniedHeader(resp, "content-type") != "application/json" || deniedHeader(resp, "cache-control") != "no-store" {
+					t.Errorf("headers %v", resp.GetDeniedResponse().GetHeaders())
+				}
+				if (deniedHeader(resp, "retry-after") != "") != tc.retryAfter {
+					t.Errorf("retry-after %q", deniedHeader(resp, "retry-after"))
+				}
+				if (deniedHeader(resp, "set-cookie") != "") != tc.clear {
+					t.Errorf("set-cookie %q", deniedHeader(resp, "set-cookie"))
+				}
+			}
+		})
+	}
+}

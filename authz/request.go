@@ -1,0 +1,135 @@
+package authz
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+// Context extension keys a route may set in Envoy
+// (typed_per_filter_config → check_settings.context_extensions).
+const (
+	// extPolicy names the route's policy; it beats every path rule.
+	extPolicy = "bff.policy"
+	// extRedirect, "true", lets unauthenticated navigations on the route get a 302 to login.
+	extRedirect = "bff.redirect"
+)
+
+// maxRequestIDLen bounds the client-supplied x-request-id that reaches the log.
+const maxRequestIDLen = 128
+
+// request is everything a decision needs from a CheckRequest, validated.
+// It holds no proto types, so decide is testable with plain values.
+type request struct {
+	id         string // x-request-id, for logs only
+	method     string
+	path       string // normalised, without query or fragment
+	query      string // raw, without '?'
+	policy     Policy
+	redirect   bool // the route allows a 302 to login
+	navigation bool // a browser's top-level GET
+	preflight  bool // a CORS preflight: OPTIONS with access-control-request-method
+	// antiforgery is the anti-forgery header's value; antiforgeryCount counts
+	// separate header entries (more than one is always wrong).
+	antiforgery      string
+	antiforgeryCount int
+	cookie           string // the whole Cookie header, "" if none
+}
+
+// parser turns CheckRequests into requests. It is built once by NewServer.
+type parser struct {
+	routes          routeTable
+	antiforgeryName string // lower case, as Envoy hands header names over
+}
+
+// parse is pure. It never trusts x-forwarded-uri, x-envoy-original-path or
+// x-forwarded-host (T46): only the request target Envoy saw decides.
+func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
+	attrs := in.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	if h == nil {
+		return request{}, errInvalidRequest
+	}
+	var r request
+	r.method = h.GetMethod()
+	r.id = h.GetId()
+
+	var accept, fetchMode string
+	var hasACRM bool
+	pick := func(k, v string) {
+		switch k {
+		case "cookie":
+			if r.cookie == "" {
+				r.cookie = v
+			} else { // raw header entries: join as HTTP/2 crumbs are joined
+				r.cookie += "; " + v
+			}
+		case "x-request-id":
+			r.id = v[:min(len(v), maxRequestIDLen)]
+		case "accept":
+			accept = v
+		case "sec-fetch-mode":
+			fetchMode = v
+		case "access-control-request-method":
+			hasACRM = true
+		case p.antiforgeryName:
+			r.antiforgery = v
+			r.antiforgeryCount++
+		}
+	}
+	for k, v := range h.GetHeaders() {
+		if !validHeader(k) || !validHeader(v) {
+			return request{id: r.id, method: r.method}, errInvalidRequest
+		}
+		pick(k, v)
+	}
+	// With encode_raw_headers Envoy sends every entry separately and unmerged,
+	// with raw bytes: the only place non-UTF-8 is still visible (T50).
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		k := hv.GetKey()
+		v := hv.GetValue()
+		if raw := hv.GetRawValue(); len(raw) > 0 {
+			v = string(raw)
+		}
+		if !validHeader(k) || !validHeader(v) {
+			return request{id: r.id, method: r.method}, errInvalidRequest
+		}
+		pick(strings.ToLower(k), v)
+	}
+
+	path, query, err := splitTarget(h.GetPath())
+	if err != nil {
+		return request{id: r.id, method: r.method}, err
+	}
+	r.path, r.query = path, query
+	r.navigation = r.method == "GET" && (fetchMode == "navigate" || strings.Contains(accept, "text/html"))
+	r.preflight = r.method == "OPTIONS" && hasACRM
+
+	if name, ok := attrs.GetContextExtensions()[extPolicy]; ok {
+		if r.policy, err = parsePolicy(name); err != nil {
+			return request{id: r.id, method: r.method, path: r.path}, err
+		}
+		r.redirect = attrs.GetContextExtensions()[extRedirect] == "true"
+		return r, nil
+	}
+	rt := p.routes.match(r.path)
+	r.policy, r.redirect = rt.policy, rt.redirect
+	return r, nil
+}
+
+// validHeader rejects NUL, CR, LF and every other control character but
+// HTAB, and invalid UTF-8 (T50).
+func validHeader(s string) bool {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	return ascii || utf8.ValidString(s)
+}

@@ -1,0 +1,161 @@
+package oidcflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+
+	"golang.org/x/oauth2"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+	"github.com/envoy-bff/envoy-bff/session"
+)
+
+// maxCallbackParam bounds state, code, iss and error; longer values are
+// refused before any store lookup (T27).
+const maxCallbackParam = 2048
+
+// callbackParams are the parameters the callback reads; each must appear at most once.
+var callbackParams = [...]string{"state", "code", "iss", "error"}
+
+// callback answers GET <prefix>/callback: it checks the provider's answer,
+// consumes the pending login (once), checks the browser binding, exchanges
+// the code with the PKCE verifier, verifies the ID token, and starts a new
+// session under a new ID. Any returnUrl or redirect parameter here is
+// ignored: the destination is the one stored at /login (T22).
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	d, err := h.provider.get()
+	if err != nil {
+		return err
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return fmt.Errorf("%w: query does not parse", errInvalidCallback)
+	}
+	for _, k := range callbackParams {
+		if len(q[k]) > 1 {
+			return fmt.Errorf("%w: %s given more than once", errInvalidCallback, k)
+		}
+		if len(q.Get(k)) > maxCallbackParam {
+			return fmt.Errorf("%w: %s longer than %d bytes", errInvalidCallback, k, maxCallbackParam)
+		}
+	}
+	state, code := q.Get("state"), q.Get("code")
+	if q.Has("error") {
+		// The provider refused: a fixed answer, its description never
+		// reflected (T28); the pending login is dropped.
+		if state != "" {
+			ls, err := h.store.TakeLoginState(ctx, state)
+			switch {
+			case err == nil && boundToBrowser(r, ls.GetBrowserBinding()):
+				w.Header().Add("Set-Cookie", clearLoginCookie())
+			case err != nil && !errors.Is(err, session.ErrNotFound):
+				h.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: drop pending login failed", slog.Any("error", err))
+			}
+		}
+		return fmt.Errorf("%w: provider answered error %s", errLoginFailed, safeCode(q.Get("error")))
+	}
+	if state == "" || code == "" {
+		return fmt.Errorf("%w: state or code missing", errInvalidCallback)
+	}
+	// RFC 9207: the answer must name the configured issuer exactly, and must
+	// name it at all when the provider says it always does (T29).
+	if iss, ok := q["iss"]; ok && iss[0] != h.cfg.Issuer {
+		return fmt.Errorf("%w: iss is not the configured issuer", errInvalidCallback)
+	} else if !ok && d.issParam {
+		return fmt.Errorf("%w: iss missing although the provider sends it", errInvalidCallback)
+	}
+
+	ls, err := h.store.TakeLoginState(ctx, state) // one-time: GETDEL
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		return fmt.Errorf("%w: state unknown, used or expired", errInvalidState)
+	case err != nil:
+		return fmt.Errorf("take login state: %w", err)
+	}
+	if !boundToBrowser(r, ls.GetBrowserBinding()) {
+		// The cookie, if any, belongs to another pending login of this browser: keep it.
+		return fmt.Errorf("%w: login cookie missing or not this login's", errInvalidState)
+	}
+	w.Header().Add("Set-Cookie", clearLoginCookie())
+
+	rec, err := h.redeem(ctx, d, code, ls)
+	if err != nil {
+		return err
+	}
+	id, err := session.NewID(h.rand) // a new ID at every login (T7)
+	if err != nil {
+		return fmt.Errorf("start session: %w", err)
+	}
+	if err := h.store.Create(ctx, id, rec); err != nil {
+		return fmt.Errorf("create session: %w", err)
+	}
+	// Whatever session this browser had before is over (fixation).
+	if old, err := h.cookie.ReadIDFromRequest(r); err == nil {
+		if err := h.store.Delete(ctx, old); err != nil {
+			h.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: delete previous session failed",
+				slog.String("session", idTag(old)), slog.Any("error", err))
+		}
+	}
+	h.logger.LogAttrs(ctx, slog.LevelInfo, "oidcflow: login",
+		slog.String("session", idTag(id)), slog.String("sub", rec.GetSubject()), slog.Bool("sid_from_provider", rec.GetSidFromProvider()))
+	w.Header().Add("Set-Cookie", h.cookie.SetCookie(id))
+	returnURL, err := ValidateReturnURL(ls.GetReturnUrl()) // stored validated; checked again all the same
+	if err != nil {
+		returnURL = "/"
+	}
+	redirect(w, returnURL)
+	return nil
+}
+
+// redeem exchanges the code (once, never retried: T31), verifies the ID
+// token (T30) and builds the session record. On any failure the tokens are
+// dropped.
+func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *sessionpb.LoginState) (*sessionpb.Session, error) {
+	pctx, cancel := context.WithTimeout(h.provider.clientContext(ctx), h.cfg.ProviderTimeout)
+	defer cancel()
+	tok, err := d.oauth2.Exchange(pctx, code, oauth2.VerifierOption(ls.GetCodeVerifier()))
+	if err != nil {
+		err = classifyTokenError("exchange code", err)
+		if errors.Is(err, ErrProviderUnavailable) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", errLoginFailed, err)
+	}
+	id, err := verifyIDToken(pctx, d.verifier, tokenString(tok, "id_token"), idCheck{
+		clientID:    h.cfg.ClientID,
+		nonce:       ls.GetNonce(),
+		checkNonce:  true,
+		accessToken: tok.AccessToken,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errLoginFailed, err)
+	}
+	now := h.now()
+	rec := &sessionpb.Session{
+		Issuer:                     h.cfg.Issuer,
+		Subject:                    id.token.Subject,
+		Sid:                        id.sid,
+		SidFromProvider:            id.sid != "",
+		AccessToken:                tok.AccessToken,
+		RefreshToken:               tok.RefreshToken,
+		IdToken:                    tokenString(tok, "id_token"),
+		TokenType:                  tok.TokenType,
+		AccessTokenExpiresAtUnixMs: tokenExpiry(now, tok),
+		CreatedAtUnixMs:            now.UnixMilli(),
+		AbsoluteExpiresAtUnixMs:    now.Add(h.lifetime).UnixMilli(),
+		ClaimsJson:                 id.claims,
+		Scope:                      tokenString(tok, "scope"),
+	}
+	if rec.Sid == "" {
+		// No provider sid: mint one, so logout still needs a per-session proof.
+		if rec.Sid, err = randomString(h.rand, "sid"); err != nil {
+			return nil, fmt.Errorf("start session: %w", err)
+		}
+	}
+	return rec, nil
+}

@@ -1,0 +1,141 @@
+package oidcflow
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config is the `oidc:` section of envoy-bff's config file: who the
+// provider is, who envoy-bff is to it, and where the browser endpoints live.
+type Config struct {
+	// Issuer is the provider's issuer URL exactly as its discovery document
+	// and ID tokens spell it (no trailing slash unless the provider has one).
+	Issuer string `yaml:"issuer"`
+	// ClientID is envoy-bff's client_id at the provider.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret authenticates envoy-bff at the token endpoint
+	// (client_secret_basic, or client_secret_post if the provider offers only
+	// that). Empty makes envoy-bff a public client that relies on PKCE alone.
+	ClientSecret string `yaml:"client_secret"`
+	// RedirectURL is the absolute callback URL registered at the provider.
+	// It is the only source of redirect_uri: request headers such as Host or
+	// X-Forwarded-Host never change it. Its path must be PathPrefix+"/callback".
+	RedirectURL string `yaml:"redirect_url"`
+	// Scopes are requested at login; they must include openid.
+	Scopes []string `yaml:"scopes"`
+	// PathPrefix is where the browser endpoints are served (default /bff).
+	PathPrefix string `yaml:"path_prefix"`
+	// PostLogoutRedirectURL, if set, is the absolute URL the provider sends
+	// the browser to after logout; it must be registered at the provider.
+	PostLogoutRedirectURL string `yaml:"post_logout_redirect_url"`
+	// ProviderTimeout bounds every single call to the provider.
+	ProviderTimeout time.Duration `yaml:"provider_timeout"`
+	// RefreshLeadTime is how long before the access token's expiry the
+	// Refresher renews it; it never exceeds half the token's lifetime.
+	RefreshLeadTime time.Duration `yaml:"refresh_lead_time"`
+}
+
+// Limits that Validate enforces.
+const (
+	maxProviderTimeout = time.Minute
+	maxRefreshLead     = time.Hour
+)
+
+// DefaultConfig is what a config file overrides: the standard scopes with
+// offline_access (so sessions can refresh), the /bff prefix, a 5s provider
+// timeout and a 60s refresh lead. Issuer, client and redirect URL have no
+// defaults.
+func DefaultConfig() Config {
+	return Config{
+		Scopes:          []string{"openid", "profile", "email", "offline_access"},
+		PathPrefix:      "/bff",
+		ProviderTimeout: 5 * time.Second,
+		RefreshLeadTime: 60 * time.Second,
+	}
+}
+
+// Validate reports every bad field at once, each error reading
+// "<field>: <problem>" with the field path relative to the oidc section. No
+// error repeats the client secret.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	switch {
+	case c.Issuer == "":
+		bad("issuer", "required")
+	case !isAbsHTTPURL(c.Issuer, true):
+		bad("issuer", "must be an absolute http(s) URL without query or fragment")
+	}
+	if c.ClientID == "" {
+		bad("client_id", "required")
+	} else if strings.ContainsFunc(c.ClientID, isCtlOrSpace) {
+		bad("client_id", "must not contain spaces or control characters")
+	}
+	if strings.ContainsFunc(c.ClientSecret, isCtl) {
+		bad("client_secret", "must not contain control characters")
+	}
+	prefixOK := validPathPrefix(c.PathPrefix)
+	if !prefixOK {
+		bad("path_prefix", "must be a path such as /bff: a leading /, no trailing /, no //, no spaces, ? or #")
+	}
+	switch {
+	case c.RedirectURL == "":
+		bad("redirect_url", "required")
+	case !isAbsHTTPURL(c.RedirectURL, false):
+		bad("redirect_url", "must be an absolute http(s) URL")
+	case prefixOK:
+		if u, _ := url.Parse(c.RedirectURL); u.Path != c.PathPrefix+"/callback" {
+			bad("redirect_url", "path must be %s/callback, where the callback is served", c.PathPrefix)
+		}
+	}
+	if !slices.Contains(c.Scopes, "openid") {
+		bad("scopes", "must include openid")
+	}
+	for i, s := range c.Scopes {
+		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == '"' || r == '\\' || r >= 0x7f }) {
+			bad(fmt.Sprintf("scopes[%d]", i), "must be a non-empty scope token without spaces, quotes or backslashes")
+		}
+	}
+	if c.PostLogoutRedirectURL != "" && !isAbsHTTPURL(c.PostLogoutRedirectURL, false) {
+		bad("post_logout_redirect_url", "must be an absolute http(s) URL")
+	}
+	if c.ProviderTimeout <= 0 || c.ProviderTimeout > maxProviderTimeout {
+		bad("provider_timeout", "must be between 1ns and %s, got %s", maxProviderTimeout, c.ProviderTimeout)
+	}
+	if c.RefreshLeadTime < 0 || c.RefreshLeadTime > maxRefreshLead {
+		bad("refresh_lead_time", "must be between 0 and %s, got %s", maxRefreshLead, c.RefreshLeadTime)
+	}
+	return errors.Join(errs...)
+}
+
+// isAbsHTTPURL reports whether s is an absolute http(s) URL with a host, no
+// userinfo and no fragment; issuer also forbids a query.
+func isAbsHTTPURL(s string, issuer bool) bool {
+	if strings.ContainsFunc(s, isCtlOrSpace) {
+		return false
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Fragment != "" || u.Opaque != "" {
+		return false
+	}
+	return !issuer || (u.RawQuery == "" && !u.ForceQuery)
+}
+
+// validPathPrefix accepts "/seg[/seg…]" of URL path characters.
+func validPathPrefix(p string) bool {
+	if len(p) < 2 || p[0] != '/' || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
+		return false
+	}
+	return !strings.ContainsFunc(p, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`?#%\"<>`, r)
+	})
+}
+
+func isCtl(r rune) bool        { return r < ' ' || r == 0x7f }
+func isCtlOrSpace(r rune) bool { return r <= ' ' || r == 0x7f }

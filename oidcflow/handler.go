@@ -1,0 +1,198 @@
+package oidcflow
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+	"github.com/envoy-bff/envoy-bff/session"
+)
+
+// Revoker revokes a session's refresh token at the provider (RFC 7009).
+// Logout calls it before deleting the record; a failure is logged and the
+// record is deleted all the same (T9).
+type Revoker interface {
+	// Revoke revokes s's refresh token (and with it, at most providers, its grant).
+	Revoke(ctx context.Context, s *sessionpb.Session) error
+}
+
+// RefreshLocker serialises refreshes of one session across replicas. The
+// Refresher takes it inside its in-process shared attempt, re-reads the
+// record under it, and releases it after writing.
+type RefreshLocker interface {
+	// Lock waits until this process holds id's refresh lock or ctx ends.
+	Lock(ctx context.Context, id session.ID) (unlock func(), err error)
+}
+
+// Deps are the Handler's and Refresher's collaborators, injected so tests
+// control the clock, randomness, store and network.
+type Deps struct {
+	// Store keeps sessions and pending logins. Required.
+	Store session.Store
+	// Cookie names and shapes the session cookie. Required.
+	Cookie session.CookieConfig
+	// Antiforgery is the header /user requires. Required.
+	Antiforgery AntiforgeryConfig
+	// Logger receives one line per denial and per provider problem; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand is the source of session IDs, state, nonce and PKCE verifiers;
+	// nil means crypto/rand.Reader.
+	Rand io.Reader
+	// HTTPClient talks to the provider; nil builds one with the configured
+	// ProviderTimeout. Its transport is wrapped to bound response sizes.
+	HTTPClient *http.Client
+	// AbsoluteLifetime ends a session this long after login however busy
+	// (session.Config.AbsoluteLifetime). Required.
+	AbsoluteLifetime time.Duration
+	// Revoker revokes the refresh token at logout; nil skips revocation.
+	Revoker Revoker
+	// RefreshLocker locks refreshes across replicas; nil shares refreshes
+	// only inside this process.
+	RefreshLocker RefreshLocker
+	// Provider is the discovered provider; nil makes NewHandler build one
+	// from the config and HTTPClient. NewRefresher requires it.
+	Provider *Provider
+}
+
+// loginCookieName is the login-transaction cookie: it binds a pending login
+// to the browser that started it (T25).
+const loginCookieName = "__Host-bff-login"
+
+// Handler serves the browser endpoints under the configured prefix:
+// login, callback, user and logout. It is safe for concurrent use; all it
+// needs per request is built by NewHandler and by provider discovery.
+type Handler struct {
+	cfg         Config
+	provider    *Provider
+	refresher   *Refresher
+	store       session.Store
+	cookie      session.CookieConfig
+	antiforgery AntiforgeryConfig
+	logger      *slog.Logger
+	now         func() time.Time
+	rand        io.Reader
+	lifetime    time.Duration
+	revoker     Revoker
+
+	loginPath, callbackPath, userPath, logoutPath string
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// NewHandler validates cfg and deps and builds the handler, its provider
+// (unless deps.Provider is given) and the Refresher sharing it. Call Start
+// to run discovery.
+func NewHandler(cfg Config, deps Deps) (*Handler, error) {
+	deps, err := deps.withDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	if deps.Cookie.Name == "" {
+		errs = append(errs, errors.New("deps.Cookie.Name: required"))
+	}
+	if deps.Antiforgery.Header == "" || deps.Antiforgery.Value == "" {
+		errs = append(errs, errors.New("deps.Antiforgery: header and value required"))
+	}
+	if deps.AbsoluteLifetime <= 0 {
+		errs = append(errs, errors.New("deps.AbsoluteLifetime: must be positive"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("oidcflow handler: %w", errors.Join(errs...))
+	}
+	ref, err := NewRefresher(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{
+		cfg:          cfg,
+		provider:     deps.Provider,
+		refresher:    ref,
+		store:        deps.Store,
+		cookie:       deps.Cookie,
+		antiforgery:  deps.Antiforgery,
+		logger:       deps.Logger,
+		now:          deps.Now,
+		rand:         deps.Rand,
+		lifetime:     deps.AbsoluteLifetime,
+		revoker:      deps.Revoker,
+		loginPath:    cfg.PathPrefix + "/login",
+		callbackPath: cfg.PathPrefix + "/callback",
+		userPath:     cfg.PathPrefix + "/user",
+		logoutPath:   cfg.PathPrefix + "/logout",
+	}, nil
+}
+
+// withDefaults validates cfg, fills the optional deps and builds the
+// provider if none was given.
+func (d Deps) withDefaults(cfg Config) (Deps, error) {
+	if err := cfg.Validate(); err != nil {
+		return Deps{}, fmt.Errorf("oidcflow: %w", err)
+	}
+	if d.Store == nil {
+		return Deps{}, errors.New("oidcflow: deps.Store: required")
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Reader
+	}
+	if d.Provider == nil {
+		p, err := NewProvider(cfg, d.HTTPClient, d.Logger, d.Now)
+		if err != nil {
+			return Deps{}, err
+		}
+		d.Provider = p
+	}
+	return d, nil
+}
+
+// Start runs provider discovery until it succeeds or ctx ends (see Provider.Start).
+func (h *Handler) Start(ctx context.Context) error { return h.provider.Start(ctx) }
+
+// Ready reports whether the provider has been discovered, for /readyz.
+func (h *Handler) Ready() bool { return h.provider.Ready() }
+
+// Refresher is the token refresher sharing this handler's provider and store.
+func (h *Handler) Refresher() *Refresher { return h.refresher }
+
+// Provider is the discovered (or pending) provider the handler uses.
+func (h *Handler) Provider() *Provider { return h.provider }
+
+// ServeHTTP routes the four endpoints; everything is GET (or HEAD).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var serve func(http.ResponseWriter, *http.Request) error
+	page := true // navigations get a page on failure, fetches JSON
+	switch r.URL.Path {
+	case h.loginPath:
+		serve = h.login
+	case h.callbackPath:
+		serve = h.callback
+	case h.userPath:
+		serve, page = h.user, false
+	case h.logoutPath:
+		serve = h.logout
+	default:
+		h.deny(w, r, errNoRoute, false)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h.deny(w, r, errMethod, false)
+		return
+	}
+	if err := serve(w, r); err != nil {
+		h.deny(w, r, err, page)
+	}
+}

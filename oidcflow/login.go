@@ -1,0 +1,55 @@
+package oidcflow
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+)
+
+// login answers GET <prefix>/login?returnUrl=…: it stores a pending login
+// (state → nonce, PKCE verifier, returnUrl, browser binding), hands the
+// browser the login-transaction cookie and sends it to the provider. It
+// never touches an existing session (T16): a cross-site /login costs the
+// user nothing.
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
+	d, err := h.provider.get()
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if len(q["returnUrl"]) > 1 {
+		return fmt.Errorf("%w: returnUrl given more than once", ErrInvalidReturnURL)
+	}
+	returnURL, err := ValidateReturnURL(q.Get("returnUrl"))
+	if err != nil {
+		return err
+	}
+	var state, nonce, verifier, binding string
+	for _, v := range []struct {
+		dst  *string
+		what string
+	}{{&state, "state"}, {&nonce, "nonce"}, {&verifier, "pkce verifier"}, {&binding, "login cookie"}} {
+		if *v.dst, err = randomString(h.rand, v.what); err != nil {
+			return fmt.Errorf("start login: %w", err)
+		}
+	}
+	ls := &sessionpb.LoginState{
+		Nonce:           nonce,
+		CodeVerifier:    verifier,
+		ReturnUrl:       returnURL,
+		BrowserBinding:  browserBinding(binding),
+		CreatedAtUnixMs: h.now().UnixMilli(),
+	}
+	if err := h.store.PutLoginState(r.Context(), state, ls); err != nil {
+		return fmt.Errorf("store login state: %w", err)
+	}
+	// redirect_uri, scopes and client come from the config only (T23).
+	authURL := d.oauth2.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce))
+	w.Header().Add("Set-Cookie", setLoginCookie(binding))
+	redirect(w, authURL)
+	return nil
+}

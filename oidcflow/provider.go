@@ -1,0 +1,241 @@
+package oidcflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// Discovery retry pacing: bounded exponential backoff.
+const (
+	discoveryMinBackoff = 200 * time.Millisecond
+	discoveryMaxBackoff = 30 * time.Second
+	// maxProviderResponse bounds every body read from the provider
+	// (discovery, JWKS, token responses), so a broken or hostile provider
+	// cannot make envoy-bff buffer without limit.
+	maxProviderResponse = 1 << 20
+)
+
+// Provider is the OpenID provider as discovered: endpoints, the OAuth 2.0
+// client and the ID-token verifier, all built once when discovery succeeds.
+// Until then Ready is false and the endpoints that need the provider answer
+// 503 provider_unavailable. It is safe for concurrent use.
+type Provider struct {
+	cfg    Config
+	client *http.Client
+	logger *slog.Logger
+	now    func() time.Time
+
+	state   atomic.Pointer[discovered]
+	startMu sync.Mutex // one discovery loop at a time
+}
+
+// discovered is everything built from the discovery document.
+type discovered struct {
+	oauth2   oauth2.Config
+	verifier *oidc.IDTokenVerifier
+	// endSession is the RP-initiated logout endpoint ("" if none).
+	endSession string
+	// revocation is the RFC 7009 endpoint ("" if none), for the Revoker.
+	revocation string
+	// issParam is RFC 9207 authorization_response_iss_parameter_supported.
+	issParam bool
+}
+
+// providerMetadata is the part of the discovery document go-oidc does not expose.
+type providerMetadata struct {
+	EndSessionEndpoint       string   `json:"end_session_endpoint"`
+	RevocationEndpoint       string   `json:"revocation_endpoint"`
+	IssParameterSupported    bool     `json:"authorization_response_iss_parameter_supported"`
+	TokenEndpointAuthMethods []string `json:"token_endpoint_auth_methods_supported"`
+	CodeChallengeMethods     []string `json:"code_challenge_methods_supported"`
+}
+
+// NewProvider prepares discovery of cfg.Issuer; call Start to run it.
+// client may be nil (then one with cfg.ProviderTimeout is built); its
+// transport is wrapped so no provider response is read past 1 MiB.
+func NewProvider(cfg Config, client *http.Client, logger *slog.Logger, now func() time.Time) (*Provider, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("oidc provider: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Provider{cfg: cfg, client: boundedClient(client, cfg.ProviderTimeout), logger: logger, now: now}, nil
+}
+
+// Start runs discovery until it succeeds or ctx ends, retrying with bounded
+// exponential backoff. It returns nil once the provider is ready (at once if
+// it already is), or ctx's error.
+func (p *Provider) Start(ctx context.Context) error {
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
+	backoff := discoveryMinBackoff
+	for attempt := 1; p.state.Load() == nil; attempt++ {
+		d, err := p.discover(ctx)
+		if err == nil {
+			p.state.Store(d)
+			p.logger.LogAttrs(ctx, slog.LevelInfo, "oidcflow: provider discovered",
+				slog.String("issuer", p.cfg.Issuer), slog.Int("attempt", attempt),
+				slog.Bool("end_session", d.endSession != ""), slog.Bool("iss_parameter", d.issParam))
+			return nil
+		}
+		p.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: provider discovery failed; retrying",
+			slog.String("issuer", p.cfg.Issuer), slog.Int("attempt", attempt),
+			slog.Duration("backoff", backoff), slog.Any("error", err))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("discover provider %s: %w", p.cfg.Issuer, ctx.Err())
+		case <-t.C:
+		}
+		backoff = min(2*backoff, discoveryMaxBackoff)
+	}
+	return nil
+}
+
+// Ready reports whether discovery has succeeded, for /readyz.
+func (p *Provider) Ready() bool { return p.state.Load() != nil }
+
+// get returns the discovered provider, or errProviderNotReady.
+func (p *Provider) get() (*discovered, error) {
+	if d := p.state.Load(); d != nil {
+		return d, nil
+	}
+	return nil, errProviderNotReady
+}
+
+// clientContext carries the bounded HTTP client to go-oidc and x/oauth2.
+func (p *Provider) clientContext(ctx context.Context) context.Context {
+	return oidc.ClientContext(ctx, p.client)
+}
+
+// discover fetches the discovery document once and builds the OAuth 2.0
+// client and verifier from it.
+func (p *Provider) discover(ctx context.Context) (*discovered, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProviderTimeout)
+	defer cancel()
+	op, err := oidc.NewProvider(p.clientContext(ctx), p.cfg.Issuer) // checks the issuer matches exactly
+	if err != nil {
+		return nil, fmt.Errorf("fetch discovery document: %w", err)
+	}
+	var meta providerMetadata
+	if err := op.Claims(&meta); err != nil {
+		return nil, fmt.Errorf("read discovery document: %w", err)
+	}
+	if len(meta.CodeChallengeMethods) > 0 && !slices.Contains(meta.CodeChallengeMethods, "S256") {
+		p.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: provider does not list PKCE S256; sending it anyway")
+	}
+	endpoint := op.Endpoint()
+	endpoint.AuthStyle = authStyle(p.cfg.ClientSecret, meta.TokenEndpointAuthMethods)
+	// The verifier's key set fetches with our client; cancellation is ignored there.
+	verifier := op.VerifierContext(p.clientContext(context.WithoutCancel(ctx)), &oidc.Config{
+		ClientID: p.cfg.ClientID,
+		Now:      p.now,
+	})
+	return &discovered{
+		oauth2: oauth2.Config{
+			ClientID:     p.cfg.ClientID,
+			ClientSecret: p.cfg.ClientSecret,
+			Endpoint:     endpoint,
+			RedirectURL:  p.cfg.RedirectURL,
+			Scopes:       slices.Clone(p.cfg.Scopes),
+		},
+		verifier:   verifier,
+		endSession: meta.EndSessionEndpoint,
+		revocation: meta.RevocationEndpoint,
+		issParam:   meta.IssParameterSupported,
+	}, nil
+}
+
+// authStyle picks how the client authenticates at the token endpoint. It is
+// never AutoDetect: that retries a failed request the other way, and a
+// retried code exchange or refresh is a reuse the provider punishes (T31).
+func authStyle(secret string, methods []string) oauth2.AuthStyle {
+	switch {
+	case secret == "":
+		return oauth2.AuthStyleInParams // a public client sends only client_id
+	case len(methods) == 0 || slices.Contains(methods, "client_secret_basic"):
+		return oauth2.AuthStyleInHeader // the OpenID Connect default
+	case slices.Contains(methods, "client_secret_post"):
+		return oauth2.AuthStyleInParams
+	default:
+		return oauth2.AuthStyleInHeader
+	}
+}
+
+// boundedClient returns a copy of c (or a new client with timeout) whose
+// response bodies fail once they pass maxProviderResponse.
+func boundedClient(c *http.Client, timeout time.Duration) *http.Client {
+	var out http.Client
+	if c != nil {
+		out = *c
+	} else {
+		out.Timeout = timeout
+	}
+	base := out.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	out.Transport = limitTransport{base: base, limit: maxProviderResponse}
+	return &out
+}
+
+// errResponseTooLarge fails a read past the response limit.
+var errResponseTooLarge = errors.New("provider response larger than 1 MiB")
+
+// limitTransport caps every response body it hands out.
+type limitTransport struct {
+	base  http.RoundTripper
+	limit int64
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: t.limit}
+	return resp, nil
+}
+
+// limitedBody reads at most left bytes, then fails instead of truncating.
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One more byte would exceed the limit: probe for it.
+		var one [1]byte
+		n, err := b.rc.Read(one[:])
+		if n > 0 {
+			return 0, errResponseTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }

@@ -1,0 +1,86 @@
+package oidcflow
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+)
+
+// maxIDTokenLen bounds an ID token before any parsing (T40).
+const maxIDTokenLen = 16 << 10
+
+// errIDToken is every reason an ID token is refused.
+var errIDToken = errors.New("id token rejected")
+
+// verifiedID is an ID token that passed every check.
+type verifiedID struct {
+	token  *oidc.IDToken
+	claims json.RawMessage // the whole claim set, served by /user
+	sid    string          // the provider's session ID claim, "" if none
+}
+
+// idExtra is what go-oidc's IDToken does not expose.
+type idExtra struct {
+	AuthorizedParty string `json:"azp"`
+	SID             string `json:"sid"`
+}
+
+// idCheck says what a verification expects beyond signature, issuer,
+// audience and expiry (go-oidc's checks).
+type idCheck struct {
+	clientID string
+	// nonce, when checkNonce, must equal the token's nonce (login). A
+	// refreshed ID token is not checked against a nonce.
+	nonce      string
+	checkNonce bool
+	// accessToken, if the token has at_hash, must match it.
+	accessToken string
+}
+
+// verifyIDToken runs go-oidc's verifier (signature by the provider's JWKS,
+// exact issuer, audience containing client_id, expiry), then compares the
+// nonce in constant time and checks azp: if present it must be client_id,
+// and a token for several audiences must carry it.
+func verifyIDToken(ctx context.Context, v *oidc.IDTokenVerifier, raw string, c idCheck) (*verifiedID, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("%w: none in the token response", errIDToken)
+	}
+	if len(raw) > maxIDTokenLen {
+		return nil, fmt.Errorf("%w: longer than %d bytes", errIDToken, maxIDTokenLen)
+	}
+	tok, err := v.Verify(ctx, raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errIDToken, err)
+	}
+	if c.checkNonce && (c.nonce == "" || subtle.ConstantTimeCompare([]byte(tok.Nonce), []byte(c.nonce)) != 1) {
+		return nil, fmt.Errorf("%w: nonce missing or wrong", errIDToken)
+	}
+	var extra idExtra
+	if err := tok.Claims(&extra); err != nil {
+		return nil, fmt.Errorf("%w: read claims: %w", errIDToken, err)
+	}
+	if extra.AuthorizedParty != "" && extra.AuthorizedParty != c.clientID {
+		return nil, fmt.Errorf("%w: azp is not this client", errIDToken)
+	}
+	if len(tok.Audience) > 1 && extra.AuthorizedParty == "" {
+		return nil, fmt.Errorf("%w: several audiences and no azp", errIDToken)
+	}
+	if !slices.Contains(tok.Audience, c.clientID) {
+		return nil, fmt.Errorf("%w: audience lacks this client", errIDToken) // go-oidc checked; belt and braces
+	}
+	if tok.AccessTokenHash != "" && c.accessToken != "" {
+		if err := tok.VerifyAccessToken(c.accessToken); err != nil {
+			return nil, fmt.Errorf("%w: at_hash does not match the access token", errIDToken)
+		}
+	}
+	var claims json.RawMessage
+	if err := tok.Claims(&claims); err != nil {
+		return nil, fmt.Errorf("%w: read claims: %w", errIDToken, err)
+	}
+	return &verifiedID{token: tok, claims: claims, sid: extra.SID}, nil
+}

@@ -1,0 +1,222 @@
+package session
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+)
+
+// The sealed envelope, as stored:
+//
+//	[0]        envelope version (1)
+//	[1:9]      generation, big-endian, in clear so Redis can compare it (Lua CAS)
+//	[9]        n = length of the key ID (1..32)
+//	[10:10+n]  key ID
+//	then       12-byte GCM nonce, ciphertext, 16-byte tag
+//
+// The header [0:10+n] and the record's logical store key are the GCM
+// additional data: the generation and key ID cannot be altered, and a record
+// cannot be moved under another key (or from a login state to a session).
+const (
+	envelopeV1   = 1
+	genOffset    = 1
+	keyIDOffset  = 9
+	fixedHeader  = 10
+	nonceSize    = 12
+	keySize      = 32
+	hashInfoSess = "envoy-bff session id\x00"
+	hashInfoTake = "envoy-bff login state\x00"
+)
+
+// KeyRing seals records at rest and derives store keys. It exists so every
+// store encrypts the same way and keys rotate without logging anyone out: the
+// primary (first) key seals, every key in the ring opens.
+type KeyRing struct {
+	primary ringKey
+	keys    []ringKey // primary first; a handful, so a scan beats a map
+	// Keyed hashes: one HMAC key per use, derived from hash_key, so a
+	// session ID and a login state with equal bytes never share a store key.
+	sessionHashes sync.Pool // of *hasher
+	stateHashes   sync.Pool // of *hasher
+	rand          io.Reader
+}
+
+// hasher is a reusable HMAC with scratch space, so hashing an ID allocates
+// only its result string.
+type hasher struct {
+	mac hash.Hash
+	in  [IDLen]byte
+	sum [sha256.Size]byte
+	out [hashLen]byte
+}
+
+// hashLen is the length of a keyed hash in unpadded base64url.
+const hashLen = 43
+
+func (h *hasher) encode() string {
+	base64.RawURLEncoding.Encode(h.out[:], h.mac.Sum(h.sum[:0]))
+	return string(h.out[:])
+}
+
+type ringKey struct {
+	id   string
+	aead cipher.AEAD
+}
+
+// KeyRingOption adjusts a KeyRing at construction.
+type KeyRingOption func(*KeyRing)
+
+// WithRand sets the source of GCM nonces (crypto/rand by default), so tests
+// can make sealing deterministic.
+func WithRand(r io.Reader) KeyRingOption {
+	return func(k *KeyRing) { k.rand = r }
+}
+
+// NewKeyRing builds the AEADs once, up front. keys[0] is the primary;
+// hashKey keys the hash that turns IDs into store keys. Errors name a key by
+// its ID, never its secret.
+func NewKeyRing(keys KeyList, hashKey string, opts ...KeyRingOption) (*KeyRing, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("build key ring: no encryption keys")
+	}
+	if errs := keys.validate("encryption_keys"); len(errs) > 0 {
+		return nil, fmt.Errorf("build key ring: %w", errors.Join(errs...))
+	}
+	hk, err := decodeSecret(hashKey)
+	if err != nil {
+		return nil, fmt.Errorf("build key ring: hash_key: %w", err)
+	}
+	k := &KeyRing{rand: rand.Reader}
+	for _, key := range keys {
+		secret, _ := decodeSecret(key.Secret) // validated above
+		block, err := aes.NewCipher(secret)
+		if err != nil {
+			return nil, fmt.Errorf("build key ring: key %q: %w", key.ID, err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("build key ring: key %q: %w", key.ID, err)
+		}
+		k.keys = append(k.keys, ringKey{id: key.ID, aead: aead})
+	}
+	k.primary = k.keys[0]
+	sessKey, stateKey := deriveKey(hk, hashInfoSess), deriveKey(hk, hashInfoTake)
+	k.sessionHashes.New = func() any { return &hasher{mac: hmac.New(sha256.New, sessKey)} }
+	k.stateHashes.New = func() any { return &hasher{mac: hmac.New(sha256.New, stateKey)} }
+	for _, o := range opts {
+		o(k)
+	}
+	return k, nil
+}
+
+// PrimaryKeyID names the key new records are sealed with, for start-up logs.
+func (k *KeyRing) PrimaryKeyID() string { return k.primary.id }
+
+// HashID is the keyed hash of a session ID, the part of its store key that
+// identifies it. A copy of the store yields no usable cookie; a short prefix
+// of it is safe to log.
+func (k *KeyRing) HashID(id ID) string {
+	h := k.sessionHashes.Get().(*hasher)
+	defer k.sessionHashes.Put(h)
+	h.in = id
+	h.mac.Reset()
+	h.mac.Write(h.in[:])
+	return h.encode()
+}
+
+// hashLoginState is the keyed hash of a login's state parameter.
+func (k *KeyRing) hashLoginState(state string) string {
+	h := k.stateHashes.Get().(*hasher)
+	defer k.stateHashes.Put(h)
+	h.mac.Reset()
+	io.WriteString(h.mac, state)
+	return h.encode()
+}
+
+// deriveKey is HMAC-SHA256(hashKey, info): one independent key per use.
+func deriveKey(hashKey []byte, info string) []byte {
+	m := hmac.New(sha256.New, hashKey)
+	io.WriteString(m, info)
+	return m.Sum(nil)
+}
+
+// seal encrypts plaintext under the primary key, binding it to storeKey and
+// carrying gen in the clear header.
+func (k *KeyRing) seal(storeKey string, gen uint64, plaintext []byte) ([]byte, error) {
+	key := k.primary
+	hdrLen := fixedHeader + len(key.id)
+	out := make([]byte, hdrLen+nonceSize, hdrLen+nonceSize+len(plaintext)+key.aead.Overhead())
+	out[0] = envelopeV1
+	binary.BigEndian.PutUint64(out[genOffset:], gen)
+	out[keyIDOffset] = byte(len(key.id))
+	copy(out[fixedHeader:], key.id)
+	nonce := out[hdrLen:]
+	if _, err := io.ReadFull(k.rand, nonce); err != nil {
+		return nil, fmt.Errorf("seal record: draw nonce: %w", err)
+	}
+	return key.aead.Seal(out, nonce, plaintext, additionalData(out[:hdrLen], storeKey)), nil
+}
+
+// open authenticates and decrypts a sealed record stored under storeKey.
+// Every failure wraps ErrUnreadable.
+func (k *KeyRing) open(storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
+	if len(sealed) < fixedHeader {
+		return 0, nil, fmt.Errorf("%w: %d bytes is too short", ErrUnreadable, len(sealed))
+	}
+	if sealed[0] != envelopeV1 {
+		return 0, nil, fmt.Errorf("%w: envelope version %d", ErrUnreadable, sealed[0])
+	}
+	n := int(sealed[keyIDOffset])
+	hdrLen := fixedHeader + n
+	if len(sealed) < hdrLen+nonceSize {
+		return 0, nil, fmt.Errorf("%w: truncated", ErrUnreadable)
+	}
+	key, ok := k.find(sealed[fixedHeader:hdrLen])
+	if !ok {
+		// The ID came from storage: show it only if it is a plausible key ID.
+		id := string(sealed[fixedHeader:hdrLen])
+		if !validKeyID(id) {
+			id = "?"
+		}
+		return 0, nil, fmt.Errorf("%w: sealed with key %q, which is not in the ring", ErrUnreadable, id)
+	}
+	nonce := sealed[hdrLen : hdrLen+nonceSize]
+	plaintext, err = key.aead.Open(nil, nonce, sealed[hdrLen+nonceSize:], additionalData(sealed[:hdrLen], storeKey))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: key %q: %w", ErrUnreadable, key.id, err)
+	}
+	return binary.BigEndian.Uint64(sealed[genOffset:]), plaintext, nil
+}
+
+func (k *KeyRing) find(id []byte) (ringKey, bool) {
+	for _, key := range k.keys {
+		if key.id == string(id) {
+			return key, true
+		}
+	}
+	return ringKey{}, false
+}
+
+// additionalData is header || storeKey, in a fresh buffer (GCM forbids
+// additional data overlapping its output).
+func additionalData(header []byte, storeKey string) []byte {
+	ad := make([]byte, 0, len(header)+len(storeKey))
+	return append(append(ad, header...), storeKey...)
+}
+
+// generationOf reads the clear generation of a sealed record without opening it.
+func generationOf(sealed []byte) (uint64, bool) {
+	if len(sealed) < fixedHeader || sealed[0] != envelopeV1 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(sealed[genOffset:]), true
+}

@@ -1,0 +1,89 @@
+package session
+
+import (
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Test hooks for sessiontest.RunStoreTests (sessiontest.Rekeyer, RawDumper,
+// Elapser). They exist only in this package's test binary.
+
+// WithKeyRing implements sessiontest.Rekeyer.
+func (m *MemoryStore) WithKeyRing(ring *KeyRing) Store { return m.withKeyRing(ring) }
+
+// RawValues implements sessiontest.RawDumper; expired entries count as gone.
+func (m *MemoryStore) RawValues(testing.TB) [][]byte {
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	now := m.now()
+	var out [][]byte
+	for _, e := range m.mem.entries {
+		if !e.expired(now) {
+			out = append(out, e.sealed)
+		}
+	}
+	return out
+}
+
+// Sweep runs one sweeper tick examining up to limit entries.
+func (m *MemoryStore) Sweep(limit int) int { return m.sweep(limit) }
+
+// Len counts entries, expired or not.
+func (m *MemoryStore) Len() int {
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	return len(m.mem.entries)
+}
+
+// WithKeyRing implements sessiontest.Rekeyer.
+func (r *RedisStore) WithKeyRing(ring *KeyRing) Store { return r.withKeyRing(ring) }
+
+// SessionKey is id's Redis key.
+func (r *RedisStore) SessionKey(id ID) string { return r.sessionKey(r.ring.HashID(id)) }
+
+func (r *RedisStore) keys(t testing.TB) []string {
+	t.Helper()
+	keys, err := r.client.Keys(t.Context(), r.cfg.KeyPrefix+"*").Result()
+	if err != nil {
+		t.Fatalf("list keys: %v", err)
+	}
+	return keys
+}
+
+// RawValues implements sessiontest.RawDumper over this store's prefix.
+func (r *RedisStore) RawValues(t testing.TB) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, k := range r.keys(t) {
+		v, err := r.client.Get(t.Context(), k).Bytes()
+		if err == redis.Nil {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("read %s: %v", k, err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// elapseScript shortens a key's TTL by ARGV[1] ms, deleting it if that runs out.
+var elapseScript = redis.NewScript(`
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then return 0 end
+local left = ttl - tonumber(ARGV[1])
+if left <= 0 then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], left) end
+return 1
+`)
+
+// Elapse makes d pass for Redis's TTLs of this store's keys.
+func (r *RedisStore) Elapse(t testing.TB, d time.Duration) {
+	t.Helper()
+	for _, k := range r.keys(t) {
+		if err := elapseScript.Run(t.Context(), r.client, []string{k}, d.Milliseconds()).Err(); err != nil {
+			t.Fatalf("elapse %s: %v", k, err)
+		}
+	}
+}

@@ -1,0 +1,295 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+)
+
+// Sweeper pacing: how often Run looks for expired entries, and how many it
+// examines per tick (Go's random map order spreads the work over the map).
+const (
+	sweepInterval = 30 * time.Second
+	sweepBatch    = 1024
+)
+
+var _ Backend = (*MemoryStore)(nil)
+
+// errClosed is what a closed memory store answers, wrapped in ErrUnavailable.
+var errClosed = errors.New("store closed")
+
+// MemoryStore keeps sealed records in this process: for a single replica and
+// the demo. It seals exactly as RedisStore does, so both paths are tested
+// alike and nothing in memory is plaintext either.
+type MemoryStore struct {
+	cfg  Config
+	ring *KeyRing
+	now  func() time.Time
+	mem  *memData
+}
+
+// memData is the state shared by stores over the same map (see withKeyRing).
+type memData struct {
+	mu      sync.Mutex
+	entries map[string]*memEntry // logical store key → entry
+	closed  bool
+}
+
+type memEntry struct {
+	sealed   []byte
+	gen      uint64
+	expires  time.Time // idle expiry (sessions) or TTL (login states)
+	absolute time.Time // sessions only
+}
+
+func (e *memEntry) expired(now time.Time) bool {
+	return !now.Before(e.expires) || (!e.absolute.IsZero() && !now.Before(e.absolute))
+}
+
+// NewMemoryStore returns an empty store on the given clock (time.Now if nil).
+// Call Run to sweep expired entries.
+func NewMemoryStore(cfg Config, ring *KeyRing, now func() time.Time) *MemoryStore {
+	if now == nil {
+		now = time.Now
+	}
+	return &MemoryStore{cfg: cfg, ring: ring, now: now, mem: &memData{entries: map[string]*memEntry{}}}
+}
+
+// withKeyRing is a store over the same entries that seals with ring.
+func (m *MemoryStore) withKeyRing(ring *KeyRing) *MemoryStore {
+	return &MemoryStore{cfg: m.cfg, ring: ring, now: m.now, mem: m.mem}
+}
+
+// Get implements Store: it renews the idle timeout and deletes a record past
+// its absolute lifetime.
+func (m *MemoryStore) Get(_ context.Context, id ID) (*sessionpb.Session, error) {
+	const op = "get session"
+	hash := m.ring.HashID(id)
+	key := sessionStoreKey(hash)
+	now := m.now()
+	m.mem.mu.Lock()
+	e, err := m.mem.live(key, now)
+	if err != nil {
+		m.mem.mu.Unlock()
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	e.expires = now.Add(m.cfg.IdleTimeout)
+	sealed := e.sealed // never modified in place, so safe to use unlocked
+	m.mem.mu.Unlock()
+
+	s, err := openSession(m.ring, hash, sealed)
+	if err != nil {
+		return nil, notFound(op, err)
+	}
+	if _, ok := sessionTTL(s, m.cfg.IdleTimeout, now); !ok {
+		m.mem.deleteIf(key, e)
+		return nil, fmt.Errorf("%s: %w", op, ErrNotFound)
+	}
+	return s, nil
+}
+
+// Create implements Store. It sets s.Generation to 1 and fills the creation
+// time and absolute expiry when they are zero.
+func (m *MemoryStore) Create(_ context.Context, id ID, s *sessionpb.Session) error {
+	const op = "create session"
+	if s == nil {
+		return fmt.Errorf("%s: %w", op, errNilRecord)
+	}
+	now := m.now()
+	prepareSession(s, m.cfg.AbsoluteLifetime, now)
+	ttl, ok := sessionTTL(s, m.cfg.IdleTimeout, now)
+	if !ok {
+		return fmt.Errorf("%s: %w", op, errPastLifetime)
+	}
+	hash := m.ring.HashID(id)
+	sealed, err := sealSession(m.ring, hash, s, 1)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	e := &memEntry{sealed: sealed, gen: 1, expires: now.Add(ttl), absolute: time.UnixMilli(s.AbsoluteExpiresAtUnixMs)}
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	if m.mem.closed {
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, errClosed)
+	}
+	m.mem.entries[sessionStoreKey(hash)] = e
+	return nil
+}
+
+// Update implements Store: a compare-and-set on the stored generation. On
+// success s.Generation is prevGeneration+1.
+func (m *MemoryStore) Update(_ context.Context, id ID, s *sessionpb.Session, prevGeneration uint64) error {
+	const op = "update session"
+	if s == nil {
+		return fmt.Errorf("%s: %w", op, errNilRecord)
+	}
+	now := m.now()
+	hash := m.ring.HashID(id)
+	key := sessionStoreKey(hash)
+	ttl, ok := sessionTTL(s, m.cfg.IdleTimeout, now)
+	if !ok {
+		m.mem.mu.Lock()
+		delete(m.mem.entries, key)
+		m.mem.mu.Unlock()
+		return fmt.Errorf("%s: %w", op, ErrNotFound)
+	}
+	old := s.Generation
+	sealed, err := sealSession(m.ring, hash, s, prevGeneration+1)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	e, err := m.mem.live(key, now)
+	if err == nil && e.gen != prevGeneration {
+		err = ErrConflict
+	}
+	if err != nil {
+		s.Generation = old // the caller's record did not become the stored one
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	m.mem.entries[key] = &memEntry{sealed: sealed, gen: prevGeneration + 1, expires: now.Add(ttl), absolute: time.UnixMilli(s.AbsoluteExpiresAtUnixMs)}
+	return nil
+}
+
+// Delete implements Store.
+func (m *MemoryStore) Delete(_ context.Context, id ID) error {
+	key := sessionStoreKey(m.ring.HashID(id))
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	if m.mem.closed {
+		return fmt.Errorf("delete session: %w: %w", ErrUnavailable, errClosed)
+	}
+	delete(m.mem.entries, key)
+	return nil
+}
+
+// PutLoginState implements Store.
+func (m *MemoryStore) PutLoginState(_ context.Context, state string, ls *sessionpb.LoginState) error {
+	const op = "put login state"
+	if !validState(state) {
+		return fmt.Errorf("%s: state must be 1-%d bytes", op, maxStateLen)
+	}
+	hash := m.ring.hashLoginState(state)
+	sealed, err := sealLoginState(m.ring, hash, ls)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	now := m.now()
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	if m.mem.closed {
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, errClosed)
+	}
+	m.mem.entries[loginStateStoreKey(hash)] = &memEntry{sealed: sealed, expires: now.Add(m.cfg.LoginStateTTL)}
+	return nil
+}
+
+// TakeLoginState implements Store: lookup and delete happen under one lock.
+func (m *MemoryStore) TakeLoginState(_ context.Context, state string) (*sessionpb.LoginState, error) {
+	const op = "take login state"
+	if !validState(state) {
+		return nil, fmt.Errorf("%s: %w", op, ErrNotFound)
+	}
+	hash := m.ring.hashLoginState(state)
+	key := loginStateStoreKey(hash)
+	now := m.now()
+	m.mem.mu.Lock()
+	e, err := m.mem.live(key, now)
+	if err == nil {
+		delete(m.mem.entries, key)
+	}
+	m.mem.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	ls, err := openLoginState(m.ring, hash, e.sealed)
+	if err != nil {
+		return nil, notFound(op, err)
+	}
+	return ls, nil
+}
+
+// Ping reports whether the store still serves, for /readyz.
+func (m *MemoryStore) Ping(context.Context) error {
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	if m.mem.closed {
+		return fmt.Errorf("ping session store: %w: %w", ErrUnavailable, errClosed)
+	}
+	return nil
+}
+
+// Close drops every entry; later calls answer ErrUnavailable.
+func (m *MemoryStore) Close() error {
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	m.mem.closed = true
+	m.mem.entries = nil
+	return nil
+}
+
+// Run sweeps expired entries every 30 seconds until ctx ends, so memory
+// holds only live sessions. Each tick examines a bounded number of entries.
+func (m *MemoryStore) Run(ctx context.Context) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.sweep(sweepBatch)
+		}
+	}
+}
+
+// sweep examines up to limit entries and removes the expired ones, returning
+// how many it removed.
+func (m *MemoryStore) sweep(limit int) int {
+	now := m.now()
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	removed, seen := 0, 0
+	for k, e := range m.mem.entries {
+		if seen == limit {
+			break
+		}
+		seen++
+		if e.expired(now) {
+			delete(m.mem.entries, k)
+			removed++
+		}
+	}
+	return removed
+}
+
+// live returns the unexpired entry under key, deleting an expired one.
+// The caller holds mu.
+func (d *memData) live(key string, now time.Time) (*memEntry, error) {
+	if d.closed {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
+	}
+	e, ok := d.entries[key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	if e.expired(now) {
+		delete(d.entries, key)
+		return nil, ErrNotFound
+	}
+	return e, nil
+}
+
+// deleteIf removes key only if it still holds e, so a concurrent write wins.
+func (d *memData) deleteIf(key string, e *memEntry) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.entries[key] == e {
+		delete(d.entries, key)
+	}
+}

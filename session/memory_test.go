@@ -1,0 +1,99 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+	"github.com/envoy-bff/envoy-bff/session"
+	"github.com/envoy-bff/envoy-bff/session/sessiontest"
+)
+
+func newMemory(t *testing.T, now func() time.Time) *session.MemoryStore {
+	t.Helper()
+	return session.NewMemoryStore(sessiontest.Config(), sessiontest.KeyRing(t), now)
+}
+
+func TestMemoryStoreContract(t *testing.T) {
+	t.Parallel()
+	sessiontest.RunStoreTests(t, func(t *testing.T, now func() time.Time) session.Store {
+		return newMemory(t, now)
+	})
+}
+
+func TestMemoryStoreSweep(t *testing.T) {
+	t.Parallel()
+	clock := sessiontest.NewClock(sessiontest.Epoch)
+	m := newMemory(t, clock.Now)
+	for i := range 10 {
+		if err := m.Create(t.Context(), sessiontest.ID(t, byte(i)), sessiontest.Record(clock.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.PutLoginState(t.Context(), "s", &sessionpb.LoginState{}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(sessiontest.Config().LoginStateTTL + time.Second)
+	if err := m.Create(t.Context(), sessiontest.ID(t, 99), sessiontest.Record(clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(sessiontest.Config().IdleTimeout - time.Second) // the first 10 are now idle-expired
+	tests := []struct {
+		name        string
+		limit       int
+		wantRemoved int
+		wantLeft    int
+	}{
+		{name: "bounded", limit: 0, wantRemoved: 0, wantLeft: 12},
+		{name: "rest", limit: 100, wantRemoved: 11, wantLeft: 1},
+		{name: "idempotent", limit: 100, wantRemoved: 0, wantLeft: 1},
+	}
+	for _, tc := range tests { // sequential: each row sweeps the same store
+		if got := m.Sweep(tc.limit); got != tc.wantRemoved {
+			t.Errorf("%s: removed %d, want %d", tc.name, got, tc.wantRemoved)
+		}
+		if got := m.Len(); got != tc.wantLeft {
+			t.Errorf("%s: %d left, want %d", tc.name, got, tc.wantLeft)
+		}
+	}
+}
+
+func TestMemoryStoreRunStopsWithContext(t *testing.T) {
+	t.Parallel()
+	m := newMemory(t, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+func TestMemoryStoreClosed(t *testing.T) {
+	t.Parallel()
+	m := newMemory(t, nil)
+	if err := m.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	id := sessiontest.ID(t, 1)
+	for name, err := range map[string]error{
+		"ping":   m.Ping(t.Context()),
+		"create": m.Create(t.Context(), id, sessiontest.Record(sessiontest.Epoch)),
+		"delete": m.Delete(t.Context(), id),
+	} {
+		if !errors.Is(err, session.ErrUnavailable) {
+			t.Errorf("%s after Close = %v, want ErrUnavailable", name, err)
+		}
+	}
+	if _, err := m.Get(t.Context(), id); !errors.Is(err, session.ErrUnavailable) {
+		t.Errorf("get after Close = %v, want ErrUnavailable", err)
+	}
+}

@@ -1,0 +1,128 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+)
+
+// schemaVersion is the Session and LoginState shape this code reads and writes.
+const schemaVersion = 1
+
+// errPastLifetime is returned by Create for a record already past its
+// absolute lifetime; storing it would only make a session that cannot be used.
+var errPastLifetime = errors.New("record is past its absolute lifetime")
+
+// errNilRecord rejects a nil record instead of panicking inside a store.
+var errNilRecord = errors.New("nil record")
+
+// The logical store keys, bound into every sealed record as additional data.
+// They do not include the Redis prefix, so records survive a prefix rename.
+func sessionStoreKey(hash string) string    { return "s:" + hash }
+func loginStateStoreKey(hash string) string { return "l:" + hash }
+
+// prepareSession fills what a new record may leave out: schema version,
+// creation time, and absolute expiry (creation + the configured lifetime).
+func prepareSession(s *sessionpb.Session, lifetime time.Duration, now time.Time) {
+	if s.SchemaVersion == 0 {
+		s.SchemaVersion = schemaVersion
+	}
+	if s.CreatedAtUnixMs == 0 {
+		s.CreatedAtUnixMs = now.UnixMilli()
+	}
+	if s.AbsoluteExpiresAtUnixMs == 0 {
+		s.AbsoluteExpiresAtUnixMs = time.UnixMilli(s.CreatedAtUnixMs).Add(lifetime).UnixMilli()
+	}
+}
+
+// sessionTTL is how long a record written or read at now may live in the
+// store: the idle timeout, cut short by the absolute lifetime. ok is false
+// once the absolute lifetime has passed.
+func sessionTTL(s *sessionpb.Session, idle time.Duration, now time.Time) (ttl time.Duration, ok bool) {
+	left := time.UnixMilli(s.GetAbsoluteExpiresAtUnixMs()).Sub(now)
+	if s.GetAbsoluteExpiresAtUnixMs() == 0 || left < time.Millisecond {
+		return 0, false
+	}
+	return min(idle, left), true
+}
+
+// sealSession stamps s with gen and seals it under the session's store key.
+// On error s keeps its old generation.
+func sealSession(ring *KeyRing, hash string, s *sessionpb.Session, gen uint64) ([]byte, error) {
+	old := s.Generation
+	s.Generation = gen
+	b, err := proto.Marshal(s)
+	if err == nil {
+		var sealed []byte
+		if sealed, err = ring.seal(sessionStoreKey(hash), gen, b); err == nil {
+			return sealed, nil
+		}
+	}
+	s.Generation = old
+	return nil, fmt.Errorf("seal session: %w", err)
+}
+
+// openSession opens a sealed record; its generation is the authenticated one
+// from the header. Every failure wraps ErrUnreadable.
+func openSession(ring *KeyRing, hash string, sealed []byte) (*sessionpb.Session, error) {
+	gen, b, err := ring.open(sessionStoreKey(hash), sealed)
+	if err != nil {
+		return nil, err
+	}
+	s := &sessionpb.Session{}
+	if err := proto.Unmarshal(b, s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
+	}
+	if s.SchemaVersion != schemaVersion {
+		return nil, fmt.Errorf("%w: session schema version %d", ErrUnreadable, s.SchemaVersion)
+	}
+	s.Generation = gen
+	return s, nil
+}
+
+func sealLoginState(ring *KeyRing, hash string, ls *sessionpb.LoginState) ([]byte, error) {
+	if ls == nil {
+		return nil, errNilRecord
+	}
+	if ls.SchemaVersion == 0 {
+		ls.SchemaVersion = schemaVersion
+	}
+	b, err := proto.Marshal(ls)
+	if err == nil {
+		var sealed []byte
+		if sealed, err = ring.seal(loginStateStoreKey(hash), 0, b); err == nil {
+			return sealed, nil
+		}
+	}
+	return nil, fmt.Errorf("seal login state: %w", err)
+}
+
+func openLoginState(ring *KeyRing, hash string, sealed []byte) (*sessionpb.LoginState, error) {
+	_, b, err := ring.open(loginStateStoreKey(hash), sealed)
+	if err != nil {
+		return nil, err
+	}
+	ls := &sessionpb.LoginState{}
+	if err := proto.Unmarshal(b, ls); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
+	}
+	if ls.SchemaVersion != schemaVersion {
+		return nil, fmt.Errorf("%w: login state schema version %d", ErrUnreadable, ls.SchemaVersion)
+	}
+	return ls, nil
+}
+
+// notFound wraps an unreadable-record error so it also reads as ErrNotFound:
+// a record no key in the ring opens will never open, so the session is over.
+func notFound(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, ErrNotFound, err)
+}
+
+// maxStateLen bounds a login state's length; longer ones are never stored.
+const maxStateLen = 2048
+
+func validState(state string) bool { return state != "" && len(state) <= maxStateLen }

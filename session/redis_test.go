@@ -1,0 +1,342 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/envoy-bff/envoy-bff/session"
+	"github.com/envoy-bff/envoy-bff/session/sessiontest"
+)
+
+// redisEnv is one redis-server and client shared by a top-level test; each
+// store gets its own key prefix, so stores never see each other's keys.
+type redisEnv struct {
+	addr   string
+	client redis.UniversalClient
+	n      atomic.Int64
+}
+
+func newRedisEnv(t *testing.T) *redisEnv {
+	t.Helper()
+	addr := sessiontest.StartRedis(t)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = client.Close() })
+	return &redisEnv{addr: addr, client: client}
+}
+
+func (e *redisEnv) store(t *testing.T, now func() time.Time) *session.RedisStore {
+	t.Helper()
+	cfg := sessiontest.Config()
+	cfg.KeyPrefix = fmt.Sprintf("t%d:", e.n.Add(1))
+	return session.NewRedisStore(e.client, cfg, sessiontest.KeyRing(t), now)
+}
+
+func TestRedisStoreContract(t *testing.T) {
+	t.Parallel()
+	env := newRedisEnv(t)
+	sessiontest.RunStoreTests(t, func(t *testing.T, now func() time.Time) session.Store {
+		return env.store(t, now)
+	})
+}
+
+// commandLog records the commands a client sends.
+type commandLog struct {
+	mu   sync.Mutex
+	cmds []string
+}
+
+func (l *commandLog) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (l *commandLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		l.mu.Lock()
+		l.cmds = append(l.cmds, cmd.Name())
+		l.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (l *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (l *commandLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.cmds
+	l.cmds = nil
+	return c
+}
+
+func TestRedisStoreRoundTripsAndTTLs(t *testing.T) {
+	t.Parallel()
+	env := newRedisEnv(t)
+	log := &commandLog{}
+	client := redis.NewClient(&redis.Options{Addr: env.addr})
+	t.Cleanup(func() { _ = client.Close() })
+	client.AddHook(log)
+	clock := sessiontest.NewClock(sessiontest.Epoch)
+	cfg := sessiontest.Config()
+	s := session.NewRedisStore(client, cfg, sessiontest.KeyRing(t), clock.Now)
+	ttl := func(key string) time.Duration {
+		t.Helper()
+		d, err := env.client.PTTL(t.Context(), key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if err := client.Ping(t.Context()).Err(); err != nil { // settle the connection
+		t.Fatal(err)
+	}
+	log.take()
+
+	tests := []struct {
+		name     string
+		run      func(t *testing.T, id session.ID)
+		wantCmds string
+		wantTTL  time.Duration // 0: no check
+	}{
+		{
+			name:     "create_sets_idle_ttl",
+			run:      func(t *testing.T, id session.ID) { mustCreate(t, s, id, sessiontest.Record(clock.Now())) },
+			wantCmds: "set",
+			wantTTL:  cfg.IdleTimeout,
+		},
+		{
+			name: "create_ttl_cut_by_absolute",
+			run: func(t *testing.T, id session.ID) {
+				rec := sessiontest.Record(clock.Now())
+				rec.AbsoluteExpiresAtUnixMs = clock.Now().Add(5 * time.Minute).UnixMilli()
+				mustCreate(t, s, id, rec)
+			},
+			wantCmds: "set",
+			wantTTL:  5 * time.Minute,
+		},
+		{
+			name: "get_is_one_getex",
+			run: func(t *testing.T, id session.ID) {
+				mustCreate(t, s, id, sessiontest.Record(clock.Now()))
+				if err := env.client.PExpire(t.Context(), s.SessionKey(id), time.Minute).Err(); err != nil {
+					t.Fatal(err)
+				}
+				log.take()
+				if _, err := s.Get(t.Context(), id); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantCmds: "getex",
+			wantTTL:  cfg.IdleTimeout,
+		},
+		{
+			name: "update_is_one_script",
+			run: func(t *testing.T, id session.ID) {
+				rec := sessiontest.Record(clock.Now())
+				mustCreate(t, s, id, rec)
+				if err := s.Update(t.Context(), id, rec, 1); err != nil { // loads the script
+					t.Fatal(err)
+				}
+				log.take()
+				if err := s.Update(t.Context(), id, rec, 2); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantCmds: "evalsha",
+			wantTTL:  cfg.IdleTimeout,
+		},
+	}
+	for i, tc := range tests { // sequential: they share one command log
+		t.Run(tc.name, func(t *testing.T) {
+			id := sessiontest.ID(t, byte(i+1))
+			log.take()
+			tc.run(t, id)
+			if got := strings.Join(log.take(), " "); got != tc.wantCmds {
+				t.Errorf("commands %q, want %q", got, tc.wantCmds)
+			}
+			if tc.wantTTL != 0 {
+				if got := ttl(s.SessionKey(id)); got > tc.wantTTL || got < tc.wantTTL-5*time.Second {
+					t.Errorf("TTL %v, want about %v", got, tc.wantTTL)
+				}
+			}
+		})
+	}
+}
+
+func TestRedisStoreKeyLayout(t *testing.T) {
+	t.Parallel()
+	env := newRedisEnv(t)
+	s := env.store(t, nil)
+	ring := sessiontest.KeyRing(t)
+	id := sessiontest.ID(t, 1)
+	mustCreate(t, s, id, sessiontest.Record(time.Now()))
+	if err := s.PutLoginState(t.Context(), "st", loginStateForTest()); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := env.client.Keys(t.Context(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 {
+		t.Fatalf("keys %q", keys)
+	}
+	want := "{" + ring.HashID(id) + "}:s"
+	var sawSession, sawLogin bool
+	for _, k := range keys {
+		sawSession = sawSession || strings.HasSuffix(k, want) && strings.HasPrefix(k, "t1:")
+		sawLogin = sawLogin || strings.HasPrefix(k, "t1:{") && strings.HasSuffix(k, "}:l")
+		if strings.Contains(k, id.String()) || strings.Contains(k, "st}") {
+			t.Errorf("key %q holds a secret in clear", k)
+		}
+	}
+	if !sawSession || !sawLogin {
+		t.Errorf("keys %q, want t1:%s and t1:{…}:l", keys, want)
+	}
+}
+
+// TestRedisStoreRejectsMovedRecords: a record copied under another key, or
+// with its clear generation edited, no longer opens (it is bound by GCM's
+// additional data).
+func TestRedisStoreRejectsMovedRecords(t *testing.T) {
+	t.Parallel()
+	env := newRedisEnv(t)
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, s *session.RedisStore, victim, attacker session.ID)
+	}{
+		{
+			name: "copied_to_another_session",
+			tamper: func(t *testing.T, s *session.RedisStore, victim, attacker session.ID) {
+				v := env.client.Get(t.Context(), s.SessionKey(victim)).Val()
+				env.client.Set(t.Context(), s.SessionKey(attacker), v, time.Hour)
+			},
+		},
+		{
+			name: "generation_edited",
+			tamper: func(t *testing.T, s *session.RedisStore, _, attacker session.ID) {
+				env.client.SetRange(t.Context(), s.SessionKey(attacker), 8, "\x07")
+			},
+		},
+		{
+			name: "ciphertext_edited",
+			tamper: func(t *testing.T, s *session.RedisStore, _, attacker session.ID) {
+				v := []byte(env.client.Get(t.Context(), s.SessionKey(attacker)).Val())
+				v[len(v)-1] ^= 1
+				env.client.Set(t.Context(), s.SessionKey(attacker), v, time.Hour)
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := env.store(t, nil)
+			victim, attacker := sessiontest.ID(t, 1), sessiontest.ID(t, 2)
+			mustCreate(t, s, victim, sessiontest.Record(time.Now()))
+			mustCreate(t, s, attacker, sessiontest.Record(time.Now()))
+			tc.tamper(t, s, victim, attacker)
+			_, err := s.Get(t.Context(), attacker)
+			if !errors.Is(err, session.ErrNotFound) || !errors.Is(err, session.ErrUnreadable) {
+				t.Fatalf("Get = %v, want ErrNotFound and ErrUnreadable", err)
+			}
+		})
+	}
+}
+
+// TestRedisStoreUnavailable: only redis.Nil is "not found"; everything else
+// is ErrUnavailable, so a Redis outage never ends a session.
+func TestRedisStoreUnavailable(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	env := newRedisEnv(t)
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+	tests := []struct {
+		name string
+		addr string
+		ctx  context.Context
+	}{
+		{name: "connection_refused", addr: dead, ctx: t.Context()},
+		{name: "context_canceled", addr: env.addr, ctx: canceled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := redis.NewClient(&redis.Options{Addr: tc.addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1, DialerRetries: 1})
+			t.Cleanup(func() { _ = client.Close() })
+			s := session.NewRedisStore(client, sessiontest.Config(), sessiontest.KeyRing(t), nil)
+			id := sessiontest.ID(t, 1)
+			_, getErr := s.Get(tc.ctx, id)
+			_, takeErr := s.TakeLoginState(tc.ctx, "st")
+			for name, err := range map[string]error{
+				"get":    getErr,
+				"take":   takeErr,
+				"create": s.Create(tc.ctx, id, sessiontest.Record(time.Now())),
+				"update": s.Update(tc.ctx, id, sessiontest.Record(time.Now()), 1),
+				"delete": s.Delete(tc.ctx, id),
+				"put":    s.PutLoginState(tc.ctx, "st", loginStateForTest()),
+				"ping":   s.Ping(tc.ctx),
+			} {
+				if !errors.Is(err, session.ErrUnavailable) || errors.Is(err, session.ErrNotFound) {
+					t.Errorf("%s = %v, want ErrUnavailable only", name, err)
+				}
+			}
+		})
+	}
+}
+
+func TestOpenBackend(t *testing.T) {
+	t.Parallel()
+	env := newRedisEnv(t)
+	redisCfg := sessiontest.Config()
+	redisCfg.Backend = session.BackendRedis
+	redisCfg.Redis.URL = "redis://" + env.addr + "/3"
+	noKeys := session.DefaultConfig()
+	bad := session.DefaultConfig()
+	bad.Backend = "carrier-pigeon"
+	tests := []struct {
+		name    string
+		cfg     session.Config
+		wantErr string
+	}{
+		{name: "redis", cfg: redisCfg},
+		{name: "memory_ephemeral_keys", cfg: noKeys},
+		{name: "invalid", cfg: bad, wantErr: "backend"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b, err := session.OpenBackend(tc.cfg, nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if err := b.Ping(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			id := sessiontest.ID(t, 1)
+			mustCreate(t, b, id, sessiontest.Record(time.Now()))
+			if _, err := b.Get(t.Context(), id); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

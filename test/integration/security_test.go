@@ -116,7 +116,9 @@ func TestThroughEnvoy(t *testing.T) {
 
 	t.Run("T13_T15_csrf_values", func(t *testing.T) {
 		b := loggedIn(t)
-		for _, v := range []string{"0", "1 ", "true", "", "1,1", "11"} {
+		// ("1 " is not here: HTTP strips trailing whitespace before Envoy sees
+		// it; authz's own tests send it over gRPC.)
+		for _, v := range []string{"0", "true", "", "1,1", "11"} {
 			r := b.do(http.MethodGet, "/api/whoami", map[string]string{"X-CSRF": v})
 			if r.Status != 403 {
 				t.Errorf("X-CSRF %q: %d", v, r.Status)

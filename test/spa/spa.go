@@ -25,7 +25,13 @@ var inlineRE = regexp.MustCompile(`(?s)<(script|style)>(.*?)</(?:script|style)>`
 func Handler() http.Handler {
 	csp := contentSecurityPolicy(indexHTML)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
+		path := r.URL.Path
+		// Client-side routes (/app/orders) get the page too, as every SPA
+		// host does; only file-like paths (with a dot) are 404s.
+		if !strings.Contains(path[strings.LastIndex(path, "/")+1:], ".") {
+			path = "/"
+		}
+		switch path {
 		case "/":
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				w.Header().Set("Allow", "GET, HEAD")

@@ -47,7 +47,7 @@ func TestRoutes(t *testing.T) {
 		{http.MethodPost, "/", 405, "text/plain; charset=utf-8"},
 		{http.MethodGet, "/favicon.ico", 204, ""},
 		{http.MethodGet, "/index.html", 404, "text/plain; charset=utf-8"},
-		{http.MethodGet, "/app/x", 404, "text/plain; charset=utf-8"},
+		{http.MethodGet, "/app/x", 200, "text/html; charset=utf-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {

@@ -33,6 +33,7 @@ func report(in io.Reader, out io.Writer) int {
 	outputs := map[string]*strings.Builder{} // package/test → output
 	var problems []string
 	badPackages := 0
+	perPackage := map[string]int{} // passed tests (with subtests) per package
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -66,12 +67,13 @@ func report(in io.Reader, out io.Writer) int {
 						fmt.Fprint(out, b.String())
 					}
 				}
-				fmt.Fprintf(out, "%s %s %.1fs\n", status, e.Package, e.Elapsed)
+				fmt.Fprintf(out, "%s %s %.1fs (%d passed)\n", status, e.Package, e.Elapsed, perPackage[e.Package])
 				continue
 			}
 			switch e.Action {
 			case "pass":
 				passed++
+				perPackage[e.Package]++
 			case "fail":
 				failed++
 				problems = append(problems, "FAILED "+e.Package+" "+e.Test+"\n"+text(outputs[key]))

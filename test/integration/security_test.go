@@ -247,9 +247,13 @@ func TestThroughEnvoy(t *testing.T) {
 		for _, p := range s2.BFFs {
 			p.Kill()
 		}
-		time.Sleep(100 * time.Millisecond)
-		if r := b.api("/api/whoami"); r.Status != 503 {
-			t.Fatalf("with ext_authz down: %d %s (must be 503, never a pass)", r.Status, r.Body)
+		// Every answer while envoy-bff is gone must be 503; ask a bounded
+		// number of times so Envoy has seen the connection drop.
+		for i := 0; i < 5; i++ {
+			if r := b.api("/api/whoami"); r.Status != 503 {
+				t.Fatalf("with ext_authz down, try %d: %d %s (must be 503, never a pass)", i, r.Status, r.Body)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	})
 }

@@ -33,16 +33,19 @@ test: bootstrap build ## gofmt, go vet, and every suite (unit, Redis, Envoy inte
 	@bad="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
 	@echo "==> go vet"
 	@go vet ./...
-	@echo "==> go test $(GO_TEST_FLAGS) ./... (integration suite runs real Envoy $(ENVOY_VERSION) and redis-server)"
-	@go test $(GO_TEST_FLAGS) -json ./... | go run ./test/testreport
 	@echo "==> benchmarks once (-benchtime=1x) so they cannot rot"
 	@go test -run '^$$' -bench . -benchtime=1x ./... > /dev/null
+	@echo "==> every fuzz target, bounded (FUZZTIME=3s each)"
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+	@echo "==> go test $(GO_TEST_FLAGS) ./... (integration suite runs real Envoy $(ENVOY_VERSION) and redis-server)"
+	@go test $(GO_TEST_FLAGS) -json ./... | go run ./test/testreport
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
-	@grep -r --include='*_test.go' -l '^func Fuzz' . | while read -r f; do \
+	@grep -r --include='*_test.go' -l '^func Fuzz' . | sort | while read -r f; do \
 	  pkg="./$$(dirname "$${f#./}")"; \
 	  for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' "$$f" | cut -d' ' -f2); do \
-	    echo "==> $$pkg $$fn"; go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $${FUZZTIME:-30s} "$$pkg"; \
+	    echo "==> fuzz $$pkg $$fn for $${FUZZTIME:-30s}"; \
+	    go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $${FUZZTIME:-30s} "$$pkg" | tail -1 || exit 1; \
 	  done; \
 	done
 

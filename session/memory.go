@@ -96,21 +96,13 @@ func (m *MemoryStore) Get(_ context.Context, id ID) (*sessionpb.Session, error) 
 // time and absolute expiry when they are zero.
 func (m *MemoryStore) Create(_ context.Context, id ID, s *sessionpb.Session) error {
 	const op = "create session"
-	if s == nil {
-		return fmt.Errorf("%s: %w", op, errNilRecord)
-	}
 	now := m.now()
-	prepareSession(s, m.cfg.AbsoluteLifetime, now)
-	ttl, ok := sessionTTL(s, m.cfg.IdleTimeout, now)
-	if !ok {
-		return fmt.Errorf("%s: %w", op, errPastLifetime)
-	}
-	hash := m.ring.HashID(id)
-	sealed, err := sealSession(m.ring, hash, s, 1)
+	n, err := prepareCreate(m.ring, m.cfg, id, s, now)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	e := &memEntry{sealed: sealed, gen: 1, expires: now.Add(ttl), absolute: time.UnixMilli(s.AbsoluteExpiresAtUnixMs)}
+	hash := n.hash
+	e := &memEntry{sealed: n.sealed, gen: 1, expires: now.Add(n.ttl), absolute: time.UnixMilli(s.AbsoluteExpiresAtUnixMs)}
 	m.mem.mu.Lock()
 	defer m.mem.mu.Unlock()
 	if m.mem.closed {

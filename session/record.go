@@ -126,3 +126,30 @@ func notFound(op string, err error) error {
 const maxStateLen = 2048
 
 func validState(state string) bool { return state != "" && len(state) <= maxStateLen }
+
+// sealedNew is a new session ready to write: both stores' Create share it so
+// the lifetime rules and the sealing cannot drift apart.
+type sealedNew struct {
+	hash   string
+	sealed []byte
+	ttl    time.Duration
+}
+
+// prepareCreate fills s's lifetimes, refuses a record already past them, and
+// seals it as generation 1 under the keyed hash of id.
+func prepareCreate(ring *KeyRing, cfg Config, id ID, s *sessionpb.Session, now time.Time) (sealedNew, error) {
+	if s == nil {
+		return sealedNew{}, errNilRecord
+	}
+	prepareSession(s, cfg.AbsoluteLifetime, now)
+	ttl, ok := sessionTTL(s, cfg.IdleTimeout, now)
+	if !ok {
+		return sealedNew{}, errPastLifetime
+	}
+	hash := ring.HashID(id)
+	sealed, err := sealSession(ring, hash, s, 1)
+	if err != nil {
+		return sealedNew{}, err
+	}
+	return sealedNew{hash: hash, sealed: sealed, ttl: ttl}, nil
+}

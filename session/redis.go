@@ -112,21 +112,11 @@ func (r *RedisStore) Get(ctx context.Context, id ID) (*sessionpb.Session, error)
 // and absolute expiry when they are zero.
 func (r *RedisStore) Create(ctx context.Context, id ID, s *sessionpb.Session) error {
 	const op = "create session"
-	if s == nil {
-		return fmt.Errorf("%s: %w", op, errNilRecord)
-	}
-	now := r.now()
-	prepareSession(s, r.cfg.AbsoluteLifetime, now)
-	ttl, ok := sessionTTL(s, r.cfg.IdleTimeout, now)
-	if !ok {
-		return fmt.Errorf("%s: %w", op, errPastLifetime)
-	}
-	hash := r.ring.HashID(id)
-	sealed, err := sealSession(r.ring, hash, s, 1)
+	n, err := prepareCreate(r.ring, r.cfg, id, s, r.now())
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	if err := r.client.Set(ctx, r.sessionKey(hash), sealed, ttl).Err(); err != nil {
+	if err := r.client.Set(ctx, r.sessionKey(n.hash), n.sealed, n.ttl).Err(); err != nil {
 		return unavailable(op, err)
 	}
 	return nil

@@ -23,6 +23,7 @@ type tcase struct {
 	code    string
 	gets    int
 	refresh int
+	clients int // client-token requests
 	clear   bool
 	check   func(t *testing.T, e *env, resp *authv3.CheckResponse)
 }
@@ -30,6 +31,16 @@ type tcase struct {
 // api is a GET on a user route with the given header changes ("" deletes).
 func api(change map[string]string) func(e *env) *authv3.CheckRequest {
 	return apiTo(http.MethodGet, "/api/orders", change)
+}
+
+// ruled is api's request on target with no context extensions, so the
+// path rules pick the policy.
+func ruled(target string, change map[string]string) func(e *env) *authv3.CheckRequest {
+	return func(e *env) *authv3.CheckRequest {
+		r := apiTo(http.MethodGet, target, change)(e)
+		r.Attributes.ContextExtensions = nil
+		return r
+	}
 }
 
 func apiTo(method, target string, change map[string]string) func(e *env) *authv3.CheckRequest {
@@ -71,6 +82,9 @@ func runCases(t *testing.T, cases []tcase) {
 				if got := e.refresher.calls.Load(); got != int64(tc.refresh) {
 					t.Errorf("Refresh called %d times, want %d", got, tc.refresh)
 				}
+			}
+			if got := e.clients.calls.Load(); got != int64(tc.clients) {
+				t.Errorf("client token requested %d times, want %d", got, tc.clients)
 			}
 			if got := clearsCookie(resp); got != tc.clear {
 				t.Errorf("clearing Set-Cookie: %v, want %v", got, tc.clear)
@@ -115,6 +129,15 @@ func wantBearer(token string) func(t *testing.T, e *env, resp *authv3.CheckRespo
 		}
 		if removes(resp, "authorization") {
 			t.Error("authorization both set and removed: Envoy removes after setting")
+		}
+	}
+}
+
+func wantCookie(v string) func(t *testing.T, e *env, resp *authv3.CheckResponse) {
+	return func(t *testing.T, _ *env, resp *authv3.CheckResponse) {
+		t.Helper()
+		if got, n := upstreamHeader(resp, "cookie"); n != 1 || got != v {
+			t.Errorf("upstream cookie %q (%d), want %q", got, n, v)
 		}
 	}
 }
@@ -305,9 +328,9 @@ func TestCheck(t *testing.T) {
 		{name: "policy_unknown_in_extension_500", req: func(e *env) *authv3.CheckRequest {
 			return creq("GET", "/public/x", e.apiHeaders(), map[string]string{extPolicy: "nonee"})
 		}, status: 500, code: "policy_invalid", gets: 0},
-		{name: "policy_client_unsupported_503", req: func(e *env) *authv3.CheckRequest {
+		{name: "policy_client_without_client_tokens_500", opts: []envOption{withoutClientTokens()}, req: func(e *env) *authv3.CheckRequest {
 			return creq("GET", "/api/x", e.apiHeaders(), map[string]string{extPolicy: "client"})
-		}, status: 503, code: "policy_unsupported", gets: 0},
+		}, status: 500, code: "client_token_unknown", gets: 0},
 		{name: "policy_extension_beats_path_rules", req: func(e *env) *authv3.CheckRequest {
 			return creq("GET", "/public/x", map[string]string{"cookie": ""}, map[string]string{extPolicy: "user"})
 		}, status: 403, code: "antiforgery_required", gets: 0},
@@ -315,6 +338,24 @@ func TestCheck(t *testing.T) {
 			return creq("GET", "/unlisted", map[string]string{csrfHeader: "1"}, nil)
 		}, status: 401, code: "unauthenticated", gets: 0},
 		{name: "no_http_attributes_400", req: func(e *env) *authv3.CheckRequest { return &authv3.CheckRequest{} }, status: 400, code: "invalid_request", gets: 0},
+
+		// Client credentials (path rules: /partner/ client with "billing", /catalog/ user_or_client).
+		{name: "client_passes_with_client_token_no_store_call", req: ruled("/partner/x", nil), status: 200, gets: 0, clients: 1, check: wantBearer(testClientToken("billing"))},
+		{name: "client_strips_session_cookie", req: ruled("/partner/x", map[string]string{"cookie": cookieName + "=$ID; " + otherCookie}), status: 200, gets: 0, clients: 1, check: wantCookie(otherCookie)},
+		{name: "client_needs_antiforgery", req: ruled("/partner/x", map[string]string{csrfHeader: ""}), status: 403, code: "antiforgery_required", gets: 0, clients: 0},
+		{name: "client_token_by_extension", req: func(e *env) *authv3.CheckRequest {
+			return creq("GET", "/x", e.apiHeaders(), map[string]string{extPolicy: "client"})
+		}, status: 200, clients: 1, check: wantBearer(testClientToken("default"))},
+		{name: "client_token_unknown_500", req: func(e *env) *authv3.CheckRequest {
+			return creq("GET", "/x", e.apiHeaders(), map[string]string{extPolicy: "client", extClientToken: "nope"})
+		}, status: 500, code: "client_token_unknown", clients: 1},
+		{name: "T59_client_token_unavailable_503", setup: clientTokensFail(oidcflow.ErrProviderUnavailable), req: ruled("/partner/x", nil), status: 503, code: "token_refresh_unavailable", clients: 1},
+		{name: "user_or_client_session_user_token", req: ruled("/catalog/x", nil), status: 200, gets: 1, clients: 0, check: wantBearer(testToken)},
+		{name: "user_or_client_anonymous_client_token", req: ruled("/catalog/x", map[string]string{"cookie": ""}), status: 200, gets: 0, clients: 1, check: wantBearer(testClientToken("default"))},
+		{name: "user_or_client_unknown_session_client_token_cleared", req: ruled("/catalog/x", map[string]string{"cookie": cookieName + "=" + strings.Repeat("A", 43)}), status: 200, gets: 1, clients: 1, clear: true, check: wantBearer(testClientToken("default"))},
+		{name: "user_or_client_refresh_rejected_client_token_cleared", setup: refreshFails(-time.Second, oidcflow.ErrRefreshRejected), req: ruled("/catalog/x", nil), status: 200, gets: 1, refresh: 1, clients: 1, clear: true, check: wantBearer(testClientToken("default"))},
+		{name: "user_or_client_store_down_503_no_client_token", setup: storeDown, req: ruled("/catalog/x", nil), status: 503, code: "session_store_unavailable", gets: 1, clients: 0},
+		{name: "user_or_client_duplicate_cookie_401", req: ruled("/catalog/x", map[string]string{"cookie": cookieName + "=$ID; " + cookieName + "=$ID"}), status: 401, code: "unauthenticated", clients: 0},
 
 		// Navigations.
 		{name: "navigation_redirects_to_login", req: func(e *env) *authv3.CheckRequest {
@@ -369,6 +410,10 @@ func refreshFails(in time.Duration, err error) func(t *testing.T, e *env) {
 		expireToken(in)(t, e)
 		e.refresher.err = err
 	}
+}
+
+func clientTokensFail(err error) func(t *testing.T, e *env) {
+	return func(_ *testing.T, e *env) { e.clients.err = err }
 }
 
 func storeDown(_ *testing.T, e *env) {

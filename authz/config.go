@@ -1,11 +1,13 @@
 package authz
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
+
+	"github.com/envoy-bff/envoy-bff/session"
 )
 
 // Config is the `authz:` section of envoy-bff's config file: where a route's
@@ -26,9 +28,6 @@ type Config struct {
 	// LoginPath is where unauthenticated navigations are redirected on routes
 	// that allow it; returnUrl carries the original path.
 	LoginPath string `yaml:"login_path"`
-	// RefreshLeadTime is how long before the access token's expiry Check asks
-	// for a refresh. Until expiry, a failed refresh still passes the old token.
-	RefreshLeadTime time.Duration `yaml:"refresh_lead_time"`
 }
 
 // PathRule assigns a policy to a path or a path prefix. Set exactly one of
@@ -38,19 +37,38 @@ type PathRule struct {
 	Prefix string `yaml:"prefix"`
 	// Exact matches one normalised path only ("/"); use it for anonymous routes.
 	Exact string `yaml:"exact"`
-	// Policy is none, user or user_or_none.
+	// Policy is none, user, user_or_none, client or user_or_client.
 	Policy Policy `yaml:"policy"`
+	// ClientToken names the client-credentials token (oidc.client_tokens) that
+	// client and user_or_client send; empty means "default".
+	ClientToken string `yaml:"client_token"`
 	// Redirect sends unauthenticated browser navigations a 302 to LoginPath
 	// instead of a 401.
 	Redirect bool `yaml:"redirect"`
 }
 
+// ClientTokenNames lists every client token a path rule names (the default
+// one included when a client policy names none), so the config loader can
+// check each is defined under oidc.client_tokens.
+func (c Config) ClientTokenNames() []string {
+	var names []string
+	if c.DefaultPolicy.usesClientToken() {
+		names = append(names, defaultClientToken)
+	}
+	for _, r := range c.PathRules {
+		if r.Policy.usesClientToken() {
+			names = append(names, cmp.Or(r.ClientToken, defaultClientToken))
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
 // DefaultConfig is fail-closed: every path needs a session.
 func DefaultConfig() Config {
 	return Config{
-		DefaultPolicy:   PolicyUser,
-		LoginPath:       "/bff/login",
-		RefreshLeadTime: 30 * time.Second,
+		DefaultPolicy: PolicyUser,
+		LoginPath:     "/bff/login",
 	}
 }
 
@@ -89,6 +107,13 @@ func (c Config) Validate() error {
 		if err := validatePolicy(string(r.Policy)); err != nil {
 			errs = append(errs, fmt.Errorf("%s.policy: %w", field, err))
 		}
+		switch {
+		case r.ClientToken == "":
+		case !r.Policy.usesClientToken():
+			errs = append(errs, fmt.Errorf("%s.client_token: only the client and user_or_client policies send a client token", field))
+		case !session.ValidClientTokenName(r.ClientToken):
+			errs = append(errs, fmt.Errorf("%s.client_token: must be 1-64 characters of a-z, 0-9, _ and -", field))
+		}
 	}
 	names := make([]string, 0, len(c.IdentityHeaders))
 	for h := range c.IdentityHeaders {
@@ -116,9 +141,6 @@ func (c Config) Validate() error {
 	}
 	if !isLocalPath(c.LoginPath) {
 		errs = append(errs, fmt.Errorf("login_path: must be a local path such as /bff/login, got %q", c.LoginPath))
-	}
-	if c.RefreshLeadTime < 0 || c.RefreshLeadTime > time.Hour {
-		errs = append(errs, fmt.Errorf("refresh_lead_time: must be between 0 and 1h, got %s", c.RefreshLeadTime))
 	}
 	return errors.Join(errs...)
 }

@@ -3,7 +3,6 @@ package authz
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestDefaultConfigIsValidAndFailsClosed(t *testing.T) {
@@ -30,11 +29,9 @@ func TestValidate(t *testing.T) {
 		}},
 		{name: "unknown default policy", mutate: func(c *Config) { c.DefaultPolicy = "maybe" }, wantErr: []string{`default_policy: unknown policy "maybe"`}},
 		{name: "empty default policy", mutate: func(c *Config) { c.DefaultPolicy = "" }, wantErr: []string{`default_policy: unknown policy ""`}},
-		{name: "client not supported yet", mutate: func(c *Config) { c.DefaultPolicy = PolicyClient }, wantErr: []string{`default_policy: policy "client" is not supported yet`}},
 		{name: "rule policy", mutate: func(c *Config) {
 			c.PathRules = []PathRule{{Exact: "/", Policy: PolicyNone}, {Prefix: "/a/", Policy: PolicyUser}, {Prefix: "/b/", Policy: "foo"}}
 		}, wantErr: []string{`path_rules[2].policy: unknown policy "foo"`}},
-		{name: "user_or_client not supported yet", mutate: func(c *Config) { c.PathRules = []PathRule{{Prefix: "/a/", Policy: PolicyUserOrClient}} }, wantErr: []string{`path_rules[0].policy: policy "user_or_client" is not supported yet`}},
 		{name: "neither prefix nor exact", mutate: func(c *Config) { c.PathRules = []PathRule{{Policy: PolicyUser}} }, wantErr: []string{"path_rules[0]: set one of prefix or exact"}},
 		{name: "both prefix and exact", mutate: func(c *Config) { c.PathRules = []PathRule{{Prefix: "/a/", Exact: "/a", Policy: PolicyUser}} }, wantErr: []string{"path_rules[0]: set only one of prefix or exact"}},
 		{name: "rule not normalised", mutate: func(c *Config) {
@@ -50,7 +47,12 @@ func TestValidate(t *testing.T) {
 			`identity_headers["x-envoy-foo"]: reserved header`}},
 		{name: "login path", mutate: func(c *Config) { c.LoginPath = "https://evil.example/login" }, wantErr: []string{"login_path: must be a local path"}},
 		{name: "login path protocol-relative", mutate: func(c *Config) { c.LoginPath = "//evil.example/login" }, wantErr: []string{"login_path"}},
-		{name: "refresh lead", mutate: func(c *Config) { c.RefreshLeadTime = -time.Second }, wantErr: []string{"refresh_lead_time: must be between 0 and 1h"}},
+		{name: "client token on a user rule", mutate: func(c *Config) {
+			c.PathRules = []PathRule{{Prefix: "/api/", Policy: PolicyUser, ClientToken: "default"}}
+		}, wantErr: []string{"path_rules[0].client_token: only the client and user_or_client policies send a client token"}},
+		{name: "client token bad name", mutate: func(c *Config) {
+			c.PathRules = []PathRule{{Prefix: "/api/", Policy: PolicyClient, ClientToken: "Bad Name"}}
+		}, wantErr: []string{"path_rules[0].client_token: must be 1-64 characters"}},
 		{name: "every bad field at once", mutate: func(c *Config) {
 			c.DefaultPolicy = "x"
 			c.LoginPath = ""
@@ -104,19 +106,24 @@ func TestRouteTable(t *testing.T) {
 		{Prefix: "/api/public/", Policy: PolicyUserOrNone},
 		{Exact: "/api/public/secret", Policy: PolicyUser, Redirect: true},
 		{Exact: "/", Policy: PolicyNone},
+		{Prefix: "/partner/", Policy: PolicyClient, ClientToken: "billing"},
+		{Prefix: "/catalog/", Policy: PolicyUserOrClient},
 	}
 	rt := newRouteTable(c)
+	const dflt = defaultClientToken
 	cases := []struct {
 		path string
 		want route
 	}{
-		{"/", route{policy: PolicyNone}},
-		{"/index.html", route{policy: PolicyUser}}, // exact "/" is not a prefix
-		{"/api/x", route{policy: PolicyUser}},
-		{"/api/public/x", route{policy: PolicyUserOrNone}},
-		{"/api/public/secret", route{policy: PolicyUser, redirect: true}},
-		{"/api/public/secret/x", route{policy: PolicyUserOrNone}},
-		{"/apix", route{policy: PolicyUser}},
+		{"/", route{policy: PolicyNone, clientToken: dflt}},
+		{"/index.html", route{policy: PolicyUser, clientToken: dflt}}, // exact "/" is not a prefix
+		{"/api/x", route{policy: PolicyUser, clientToken: dflt}},
+		{"/api/public/x", route{policy: PolicyUserOrNone, clientToken: dflt}},
+		{"/api/public/secret", route{policy: PolicyUser, redirect: true, clientToken: dflt}},
+		{"/api/public/secret/x", route{policy: PolicyUserOrNone, clientToken: dflt}},
+		{"/apix", route{policy: PolicyUser, clientToken: dflt}},
+		{"/partner/x", route{policy: PolicyClient, clientToken: "billing"}},
+		{"/catalog/x", route{policy: PolicyUserOrClient, clientToken: dflt}},
 	}
 	for _, tc := range cases {
 		if got := rt.match(tc.path); got != tc.want {

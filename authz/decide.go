@@ -37,21 +37,24 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 		}
 		return decision{}, errAntiforgery
 	}
+	if req.policy == PolicyClient {
+		return s.clientToken(ctx, req) // the session, if any, plays no part
+	}
 
 	id, err := s.cookie.ReadID(req.cookie)
 	switch {
 	case errors.Is(err, session.ErrNoCookie):
-		return s.anonymous(req, errNoSession) // T1: no store call
+		return s.anonymous(ctx, req, errNoSession) // T1: no store call
 	case errors.Is(err, session.ErrDuplicateCookie):
 		return decision{}, errDuplicateCookie // T4: never first- or last-wins
 	case err != nil:
-		return s.anonymous(req, fmt.Errorf("%w: %w", errSessionUnknown, err)) // T2: no store call
+		return s.anonymous(ctx, req, fmt.Errorf("%w: %w", errSessionUnknown, err)) // T2: no store call
 	}
 
 	sess, err := s.sessions.Get(ctx, id)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
-		return s.anonymous(req, errSessionUnknown) // T3
+		return s.anonymous(ctx, req, errSessionUnknown) // T3
 	case err != nil:
 		return decision{}, fmt.Errorf("%w: %w", errStoreUnavailable, err)
 	case sess == nil:
@@ -65,30 +68,27 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 			s.logger.LogAttrs(ctx, slog.LevelWarn, "authz: delete expired session failed",
 				slog.String("x-request-id", req.id), slog.Any("error", err))
 		}
-		return s.anonymous(req, errSessionUnknown)
+		return s.anonymous(ctx, req, errSessionUnknown)
 	}
 
-	exp := sess.GetAccessTokenExpiresAtUnixMs()
-	expired := sess.GetAccessToken() == "" || exp != 0 && nowMs >= exp
-	due := expired || exp != 0 && nowMs >= exp-s.refreshLead.Milliseconds()
-	if due {
-		fresh, err := s.refresh(ctx, req, id, sess, expired)
-		switch {
-		case errors.Is(err, errStoreUnavailable), errors.Is(err, errRefreshFailed):
-			return decision{}, err // faults deny on every policy
-		case err != nil:
-			return s.anonymous(req, err)
-		}
-		sess = fresh
+	sess, err = s.refresh(ctx, id, sess, nowMs)
+	switch {
+	case errors.Is(err, errStoreUnavailable), errors.Is(err, errRefreshFailed):
+		return decision{}, err // faults deny on every policy
+	case err != nil:
+		return s.anonymous(ctx, req, err)
 	}
 	return decision{token: sess.GetAccessToken(), claims: sess.GetClaimsJson()}, nil
 }
 
-// refresh renews a due access token. While the old token is still valid, a
-// failure that does not prove the session dead keeps the old token (T59).
-func (s *Server) refresh(ctx context.Context, req *request, id session.ID, sess *sessionpb.Session, expired bool) (*sessionpb.Session, error) {
+// refresh hands the session to the Refresher, which alone decides whether
+// its access token is due (it returns sess itself when not) and keeps
+// passing a still-valid token when a refresh fails (T59). Without a
+// Refresher an expired token ends the request.
+func (s *Server) refresh(ctx context.Context, id session.ID, sess *sessionpb.Session, nowMs int64) (*sessionpb.Session, error) {
 	if s.refresher == nil {
-		if expired {
+		exp := sess.GetAccessTokenExpiresAtUnixMs()
+		if sess.GetAccessToken() == "" || exp != 0 && nowMs >= exp {
 			return nil, errSessionExpired
 		}
 		return sess, nil
@@ -98,30 +98,51 @@ func (s *Server) refresh(ctx context.Context, req *request, id session.ID, sess 
 	case err == nil && fresh.GetAccessToken() != "":
 		return fresh, nil
 	case err == nil:
-		err = errors.New("refresher returned no access token")
+		return nil, fmt.Errorf("%w: refresher returned no access token", errRefreshFailed)
 	case errors.Is(err, oidcflow.ErrRefreshRejected):
 		return nil, fmt.Errorf("%w: %w", errRefreshRejected, err)
 	case errors.Is(err, session.ErrNotFound):
 		return nil, errSessionUnknown // deleted while we refreshed (logout)
-	}
-	if !expired {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "authz: refresh failed; passing the still-valid access token",
-			slog.String("x-request-id", req.id), slog.Any("error", err))
-		return sess, nil
-	}
-	if errors.Is(err, session.ErrUnavailable) {
+	case errors.Is(err, session.ErrUnavailable):
 		return nil, fmt.Errorf("%w: %w", errStoreUnavailable, err)
+	default:
+		// The token has expired and no new one came in time; the session is kept.
+		return nil, fmt.Errorf("%w: %w", errRefreshFailed, err)
 	}
-	return nil, fmt.Errorf("%w: %w", errRefreshFailed, err)
 }
 
 // anonymous turns "no usable session" into a pass without a token on
-// user_or_none routes (clearing a dead cookie), and into err elsewhere.
-// Faults never come here: they deny on every policy.
-func (s *Server) anonymous(req *request, err error) (decision, error) {
-	if req.policy != PolicyUserOrNone {
+// user_or_none routes and with a client token on user_or_client routes
+// (clearing a dead cookie on both), and into err elsewhere. Faults never
+// come here: they deny on every policy.
+func (s *Server) anonymous(ctx context.Context, req *request, err error) (decision, error) {
+	clear := errors.Is(err, errSessionUnknown) || errors.Is(err, errRefreshRejected)
+	switch req.policy {
+	case PolicyUserOrNone:
+		return decision{clearCookie: clear}, nil
+	case PolicyUserOrClient:
+		d, cerr := s.clientToken(ctx, req)
+		d.clearCookie = clear
+		return d, cerr
+	default:
 		return decision{}, err
 	}
-	clear := errors.Is(err, errSessionUnknown) || errors.Is(err, errRefreshRejected)
-	return decision{clearCookie: clear}, nil
+}
+
+// clientToken passes with the route's client-credentials token. A token that
+// cannot be had is a fault: 503, never a pass without one.
+func (s *Server) clientToken(ctx context.Context, req *request) (decision, error) {
+	if s.clients == nil {
+		return decision{}, errClientTokenUnknown
+	}
+	tok, err := s.clients.Token(ctx, req.clientToken)
+	switch {
+	case errors.Is(err, oidcflow.ErrUnknownClientToken):
+		return decision{}, fmt.Errorf("%w: %w", errClientTokenUnknown, err)
+	case err != nil:
+		return decision{}, fmt.Errorf("%w: %w", errRefreshFailed, err)
+	case tok == "":
+		return decision{}, fmt.Errorf("%w: empty client token", errRefreshFailed)
+	}
+	return decision{token: tok}, nil
 }

@@ -22,8 +22,10 @@
 // The route's check_settings.context_extensions["bff.policy"] wins (with
 // "bff.redirect": "true" to allow login redirects); otherwise the path rules
 // (exact, then longest prefix) on the normalised path; otherwise
-// Config.DefaultPolicy. An unknown name in the route is a 500 policy_invalid,
-// client and user_or_client a 503 policy_unsupported: never a pass.
+// Config.DefaultPolicy. An unknown name in the route is a 500 policy_invalid:
+// never a pass. client and user_or_client send the client token the route
+// names ("bff.client_token" or the rule's client_token, else "default"); a
+// name the server does not define is a 500 client_token_unknown.
 //
 // # Choices where the design is silent
 //

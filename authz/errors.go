@@ -11,18 +11,18 @@ import (
 // where a cause exists; denialFor maps each to one answer. Anything else is
 // an internal error: a deny, never a pass.
 var (
-	errInvalidRequest    = errors.New("malformed check request")
-	errInvalidPath       = errors.New("request path is not acceptable")
-	errPolicyInvalid     = errors.New("route names an unknown policy")
-	errPolicyUnsupported = errors.New("route policy is not supported yet")
-	errAntiforgery       = errors.New("anti-forgery header missing or wrong")
-	errNoSession         = errors.New("no session cookie")
-	errSessionUnknown    = errors.New("session cookie names no live session")
-	errDuplicateCookie   = errors.New("more than one session cookie")
-	errSessionExpired    = errors.New("access token expired and cannot be refreshed")
-	errRefreshRejected   = errors.New("provider rejected the refresh")
-	errStoreUnavailable  = errors.New("session store unavailable")
-	errRefreshFailed     = errors.New("token refresh unavailable")
+	errInvalidRequest     = errors.New("malformed check request")
+	errInvalidPath        = errors.New("request path is not acceptable")
+	errPolicyInvalid      = errors.New("route names an unknown policy")
+	errClientTokenUnknown = errors.New("route names a client token that is not configured")
+	errAntiforgery        = errors.New("anti-forgery header missing or wrong")
+	errNoSession          = errors.New("no session cookie")
+	errSessionUnknown     = errors.New("session cookie names no live session")
+	errDuplicateCookie    = errors.New("more than one session cookie")
+	errSessionExpired     = errors.New("access token expired and cannot be refreshed")
+	errRefreshRejected    = errors.New("provider rejected the refresh")
+	errStoreUnavailable   = errors.New("session store unavailable")
+	errRefreshFailed      = errors.New("token refresh unavailable")
 )
 
 // denial is one row of the error → answer table.
@@ -53,8 +53,8 @@ func denials() []denial {
 			code: "invalid_path", description: "The request path is not acceptable."},
 		{err: errPolicyInvalid, status: http.StatusInternalServerError, grpcCode: codes.Internal,
 			code: "policy_invalid", description: "The route names an unknown policy."},
-		{err: errPolicyUnsupported, status: http.StatusServiceUnavailable, grpcCode: codes.Unavailable,
-			code: "policy_unsupported", description: "The route's policy is not supported by this version."},
+		{err: errClientTokenUnknown, status: http.StatusInternalServerError, grpcCode: codes.Internal,
+			code: "client_token_unknown", description: "The route names a client token this server does not define."},
 		{err: errAntiforgery, status: http.StatusForbidden, grpcCode: codes.PermissionDenied,
 			code: "antiforgery_required", description: "The anti-forgery header is missing or wrong."},
 		{err: errNoSession, status: http.StatusUnauthorized, grpcCode: codes.Unauthenticated,

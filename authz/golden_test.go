@@ -43,8 +43,14 @@ func TestGolden(t *testing.T) {
 		{name: "deny_policy_invalid", req: func(e *env) *authv3.CheckRequest {
 			return creq("GET", "/x", nil, map[string]string{extPolicy: "admin"})
 		}},
-		{name: "deny_policy_unsupported", req: func(e *env) *authv3.CheckRequest {
-			return creq("GET", "/x", nil, map[string]string{extPolicy: "user_or_client"})
+		{name: "deny_client_token_unknown", req: func(e *env) *authv3.CheckRequest {
+			return creq("GET", "/x", map[string]string{csrfHeader: "1"}, map[string]string{extPolicy: "client", extClientToken: "nope"})
+		}},
+		{name: "ok_client", req: func(e *env) *authv3.CheckRequest {
+			return creq("GET", "/x", map[string]string{csrfHeader: "1", "cookie": otherCookie}, map[string]string{extPolicy: "client"})
+		}},
+		{name: "ok_user_or_client_anonymous", req: func(e *env) *authv3.CheckRequest {
+			return creq("GET", "/x", map[string]string{csrfHeader: "1"}, map[string]string{extPolicy: "user_or_client"})
 		}},
 		{name: "redirect_login", req: func(e *env) *authv3.CheckRequest {
 			return creq("GET", "/app/orders/./7?tab=items&q=a%20b", map[string]string{"sec-fetch-mode": "navigate"}, nil)

@@ -69,15 +69,29 @@ func (c *countingStore) fail(err error) {
 }
 
 // fakeRefresher stands in for oidcflow.Refresher: the provider, its lock and
-// its failure modes are oidcflow's to test; here only the answers matter.
+// its failure modes are oidcflow's to test; here only the answers matter. It
+// keeps the Refresher's contract: a token more than fakeLead from expiry
+// comes back untouched (and is not counted), and while a token is still
+// valid only a rejection or a vanished session is an error.
 type fakeRefresher struct {
 	calls atomic.Int64
 	err   error
 }
 
+// fakeLead is when the fake considers a token due.
+const fakeLead = 30 * time.Second
+
 func (f *fakeRefresher) Refresh(_ context.Context, _ session.ID, s *sessionpb.Session) (*sessionpb.Session, error) {
+	exp := s.GetAccessTokenExpiresAtUnixMs()
+	if s.GetAccessToken() != "" && t0.UnixMilli() < exp-fakeLead.Milliseconds() {
+		return s, nil
+	}
 	f.calls.Add(1)
 	if f.err != nil {
+		valid := s.GetAccessToken() != "" && t0.UnixMilli() < exp
+		if valid && !errors.Is(f.err, oidcflow.ErrRefreshRejected) && !errors.Is(f.err, session.ErrNotFound) {
+			return s, nil
+		}
 		return nil, f.err
 	}
 	fresh := &sessionpb.Session{
@@ -92,12 +106,34 @@ func (f *fakeRefresher) Refresh(_ context.Context, _ session.ID, s *sessionpb.Se
 	return fresh, nil
 }
 
+// fakeClientTokens stands in for oidcflow.ClientTokens (tested there, with
+// the provider and the lock): a fixed token per configured name.
+type fakeClientTokens struct {
+	calls atomic.Int64
+	err   error
+}
+
+// testClientToken is the fake's token for name.
+func testClientToken(name string) string { return "cc-" + name + "-0123456789" }
+
+func (f *fakeClientTokens) Token(_ context.Context, name string) (string, error) {
+	f.calls.Add(1)
+	switch {
+	case f.err != nil:
+		return "", f.err
+	case name != "default" && name != "billing":
+		return "", oidcflow.ErrUnknownClientToken
+	}
+	return testClientToken(name), nil
+}
+
 // env is one Server over the real memory store, with one valid session.
 type env struct {
 	srv       *Server
 	store     *countingStore
 	creator   sessionCreator
 	refresher *fakeRefresher
+	clients   *fakeClientTokens
 	cookie    session.CookieConfig
 	id        session.ID
 	idStr     string
@@ -119,6 +155,10 @@ func withoutRefresher() envOption {
 	return func(_ *Config, d *Deps) { d.Refresher = nil }
 }
 
+func withoutClientTokens() envOption {
+	return func(_ *Config, d *Deps) { d.ClientTokens = nil }
+}
+
 func testConfig() Config {
 	c := DefaultConfig()
 	c.PathRules = []PathRule{
@@ -127,6 +167,8 @@ func testConfig() Config {
 		{Prefix: "/api/", Policy: PolicyUser},
 		{Prefix: "/api/public/", Policy: PolicyUserOrNone},
 		{Prefix: "/app/", Policy: PolicyUser, Redirect: true},
+		{Prefix: "/partner/", Policy: PolicyClient, ClientToken: "billing"},
+		{Prefix: "/catalog/", Policy: PolicyUserOrClient},
 	}
 	return c
 }
@@ -138,6 +180,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		store:     &countingStore{inner: mem},
 		creator:   creator,
 		refresher: &fakeRefresher{},
+		clients:   &fakeClientTokens{},
 		cookie:    session.DefaultConfig().Cookie,
 		logs:      &bytes.Buffer{},
 	}
@@ -146,12 +189,13 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e.put(t, e.id, validRecord())
 	cfg := testConfig()
 	deps := Deps{
-		Sessions:    e.store,
-		Refresher:   e.refresher,
-		Cookie:      e.cookie,
-		Antiforgery: oidcflow.AntiforgeryConfig{Header: "X-CSRF", Value: "1"},
-		Logger:      newTestLogger(e.logs),
-		Now:         func() time.Time { return t0 },
+		Sessions:     e.store,
+		Refresher:    e.refresher,
+		ClientTokens: e.clients,
+		Cookie:       e.cookie,
+		Antiforgery:  oidcflow.AntiforgeryConfig{Header: "X-CSRF", Value: "1"},
+		Logger:       newTestLogger(e.logs),
+		Now:          func() time.Time { return t0 },
 	}
 	for _, o := range opts {
 		o(&cfg, &deps)

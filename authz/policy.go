@@ -13,20 +13,17 @@ const (
 	PolicyUser Policy = "user"
 	// PolicyUserOrNone forwards the user's access token when there is a session and passes anonymously otherwise.
 	PolicyUserOrNone Policy = "user_or_none"
-	// PolicyClient forwards a client-credentials token; parsed, not supported yet.
+	// PolicyClient forwards a client-credentials token, session or not.
 	PolicyClient Policy = "client"
-	// PolicyUserOrClient forwards the user's token, or a client-credentials token without a session; parsed, not supported yet.
+	// PolicyUserOrClient forwards the user's access token when there is a session, else a client-credentials token.
 	PolicyUserOrClient Policy = "user_or_client"
 )
 
-// parsePolicy returns errPolicyInvalid for a name it does not know and
-// errPolicyUnsupported for a known policy this version cannot serve.
+// parsePolicy returns errPolicyInvalid for a name it does not know.
 func parsePolicy(s string) (Policy, error) {
 	switch p := Policy(s); p {
-	case PolicyNone, PolicyUser, PolicyUserOrNone:
+	case PolicyNone, PolicyUser, PolicyUserOrNone, PolicyClient, PolicyUserOrClient:
 		return p, nil
-	case PolicyClient, PolicyUserOrClient:
-		return p, errPolicyUnsupported
 	default:
 		return "", errPolicyInvalid
 	}
@@ -34,12 +31,11 @@ func parsePolicy(s string) (Policy, error) {
 
 // validatePolicy is parsePolicy phrased for config errors.
 func validatePolicy(s string) error {
-	switch _, err := parsePolicy(s); err {
-	case nil:
-		return nil
-	case errPolicyUnsupported:
-		return fmt.Errorf("policy %q is not supported yet (use none, user or user_or_none)", s)
-	default:
-		return fmt.Errorf("unknown policy %q (want none, user or user_or_none)", s)
+	if _, err := parsePolicy(s); err != nil {
+		return fmt.Errorf("unknown policy %q (want none, user, user_or_none, client or user_or_client)", s)
 	}
+	return nil
 }
+
+// usesClientToken reports whether p may forward a client-credentials token.
+func (p Policy) usesClientToken() bool { return p == PolicyClient || p == PolicyUserOrClient }

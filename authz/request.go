@@ -1,10 +1,13 @@
 package authz
 
 import (
+	"cmp"
 	"strings"
 	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/envoy-bff/envoy-bff/oidcflow"
 )
 
 // Context extension keys a route may set in Envoy
@@ -14,7 +17,12 @@ const (
 	extPolicy = "bff.policy"
 	// extRedirect, "true", lets unauthenticated navigations on the route get a 302 to login.
 	extRedirect = "bff.redirect"
+	// extClientToken names the client token client and user_or_client send (default "default").
+	extClientToken = "bff.client_token"
 )
+
+// defaultClientToken is the client token of a route that names none.
+const defaultClientToken = oidcflow.DefaultClientToken
 
 // maxRequestIDLen bounds the client-supplied x-request-id that reaches the log.
 const maxRequestIDLen = 128
@@ -22,14 +30,15 @@ const maxRequestIDLen = 128
 // request is everything a decision needs from a CheckRequest, validated.
 // It holds no proto types, so decide is testable with plain values.
 type request struct {
-	id         string // x-request-id, for logs only
-	method     string
-	path       string // normalised, without query or fragment
-	query      string // raw, without '?'
-	policy     Policy
-	redirect   bool // the route allows a 302 to login
-	navigation bool // a browser's top-level GET
-	preflight  bool // a CORS preflight: OPTIONS with access-control-request-method
+	id          string // x-request-id, for logs only
+	method      string
+	path        string // normalised, without query or fragment
+	query       string // raw, without '?'
+	policy      Policy
+	clientToken string // the client token client and user_or_client send
+	redirect    bool   // the route allows a 302 to login
+	navigation  bool   // a browser's top-level GET
+	preflight   bool   // a CORS preflight: OPTIONS with access-control-request-method
 	// antiforgery is the anti-forgery header's value; antiforgeryCount counts
 	// separate header entries (more than one is always wrong).
 	antiforgery      string
@@ -111,10 +120,11 @@ func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
 			return request{id: r.id, method: r.method, path: r.path}, err
 		}
 		r.redirect = attrs.GetContextExtensions()[extRedirect] == "true"
+		r.clientToken = cmp.Or(attrs.GetContextExtensions()[extClientToken], defaultClientToken)
 		return r, nil
 	}
 	rt := p.routes.match(r.path)
-	r.policy, r.redirect = rt.policy, rt.redirect
+	r.policy, r.redirect, r.clientToken = rt.policy, rt.redirect, rt.clientToken
 	return r, nil
 }
 

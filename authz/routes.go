@@ -8,8 +8,9 @@ import (
 
 // route is what a path rule decides.
 type route struct {
-	policy   Policy
-	redirect bool
+	policy      Policy
+	redirect    bool
+	clientToken string // for client and user_or_client
 }
 
 // routeTable matches normalised paths against the path rules: exact first,
@@ -26,9 +27,9 @@ type prefixRoute struct {
 }
 
 func newRouteTable(c Config) routeTable {
-	t := routeTable{exact: map[string]route{}, fallback: route{policy: c.DefaultPolicy}}
+	t := routeTable{exact: map[string]route{}, fallback: route{policy: c.DefaultPolicy, clientToken: defaultClientToken}}
 	for _, r := range c.PathRules {
-		rt := route{policy: r.Policy, redirect: r.Redirect}
+		rt := route{policy: r.Policy, redirect: r.Redirect, clientToken: cmp.Or(r.ClientToken, defaultClientToken)}
 		if r.Exact != "" {
 			t.exact[r.Exact] = rt
 			continue

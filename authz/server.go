@@ -37,6 +37,13 @@ type TokenRefresher interface {
 	Refresh(ctx context.Context, id session.ID, s *sessionpb.Session) (*sessionpb.Session, error)
 }
 
+// ClientTokenSource hands out client-credentials tokens by name
+// (oidcflow.ClientTokens): cached, shared by replicas, renewed under a lock.
+type ClientTokenSource interface {
+	// Token returns a usable access token for the named client token.
+	Token(ctx context.Context, name string) (string, error)
+}
+
 // Deps are the Server's collaborators, injected so tests control time and I/O.
 type Deps struct {
 	// Sessions reads session records. Required.
@@ -44,6 +51,9 @@ type Deps struct {
 	// Refresher renews access tokens; nil disables refresh, and an expired
 	// access token then answers 401 session_expired.
 	Refresher TokenRefresher
+	// ClientTokens serves the client and user_or_client policies; nil makes
+	// those routes answer 500 client_token_unknown.
+	ClientTokens ClientTokenSource
 	// Cookie names the session cookie and reads, strips and clears it.
 	Cookie session.CookieConfig
 	// Antiforgery is the header every non-none policy requires.
@@ -62,11 +72,11 @@ type Server struct {
 	parser      parser
 	sessions    SessionReader
 	refresher   TokenRefresher
+	clients     ClientTokenSource
 	cookie      session.CookieConfig
 	antiforgery oidcflow.AntiforgeryConfig
 	logger      *slog.Logger
 	now         func() time.Time
-	refreshLead time.Duration
 	loginPath   string
 	identity    []identityHeader // sorted by header name
 	responses   responses
@@ -113,11 +123,11 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		},
 		sessions:    deps.Sessions,
 		refresher:   deps.Refresher,
+		clients:     deps.ClientTokens,
 		cookie:      deps.Cookie,
 		antiforgery: deps.Antiforgery,
 		logger:      logger,
 		now:         deps.Now,
-		refreshLead: cfg.RefreshLeadTime,
 		loginPath:   cfg.LoginPath,
 	}
 	for _, h := range slices.Sorted(maps.Keys(cfg.IdentityHeaders)) {

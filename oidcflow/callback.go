@@ -146,6 +146,7 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *se
 		IdToken:                    tokenString(tok, "id_token"),
 		TokenType:                  tok.TokenType,
 		AccessTokenExpiresAtUnixMs: tokenExpiry(now, tok),
+		AccessTokenIssuedAtUnixMs:  now.UnixMilli(),
 		CreatedAtUnixMs:            now.UnixMilli(),
 		AbsoluteExpiresAtUnixMs:    now.Add(h.lifetime).UnixMilli(),
 		ClaimsJson:                 id.claims,

@@ -3,10 +3,13 @@ package oidcflow
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/envoy-bff/envoy-bff/session"
 )
 
 // Config is the `oidc:` section of envoy-bff's config file: who the
@@ -37,7 +40,27 @@ type Config struct {
 	// RefreshLeadTime is how long before the access token's expiry the
 	// Refresher renews it; it never exceeds half the token's lifetime.
 	RefreshLeadTime time.Duration `yaml:"refresh_lead_time"`
+	// ClientTokens are the client-credentials tokens routes with the client
+	// and user_or_client policies send, by name ("default" unless a route
+	// names another). Each needs the client secret.
+	ClientTokens map[string]ClientTokenConfig `yaml:"client_tokens"`
 }
+
+// ClientTokenConfig is one client-credentials token: what to ask the token
+// endpoint for. One token per name is cached in the session store and shared
+// by every replica.
+type ClientTokenConfig struct {
+	// Scopes are requested with the grant (none: the provider's default).
+	Scopes []string `yaml:"scopes"`
+	// Audience is sent as the `audience` parameter (Auth0, Okta and others
+	// choose the API by it).
+	Audience string `yaml:"audience"`
+	// Resource is sent as the RFC 8707 `resource` parameter: an absolute URI.
+	Resource string `yaml:"resource"`
+}
+
+// DefaultClientToken is the client token a route gets when it names none.
+const DefaultClientToken = "default"
 
 // Limits that Validate enforces.
 const (
@@ -98,7 +121,7 @@ func (c Config) Validate() error {
 		bad("scopes", "must include openid")
 	}
 	for i, s := range c.Scopes {
-		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == '"' || r == '\\' || r >= 0x7f }) {
+		if !validScope(s) {
 			bad(fmt.Sprintf("scopes[%d]", i), "must be a non-empty scope token without spaces, quotes or backslashes")
 		}
 	}
@@ -110,6 +133,29 @@ func (c Config) Validate() error {
 	}
 	if c.RefreshLeadTime < 0 || c.RefreshLeadTime > maxRefreshLead {
 		bad("refresh_lead_time", "must be between 0 and %s, got %s", maxRefreshLead, c.RefreshLeadTime)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.ClientTokens)) {
+		field := fmt.Sprintf("client_tokens[%q]", name)
+		ct := c.ClientTokens[name]
+		if !session.ValidClientTokenName(name) {
+			bad(field, "name must be 1-64 characters of a-z, 0-9, _ and -")
+		}
+		if c.ClientSecret == "" {
+			bad(field, "needs client_secret: public clients cannot use the client_credentials grant")
+		}
+		for i, sc := range ct.Scopes {
+			if !validScope(sc) {
+				bad(fmt.Sprintf("%s.scopes[%d]", field, i), "must be a non-empty scope token without spaces, quotes or backslashes")
+			}
+		}
+		if strings.ContainsFunc(ct.Audience, isCtl) {
+			bad(field+".audience", "must not contain control characters")
+		}
+		if ct.Resource != "" {
+			if u, err := url.Parse(ct.Resource); err != nil || !u.IsAbs() || u.Fragment != "" || strings.ContainsFunc(ct.Resource, isCtlOrSpace) {
+				bad(field+".resource", "must be an absolute URI without a fragment (RFC 8707)")
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -135,6 +181,11 @@ func validPathPrefix(p string) bool {
 	return !strings.ContainsFunc(p, func(r rune) bool {
 		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`?#%\"<>`, r)
 	})
+}
+
+// validScope accepts one non-empty RFC 6749 scope token.
+func validScope(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == '"' || r == '\\' || r >= 0x7f })
 }
 
 func isCtl(r rune) bool        { return r < ' ' || r == 0x7f }

@@ -22,14 +22,6 @@ type Revoker interface {
 	Revoke(ctx context.Context, s *sessionpb.Session) error
 }
 
-// RefreshLocker serialises refreshes of one session across replicas. The
-// Refresher takes it inside its in-process shared attempt, re-reads the
-// record under it, and releases it after writing.
-type RefreshLocker interface {
-	// Lock waits until this process holds id's refresh lock or ctx ends.
-	Lock(ctx context.Context, id session.ID) (unlock func(), err error)
-}
-
 // Deps are the Handler's and Refresher's collaborators, injected so tests
 // control the clock, randomness, store and network.
 type Deps struct {
@@ -54,9 +46,8 @@ type Deps struct {
 	AbsoluteLifetime time.Duration
 	// Revoker revokes the refresh token at logout; nil skips revocation.
 	Revoker Revoker
-	// RefreshLocker locks refreshes across replicas; nil shares refreshes
-	// only inside this process.
-	RefreshLocker RefreshLocker
+	// Metrics records refreshes and lock waits; nil records nothing.
+	Metrics *Metrics
 	// Provider is the discovered provider; nil makes NewHandler build one
 	// from the config and HTTPClient. NewRefresher requires it.
 	Provider *Provider

@@ -43,6 +43,7 @@ type env struct {
 	logs     *syncBuffer
 
 	tokenCalls atomic.Int64
+	redisAddr  string // set by newRedisEnv
 	// hooks replace provider endpoints (by path) while set.
 	hooksMu sync.Mutex
 	hooks   map[string]http.HandlerFunc
@@ -52,6 +53,7 @@ type envOptions struct {
 	provider func(*oidctest.ProviderConfig)
 	config   func(*Config)
 	deps     func(*Deps)
+	store    func(session.Config, func() time.Time) session.Store
 	noStart  bool
 }
 
@@ -63,6 +65,11 @@ func withProvider(f func(*oidctest.ProviderConfig)) envOption {
 func withConfig(f func(*Config)) envOption { return func(o *envOptions) { o.config = f } }
 func withDeps(f func(*Deps)) envOption     { return func(o *envOptions) { o.deps = f } }
 func notStarted() envOption                { return func(o *envOptions) { o.noStart = true } }
+
+// withStore replaces the memory store with another built over the test's session config and clock.
+func withStore(f func(session.Config, func() time.Time) session.Store) envOption {
+	return func(o *envOptions) { o.store = f }
+}
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -125,7 +132,11 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	e.cfg = cfg
 	scfg := sessiontest.Config()
-	e.store = &countingStore{inner: session.NewMemoryStore(scfg, sessiontest.KeyRing(t), e.clock.Now)}
+	var st session.Store = session.NewMemoryStore(scfg, sessiontest.KeyRing(t), e.clock.Now)
+	if o.store != nil {
+		st = o.store(scfg, e.clock.Now)
+	}
+	e.store = &countingStore{inner: st}
 	deps := Deps{
 		Store:            e.store,
 		Cookie:           scfg.Cookie,
@@ -491,3 +502,23 @@ func (s *syncBuffer) String() string {
 }
 
 func sessiontestEpoch() time.Time { return sessiontest.Epoch }
+
+func (c *countingStore) TryLock(ctx context.Context, key session.LockKey) (*session.Lease, error) {
+	if err := c.err("TryLock"); err != nil {
+		return nil, err
+	}
+	return c.inner.TryLock(ctx, key)
+}
+
+func (c *countingStore) WaitUnlock(ctx context.Context, key session.LockKey) error {
+	return c.inner.WaitUnlock(ctx, key)
+}
+
+func (c *countingStore) GetClientToken(ctx context.Context, name string) (*sessionpb.ClientToken, error) {
+	c.gets.Add(1)
+	return c.inner.GetClientToken(ctx, name)
+}
+
+func (c *countingStore) PutClientToken(ctx context.Context, name string, t *sessionpb.ClientToken) error {
+	return c.inner.PutClientToken(ctx, name, t)
+}

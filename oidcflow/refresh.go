@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -16,30 +15,23 @@ import (
 )
 
 // Refresher renews a session's access token at the provider's token
-// endpoint. Concurrent calls for one session inside this process share one
-// attempt; the attempt takes the cross-replica lock (if a RefreshLocker is
-// set), re-reads the record, refreshes only if it is still due, and writes
-// only if the record's generation is unchanged. With refresh-token rotation
-// the provider thus sees one refresh per expiry. It is safe for concurrent
-// use and satisfies authz.TokenRefresher.
+// endpoint, once per expiry across every replica. Concurrent calls for one
+// session inside this process share one attempt; the attempt takes the
+// session's refresh lock in the store, re-reads the record under it,
+// refreshes only if it is still due, and writes only if the record's
+// generation is unchanged (fencing). The lock renews itself while the
+// provider call is in flight, so a slow provider never lets a second refresh
+// in. It is safe for concurrent use and satisfies authz.TokenRefresher.
 type Refresher struct {
 	cfg      Config
 	provider *Provider
 	store    session.Store
-	locker   RefreshLocker
+	locks    lockRunner
 	revoker  Revoker
 	logger   *slog.Logger
+	metrics  *Metrics
 	now      func() time.Time
-
-	mu      sync.Mutex
-	flights map[session.ID]*flight
-}
-
-// flight is one shared refresh attempt; rec and err are set before done closes.
-type flight struct {
-	done chan struct{}
-	rec  *sessionpb.Session
-	err  error
+	flights  flightGroup[session.ID, *sessionpb.Session]
 }
 
 // NewRefresher builds a Refresher over deps.Store and deps.Provider (both
@@ -62,24 +54,23 @@ func NewRefresher(cfg Config, deps Deps) (*Refresher, error) {
 		cfg:      cfg,
 		provider: deps.Provider,
 		store:    deps.Store,
-		locker:   deps.RefreshLocker,
+		locks:    lockRunner{store: deps.Store, metrics: deps.Metrics, logger: deps.Logger},
 		revoker:  deps.Revoker,
 		logger:   deps.Logger,
+		metrics:  deps.Metrics,
 		now:      deps.Now,
-		flights:  map[session.ID]*flight{},
 	}, nil
 }
 
 // Refresh returns s itself while its access token is not yet due (within
 // RefreshLeadTime of expiry, capped at half the token's lifetime), else a
-// record with fresh tokens, or the record another attempt already
+// record with fresh tokens, or the record another replica already
 // refreshed. Errors: ErrRefreshRejected (session deleted), an error wrapping
 // session.ErrNotFound (the session went away meanwhile), or, only when s's
-// access token has expired, ErrProviderUnavailable, ErrClientRejected or a
-// store error: while the token is still valid those failures return s and
-// nil. Each caller waits no longer than its own ctx; the shared attempt
-// runs on to its own deadline, so a rotated refresh token is never lost to
-// an impatient caller.
+// access token has expired, ErrProviderUnavailable, ErrClientRejected, a
+// store error or ctx's error: while the token is still valid those failures
+// return s and nil. Each caller waits no longer than its own ctx; the shared
+// attempt runs on to its own deadline.
 func (r *Refresher) Refresh(ctx context.Context, id session.ID, s *sessionpb.Session) (*sessionpb.Session, error) {
 	if s == nil {
 		return nil, errors.New("refresh: nil session record")
@@ -87,89 +78,116 @@ func (r *Refresher) Refresh(ctx context.Context, id session.ID, s *sessionpb.Ses
 	if !r.due(s, r.now()) {
 		return s, nil
 	}
-	f := r.join(ctx, id)
+	// Lock wait, one provider call, and the store round trips around it.
+	f := r.flights.do(ctx, id, 3*r.cfg.ProviderTimeout, func(ctx context.Context) (*sessionpb.Session, error) {
+		return r.attempt(ctx, id, s)
+	})
+	var err error
 	select {
 	case <-f.done:
+		err = f.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("refresh session %s: %w", idTag(id), ctx.Err())
+		err = fmt.Errorf("refresh session %s: %w", idTag(id), ctx.Err())
 	}
 	switch {
-	case f.err == nil:
-		return proto.CloneOf(f.rec), nil
-	case errors.Is(f.err, ErrRefreshRejected), errors.Is(f.err, session.ErrNotFound):
-		return nil, f.err
+	case err == nil:
+		return proto.CloneOf(f.val), nil
+	case errors.Is(err, ErrRefreshRejected), errors.Is(err, session.ErrNotFound):
+		return nil, err
 	case stillValid(s, r.now()):
 		r.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: refresh failed; the current access token is still valid",
-			slog.String("session", idTag(id)), slog.Any("error", f.err))
+			slog.String("session", idTag(id)), slog.Any("error", err))
 		return s, nil
 	default:
-		return nil, f.err
+		return nil, err
 	}
 }
 
-// join returns the attempt in flight for id, starting one if there is none.
-func (r *Refresher) join(ctx context.Context, id session.ID) *flight {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if f, ok := r.flights[id]; ok {
-		return f
-	}
-	f := &flight{done: make(chan struct{})}
-	r.flights[id] = f
-	// Detached from the first caller's cancellation, bounded by its own deadline:
-	// lock wait, one provider call, two store round trips.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*r.cfg.ProviderTimeout)
-	go func() {
-		defer cancel()
-		f.rec, f.err = r.attempt(fctx, id)
-		r.mu.Lock()
-		delete(r.flights, id)
-		r.mu.Unlock()
-		close(f.done)
-	}()
-	return f
-}
-
-// attempt is one refresh: lock, re-read, re-check, refresh, compare-and-set.
-func (r *Refresher) attempt(ctx context.Context, id session.ID) (*sessionpb.Session, error) {
+// attempt is one cluster-wide refresh of session id, seen being the record
+// the first caller read.
+func (r *Refresher) attempt(ctx context.Context, id session.ID, seen *sessionpb.Session) (*sessionpb.Session, error) {
 	tag := idTag(id)
-	if r.locker != nil {
-		unlock, err := r.locker.Lock(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("lock refresh of session %s: %w", tag, err)
-		}
-		defer unlock()
-	}
-	// Another attempt, here or on another replica, may have refreshed
-	// already; refreshing again with a rotated-away token would be reuse.
-	cur, err := r.store.Get(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("re-read session %s: %w", tag, err)
-	}
-	if !r.due(cur, r.now()) {
-		return cur, nil
-	}
+	return runLocked(ctx, r.locks, seen, renewal[*sessionpb.Session]{
+		kind: kindSession,
+		key:  session.SessionLock(id),
+		read: func(ctx context.Context) (*sessionpb.Session, error) {
+			s, err := r.store.Get(ctx, id)
+			if err != nil {
+				if !errors.Is(err, session.ErrNotFound) {
+					r.metrics.outcome(kindSession, outcomeStoreError)
+				}
+				return nil, fmt.Errorf("re-read session %s: %w", tag, err)
+			}
+			return s, nil
+		},
+		due:   func(s *sessionpb.Session) bool { return r.due(s, r.now()) },
+		valid: func(s *sessionpb.Session) bool { return stillValid(s, r.now()) },
+		renew: func(ctx context.Context, cur *sessionpb.Session, lease *session.Lease) (*sessionpb.Session, error) {
+			return r.renew(ctx, id, cur, lease)
+		},
+	})
+}
+
+// renew runs under the lock for a record that is still due: one refresh at
+// the provider, then a write fenced by the generation read under the lock.
+func (r *Refresher) renew(ctx context.Context, id session.ID, cur *sessionpb.Session, lease *session.Lease) (*sessionpb.Session, error) {
+	tag := idTag(id)
 	if cur.GetRefreshToken() == "" {
+		r.metrics.outcome(kindSession, outcomeRejected)
 		return nil, r.reject(ctx, id, errors.New("session has no refresh token"))
 	}
 	d, err := r.provider.get()
 	if err != nil {
+		r.metrics.outcome(kindSession, outcomeUnavailable)
 		return nil, fmt.Errorf("refresh session %s: %w: %w", tag, ErrProviderUnavailable, err)
 	}
+	start := time.Now()
 	next, err := r.redeem(ctx, d, cur)
+	r.metrics.granted(kindSession, time.Since(start))
 	switch {
-	case errors.Is(err, errGrantRejected), errors.Is(err, errIDToken):
+	case errors.Is(err, errGrantRejected):
+		// A holder whose lock lapsed (paused, partitioned, lock lost in a
+		// failover) presents a refresh token that another replica has rotated
+		// since: that proves nothing against the session.
+		if latest := r.newer(ctx, id, cur); latest != nil {
+			r.metrics.outcome(kindSession, outcomeStaleGrant)
+			r.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: refresh token was rotated by another replica meanwhile; keeping its tokens",
+				slog.String("session", tag))
+			return latest, nil
+		}
+		r.metrics.outcome(kindSession, outcomeRejected)
 		return nil, r.reject(ctx, id, err)
-	case err != nil:
-		r.logger.LogAttrs(ctx, alertLevel(err), "oidcflow: refresh failed", slog.String("session", tag), slog.Any("error", err))
+	case errors.Is(err, errIDToken):
+		r.metrics.outcome(kindSession, outcomeRejected)
+		return nil, r.reject(ctx, id, err)
+	case errors.Is(err, ErrClientRejected):
+		r.metrics.outcome(kindSession, outcomeClientRejected)
+		r.logger.LogAttrs(ctx, slog.LevelError, "oidcflow: refresh failed", slog.String("session", tag), slog.Any("error", err))
 		return nil, fmt.Errorf("refresh session %s: %w", tag, err)
+	case err != nil:
+		r.metrics.outcome(kindSession, outcomeUnavailable)
+		r.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: refresh failed", slog.String("session", tag), slog.Any("error", err))
+		if latest := r.newer(ctx, id, cur); latest != nil {
+			return latest, nil // another replica got through while our call hung
+		}
+		return nil, fmt.Errorf("refresh session %s: %w", tag, err)
+	}
+	select {
+	case <-lease.Lost():
+		r.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: refresh lock lapsed during the provider call; the write is fenced by generation",
+			slog.String("session", tag))
+	default:
 	}
 	err = r.store.Update(ctx, id, next, cur.GetGeneration())
 	switch {
 	case err == nil:
+		r.metrics.outcome(kindSession, outcomeRefreshed)
 		return next, nil
 	case errors.Is(err, session.ErrConflict):
-		// Someone wrote first; theirs is the record to use.
+		// A stale holder lost the race: the newer tokens stay, and ours are
+		// dropped unstored (revoking them could revoke the grant the newer
+		// ones belong to).
+		r.metrics.outcome(kindSession, outcomeConflict)
 		stored, gerr := r.store.Get(ctx, id)
 		if gerr != nil {
 			return nil, fmt.Errorf("re-read session %s after a conflicting write: %w", tag, gerr)
@@ -177,9 +195,11 @@ func (r *Refresher) attempt(ctx context.Context, id session.ID) (*sessionpb.Sess
 		return stored, nil
 	case errors.Is(err, session.ErrNotFound):
 		// Logged out meanwhile: it stays deleted, and the new tokens die too.
+		r.metrics.outcome(kindSession, outcomeSessionGone)
 		r.revokeOrphan(ctx, tag, next)
 		return nil, fmt.Errorf("save refreshed session %s: %w", tag, err)
 	default:
+		r.metrics.outcome(kindSession, outcomeStoreError)
 		r.logger.LogAttrs(ctx, slog.LevelError, "oidcflow: refreshed tokens could not be saved",
 			slog.String("session", tag), slog.Any("error", err))
 		return nil, fmt.Errorf("save refreshed session %s: %w", tag, err)
@@ -198,7 +218,9 @@ func (r *Refresher) redeem(ctx context.Context, d *discovered, cur *sessionpb.Se
 	}
 	next := proto.CloneOf(cur)
 	next.AccessToken = tok.AccessToken
-	next.AccessTokenExpiresAtUnixMs = tokenExpiry(r.now(), tok)
+	now := r.now()
+	next.AccessTokenExpiresAtUnixMs = tokenExpiry(now, tok)
+	next.AccessTokenIssuedAtUnixMs = now.UnixMilli()
 	if tok.TokenType != "" {
 		next.TokenType = tok.TokenType
 	}
@@ -222,6 +244,16 @@ func (r *Refresher) redeem(ctx context.Context, d *discovered, cur *sessionpb.Se
 	return next, nil
 }
 
+// newer returns the stored record if another writer has replaced cur since
+// it was read, else nil.
+func (r *Refresher) newer(ctx context.Context, id session.ID, cur *sessionpb.Session) *sessionpb.Session {
+	latest, err := r.store.Get(ctx, id)
+	if err != nil || latest.GetGeneration() == cur.GetGeneration() {
+		return nil
+	}
+	return latest
+}
+
 // reject deletes a session the provider will not renew and returns
 // ErrRefreshRejected wrapping why.
 func (r *Refresher) reject(ctx context.Context, id session.ID, why error) error {
@@ -243,24 +275,28 @@ func (r *Refresher) revokeOrphan(ctx context.Context, tag string, rec *sessionpb
 	}
 }
 
-// alertLevel logs a rejected client (a configuration problem) as an error.
-func alertLevel(err error) slog.Level {
-	if errors.Is(err, ErrClientRejected) {
-		return slog.LevelError
-	}
-	return slog.LevelWarn
-}
-
-// due reports whether s's access token should be renewed at now.
+// due reports whether s's access token should be renewed at now: within
+// the configured lead of its expiry, the lead being at most half the
+// token's lifetime so short-lived tokens are not renewed on every request.
 func (r *Refresher) due(s *sessionpb.Session, now time.Time) bool {
 	if s.GetAccessToken() == "" {
 		return true
 	}
-	exp := s.GetAccessTokenExpiresAtUnixMs()
+	return dueAt(now, r.cfg.RefreshLeadTime, s.GetAccessTokenIssuedAtUnixMs(), s.GetAccessTokenExpiresAtUnixMs())
+}
+
+// dueAt reports whether a token issued at issued and expiring at exp (unix
+// ms; 0 when unknown) is within lead of its expiry at now. A token without
+// an expiry is never due.
+func dueAt(now time.Time, lead time.Duration, issued, exp int64) bool {
 	if exp == 0 {
-		return false // the provider gave no lifetime: nothing to renew ahead of
+		return false
 	}
-	return now.UnixMilli() >= exp-refreshLead(r.cfg.RefreshLeadTime, s.GetAccessToken()).Milliseconds()
+	l := lead.Milliseconds()
+	if issued > 0 && exp > issued && (exp-issued)/2 < l {
+		l = (exp - issued) / 2
+	}
+	return now.UnixMilli() >= exp-l
 }
 
 // stillValid reports whether s's access token may still be sent at now.

@@ -64,9 +64,16 @@ func safeCode(s string) string {
 // x/oauth2 computes Token.Expiry with time.Now, so expires_in is preferred.
 // Zero means the provider did not say.
 func tokenExpiry(now time.Time, tok *oauth2.Token) int64 {
+	// x/oauth2's clientcredentials drops ExpiresIn; the raw member remains.
+	in := tok.ExpiresIn
+	if in <= 0 {
+		if f, ok := tok.Extra("expires_in").(float64); ok && f > 0 && f < 1<<31 {
+			in = int64(f)
+		}
+	}
 	switch {
-	case tok.ExpiresIn > 0:
-		return now.Add(time.Duration(tok.ExpiresIn) * time.Second).UnixMilli()
+	case in > 0:
+		return now.Add(time.Duration(in) * time.Second).UnixMilli()
 	case !tok.Expiry.IsZero():
 		return tok.Expiry.UnixMilli()
 	default:

@@ -24,6 +24,12 @@ type Config struct {
 	AbsoluteLifetime time.Duration `yaml:"absolute_lifetime"`
 	// LoginStateTTL bounds how long a pending login may take.
 	LoginStateTTL time.Duration `yaml:"login_state_ttl"`
+	// LockTTL is a refresh lock's lifetime; its holder renews it every third
+	// of it, so only a holder that died (or was paused) lets it lapse.
+	LockTTL time.Duration `yaml:"lock_ttl"`
+	// LockPollInterval is how often a waiter re-checks a lock when no
+	// release message arrives (a holder that died publishes none).
+	LockPollInterval time.Duration `yaml:"lock_poll_interval"`
 	// EncryptionKeys seal records at rest; the first is the primary that encrypts, the others only decrypt.
 	EncryptionKeys KeyList `yaml:"encryption_keys"`
 	// HashKey is the base64 32-byte key of the keyed hash that turns a cookie value into a store key.
@@ -82,6 +88,12 @@ const (
 	cookiePrefix    = "__Host-"
 )
 
+// Bounds of Config.LockTTL.
+const (
+	minLockTTL = 100 * time.Millisecond
+	maxLockTTL = 5 * time.Minute
+)
+
 // DefaultConfig is the configuration a file or the environment overrides:
 // in-memory sessions, 2h idle, 12h absolute, and the __Host-bff cookie.
 // It has no keys; Validate requires them for Redis.
@@ -98,6 +110,8 @@ func DefaultConfig() Config {
 		IdleTimeout:      2 * time.Hour,
 		AbsoluteLifetime: 12 * time.Hour,
 		LoginStateTTL:    10 * time.Minute,
+		LockTTL:          10 * time.Second,
+		LockPollInterval: 100 * time.Millisecond,
 		Cookie:           CookieConfig{Name: "__Host-bff", SameSite: "lax"},
 	}
 }
@@ -133,6 +147,12 @@ func (c Config) Validate() error {
 	}
 	if c.LoginStateTTL < time.Millisecond {
 		bad("login_state_ttl", "must be at least 1ms")
+	}
+	if c.LockTTL < minLockTTL || c.LockTTL > maxLockTTL {
+		bad("lock_ttl", "must be between %s and %s, got %s", minLockTTL, maxLockTTL, c.LockTTL)
+	}
+	if c.LockPollInterval <= 0 || c.LockPollInterval >= c.LockTTL {
+		bad("lock_poll_interval", "must be positive and shorter than lock_ttl, got %s", c.LockPollInterval)
 	}
 	// Memory sessions die with the process, so OpenBackend may draw
 	// ephemeral keys; Redis sessions outlive it and are shared.

@@ -36,6 +36,7 @@ type MemoryStore struct {
 type memData struct {
 	mu      sync.Mutex
 	entries map[string]*memEntry // logical store key → entry
+	locks   map[string]*memLock  // logical lock key → holder
 	closed  bool
 }
 

@@ -22,8 +22,9 @@ var errNilRecord = errors.New("nil record")
 
 // The logical store keys, bound into every sealed record as additional data.
 // They do not include the Redis prefix, so records survive a prefix rename.
-func sessionStoreKey(hash string) string    { return "s:" + hash }
-func loginStateStoreKey(hash string) string { return "l:" + hash }
+func sessionStoreKey(hash string) string     { return "s:" + hash }
+func loginStateStoreKey(hash string) string  { return "l:" + hash }
+func clientTokenStoreKey(name string) string { return "c:" + name }
 
 // prepareSession fills what a new record may leave out: schema version,
 // creation time, and absolute expiry (creation + the configured lifetime).
@@ -152,4 +153,48 @@ func prepareCreate(ring *KeyRing, cfg Config, id ID, s *sessionpb.Session, now t
 		return sealedNew{}, err
 	}
 	return sealedNew{hash: hash, sealed: sealed, ttl: ttl}, nil
+}
+
+// prepareClientToken seals t under its name and returns how long it may be
+// kept: until its access token expires. A ttl of 0 means "already expired:
+// do not store".
+func prepareClientToken(ring *KeyRing, name string, t *sessionpb.ClientToken, now time.Time) ([]byte, time.Duration, error) {
+	const op = "put client token"
+	switch {
+	case !ValidClientTokenName(name):
+		return nil, 0, fmt.Errorf("%s: invalid name %q", op, name)
+	case t == nil:
+		return nil, 0, fmt.Errorf("%s: %w", op, errNilRecord)
+	}
+	ttl := time.UnixMilli(t.GetExpiresAtUnixMs()).Sub(now)
+	if ttl < time.Millisecond {
+		return nil, 0, nil
+	}
+	if t.SchemaVersion == 0 {
+		t.SchemaVersion = schemaVersion
+	}
+	b, err := proto.Marshal(t)
+	if err == nil {
+		var sealed []byte
+		if sealed, err = ring.seal(clientTokenStoreKey(name), 0, b); err == nil {
+			return sealed, ttl, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("%s: seal: %w", op, err)
+}
+
+// openClientToken opens a sealed client token; failures wrap ErrUnreadable.
+func openClientToken(ring *KeyRing, name string, sealed []byte) (*sessionpb.ClientToken, error) {
+	_, b, err := ring.open(clientTokenStoreKey(name), sealed)
+	if err != nil {
+		return nil, err
+	}
+	t := &sessionpb.ClientToken{}
+	if err := proto.Unmarshal(b, t); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
+	}
+	if t.SchemaVersion != schemaVersion {
+		return nil, fmt.Errorf("%w: client token schema version %d", ErrUnreadable, t.SchemaVersion)
+	}
+	return t, nil
 }

@@ -30,10 +30,11 @@ var _ Backend = (*RedisStore)(nil)
 // RedisStore keeps sealed records in Redis, shared by every replica. Each
 // operation is one round trip; the compare-and-set Update is a Lua script.
 type RedisStore struct {
-	client redis.UniversalClient
-	cfg    Config
-	ring   *KeyRing
-	now    func() time.Time
+	client  redis.UniversalClient
+	cfg     Config
+	ring    *KeyRing
+	now     func() time.Time
+	waiters lockWaiters
 }
 
 // updateScript is Update's compare-and-set: it compares the clear generation
@@ -216,8 +217,9 @@ func (r *RedisStore) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the Redis client.
+// Close ends the lock-release subscription and closes the Redis client.
 func (r *RedisStore) Close() error {
+	r.waiters.close()
 	if err := r.client.Close(); err != nil {
 		return fmt.Errorf("close session store: %w", err)
 	}

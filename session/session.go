@@ -28,6 +28,8 @@ var (
 	// ErrDuplicateCookie means the session cookie appears more than once; picking one would let an
 	// attacker choose which a parser sees (CVE-2021-32777), so the request gets none.
 	ErrDuplicateCookie = errors.New("session cookie sent more than once")
+	// ErrLocked means another holder has the refresh lock: wait for it, or use a still-valid token.
+	ErrLocked = errors.New("refresh lock held by another holder")
 	// ErrUnreadable means a stored record cannot be opened with the configured keys or parsed
 	// (removed key, tampering, unknown format). Stores wrap it together with ErrNotFound:
 	// such a record can never be read again, so the session is over.
@@ -94,4 +96,14 @@ type Store interface {
 	PutLoginState(ctx context.Context, state string, ls *sessionpb.LoginState) error
 	// TakeLoginState returns and deletes the pending login in one step, so a state is used at most once.
 	TakeLoginState(ctx context.Context, state string) (*sessionpb.LoginState, error)
+	// TryLock takes the refresh lock key, renewing it every third of the lock
+	// TTL until Release; it returns ErrLocked while another holder has it.
+	TryLock(ctx context.Context, key LockKey) (*Lease, error)
+	// WaitUnlock returns nil once key's lock is released or absent, or after
+	// the poll interval (the caller re-checks), or ctx's error when ctx ends first.
+	WaitUnlock(ctx context.Context, key LockKey) error
+	// GetClientToken returns the cached client-credentials token name; ErrNotFound when absent or expired.
+	GetClientToken(ctx context.Context, name string) (*sessionpb.ClientToken, error)
+	// PutClientToken caches t under name until t expires.
+	PutClientToken(ctx context.Context, name string, t *sessionpb.ClientToken) error
 }

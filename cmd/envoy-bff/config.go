@@ -123,6 +123,24 @@ func (c config) validate() []error {
 	section("oidc", c.OIDC.Validate())
 	section("antiforgery", validateAntiforgery(c.Antiforgery))
 	section("authz", c.Authz.Validate())
+	errs = append(errs, c.crossCheck()...)
+	return errs
+}
+
+// crossCheck validates what spans two sections, naming the field to change.
+func (c config) crossCheck() []error {
+	var errs []error
+	if c.Session.LockTTL > 0 && c.OIDC.ProviderTimeout > 0 && c.Session.LockTTL <= c.OIDC.ProviderTimeout {
+		// The lock renews itself, but a holder that dies between renewals
+		// must not leave it to a second refresh while its call may still land.
+		errs = append(errs, fmt.Errorf("session.lock_ttl: must be longer than oidc.provider_timeout (%s), got %s",
+			c.OIDC.ProviderTimeout, c.Session.LockTTL))
+	}
+	for _, name := range c.Authz.ClientTokenNames() {
+		if _, ok := c.OIDC.ClientTokens[name]; !ok {
+			errs = append(errs, fmt.Errorf("oidc.client_tokens: %q is used by an authz rule with a client policy but not defined", name))
+		}
+	}
 	return errs
 }
 

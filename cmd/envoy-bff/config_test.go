@@ -91,6 +91,37 @@ func TestLoadConfig(t *testing.T) {
 				"oidc.issuer", "oidc.client_id", "authz.default_policy"},
 		},
 		{
+			name: "client tokens from the environment, used by a client rule",
+			file: "testdata/valid.yaml",
+			env: map[string]string{
+				"ENVOY_BFF_OIDC_CLIENT_TOKENS": "{default: {scopes: [api.read]}, billing: {audience: billing-api}}",
+				"ENVOY_BFF_AUTHZ_PATH_RULES":   "[{prefix: /partner/, policy: client, client_token: billing}, {prefix: /catalog/, policy: user_or_client}]",
+			},
+			check: func(t *testing.T, c config) {
+				if c.OIDC.ClientTokens["billing"].Audience != "billing-api" || len(c.OIDC.ClientTokens["default"].Scopes) != 1 {
+					t.Errorf("client tokens = %+v", c.OIDC.ClientTokens)
+				}
+			},
+		},
+		{
+			name:    "a client rule naming an undefined client token",
+			file:    "testdata/valid.yaml",
+			env:     map[string]string{"ENVOY_BFF_AUTHZ_PATH_RULES": "[{prefix: /partner/, policy: client, client_token: billing}]"},
+			wantErr: []string{`oidc.client_tokens: "billing" is used by an authz rule with a client policy but not defined`},
+		},
+		{
+			name:    "a client default policy needs the default client token",
+			file:    "testdata/valid.yaml",
+			env:     map[string]string{"ENVOY_BFF_AUTHZ_DEFAULT_POLICY": "user_or_client"},
+			wantErr: []string{`oidc.client_tokens: "default"`},
+		},
+		{
+			name:    "lock TTL must outlive the provider timeout",
+			file:    "testdata/valid.yaml",
+			env:     map[string]string{"ENVOY_BFF_SESSION_LOCK_TTL": "2s", "ENVOY_BFF_OIDC_PROVIDER_TIMEOUT": "3s"},
+			wantErr: []string{"session.lock_ttl: must be longer than oidc.provider_timeout (3s), got 2s"},
+		},
+		{
 			name:    "missing file",
 			file:    "testdata/nope.yaml",
 			wantErr: []string{"read config"},

@@ -90,8 +90,16 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		bg.Go(func() { sw.Run(runCtx) })
 	}
 
+	var draining atomic.Bool
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := oidcflow.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+
 	httpClient := &http.Client{Timeout: cfg.OIDC.ProviderTimeout}
-	flow, err := oidcflow.NewHandler(cfg.OIDC, oidcflow.Deps{
+	flowDeps := oidcflow.Deps{
 		Store:            backend,
 		Cookie:           cfg.Session.Cookie,
 		Antiforgery:      cfg.Antiforgery,
@@ -100,20 +108,27 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		Rand:             rand.Reader,
 		HTTPClient:       httpClient,
 		AbsoluteLifetime: cfg.Session.AbsoluteLifetime,
-	})
+		Metrics:          metrics,
+	}
+	flow, err := oidcflow.NewHandler(cfg.OIDC, flowDeps)
 	if err != nil {
 		return fmt.Errorf("build browser endpoints: %w", err)
 	}
 	bg.Go(func() { flow.Start(runCtx) })
+	flowDeps.Provider = flow.Provider()
+	clientTokens, err := oidcflow.NewClientTokens(cfg.OIDC, flowDeps)
+	if err != nil {
+		return fmt.Errorf("build client tokens: %w", err)
+	}
 
-	refresher := flow.Refresher()
 	checker, err := authz.NewServer(cfg.Authz, authz.Deps{
-		Sessions:    backend,
-		Refresher:   refresher,
-		Cookie:      cfg.Session.Cookie,
-		Antiforgery: cfg.Antiforgery,
-		Logger:      logger,
-		Now:         now,
+		Sessions:     backend,
+		Refresher:    flow.Refresher(),
+		ClientTokens: clientTokens,
+		Cookie:       cfg.Session.Cookie,
+		Antiforgery:  cfg.Antiforgery,
+		Logger:       logger,
+		Now:          now,
 	})
 	if err != nil {
 		return fmt.Errorf("build authorization server: %w", err)
@@ -149,9 +164,6 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
-	var draining atomic.Bool
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	admin := &http.Server{
 		Handler:           adminMux(backend, flow, &draining, reg),
 		ReadHeaderTimeout: 5 * time.Second,

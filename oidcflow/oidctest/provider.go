@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,11 @@ type Provider struct {
 	stats          Stats
 	refreshDelay   time.Duration
 	refreshGate    chan struct{} // non-nil: refreshes wait until it is closed
+	holdNext       int           // the next holdNext refreshes wait for holdNextGate
+	holdNextGate   chan struct{}
+	held           atomic.Int64 // refreshes waiting at a gate now
+	reuseInterval  time.Duration
+	families       []*family // in creation order
 	authorizeError string
 	srv            *http.Server
 	issued         []string // every user token, for leak checks
@@ -60,14 +66,18 @@ type family struct {
 	revoked                bool
 	refreshTokens          []string
 	jtis                   []string
+	grants                 []time.Time // successful refresh grants
+	reuses                 int
+	reuseIntervalGrants    int
 }
 
 // refreshToken is one issued refresh token.
 type refreshToken struct {
-	fam     *family
-	used    bool // rotated away
-	revoked bool
-	expires time.Time
+	fam       *family
+	used      bool      // rotated away
+	rotatedAt time.Time // when it was rotated away
+	revoked   bool
+	expires   time.Time
 }
 
 // accessToken is what the provider remembers of an issued access token.
@@ -108,6 +118,8 @@ type Stats struct {
 	InvalidGrants int
 	// FamilyRevocations counts token families revoked by reuse detection.
 	FamilyRevocations int
+	// ReuseIntervalGrants counts reused refresh tokens honoured inside the reuse interval.
+	ReuseIntervalGrants int
 	// Revocations counts /revoke requests by an authenticated client (RFC 7009 answers 200 even for unknown tokens).
 	Revocations int
 	// EndSessions counts /end_session requests.
@@ -319,6 +331,74 @@ func (p *Provider) HoldRefreshes() (release func()) {
 			close(gate)
 		})
 	}
+}
+
+// HoldNextRefreshes makes the next n refresh_token requests wait, before
+// they look at the refresh token, until release is called; later requests
+// pass. A held request whose client goes away consumes nothing.
+func (p *Provider) HoldNextRefreshes(n int) (release func()) {
+	gate := make(chan struct{})
+	p.mu.Lock()
+	p.holdNext, p.holdNextGate = n, gate
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			if p.holdNextGate == gate {
+				p.holdNext, p.holdNextGate = 0, nil
+			}
+			p.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// HeldRefreshes is how many refresh requests are waiting at a hold now, so
+// tests can wait for one to park instead of sleeping.
+func (p *Provider) HeldRefreshes() int { return int(p.held.Load()) }
+
+// SetReuseInterval honours a rotated-away refresh token presented again
+// within d of its rotation, as Auth0's reuse interval and Okta's grace period
+// do; 0 (the default) revokes the family on any reuse.
+func (p *Provider) SetReuseInterval(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reuseInterval = d
+}
+
+// FamilyStats is what the provider saw of one token family (one login).
+type FamilyStats struct {
+	// SID is the provider session the family belongs to.
+	SID string
+	// ClientID is the client the family was issued to.
+	ClientID string
+	// RefreshGrants are the times (provider clock) of each successful refresh grant, in order.
+	RefreshGrants []time.Time
+	// Reuses counts refresh requests that presented a rotated-away token.
+	Reuses int
+	// ReuseIntervalGrants counts the reuses honoured inside the reuse interval.
+	ReuseIntervalGrants int
+	// Revoked reports whether the family has been revoked.
+	Revoked bool
+}
+
+// Families returns what the provider saw of every token family, in creation order.
+func (p *Provider) Families() []FamilyStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]FamilyStats, 0, len(p.families))
+	for _, f := range p.families {
+		out = append(out, FamilyStats{
+			SID:                 f.session.sid,
+			ClientID:            f.clientID,
+			RefreshGrants:       slices.Clone(f.grants),
+			Reuses:              f.reuses,
+			ReuseIntervalGrants: f.reuseIntervalGrants,
+			Revoked:             f.revoked,
+		})
+	}
+	return out
 }
 
 // SetDown makes every endpoint answer 503 while down is true.

@@ -156,6 +156,7 @@ func (p *Provider) grantCode(c Client, form url.Values, issuer string) (*tokenRe
 		return nil, invalidGrant("session ended")
 	}
 	fam := &family{clientID: c.ID, scope: ac.scope, nonce: ac.nonce, session: ac.session}
+	p.families = append(p.families, fam)
 	ac.redeemed = fam
 	p.codes[code] = ac
 	resp, err := p.issueLocked(fam, now, issuer, true)
@@ -167,10 +168,16 @@ func (p *Provider) grantCode(c Client, form url.Values, issuer string) (*tokenRe
 }
 
 // grantRefresh redeems a refresh token, rotating it unless rotation is off.
+// A rotated-away token presented again revokes its family, unless it comes
+// back within the reuse interval (SetReuseInterval), which honours it.
 func (p *Provider) grantRefresh(r *http.Request, c Client, form url.Values, issuer string) (*tokenResponse, *grantError) {
 	p.mu.Lock()
 	p.stats.RefreshRequests++
 	delay, gate := p.refreshDelay, p.refreshGate
+	if gate == nil && p.holdNext > 0 {
+		p.holdNext--
+		gate = p.holdNextGate
+	}
 	p.mu.Unlock()
 	if err := p.waitRefresh(r.Context(), gate, delay); err != nil {
 		return nil, err
@@ -186,27 +193,38 @@ func (p *Provider) grantRefresh(r *http.Request, c Client, form url.Values, issu
 		return nil, invalidGrant("refresh token was issued to another client")
 	case rt.revoked || rt.fam.revoked:
 		return nil, invalidGrant("refresh token revoked")
-	case rt.used:
-		rt.fam.revoked = true
-		p.stats.FamilyRevocations++
-		return nil, invalidGrant("refresh token reuse detected; token family revoked")
 	case now.After(rt.expires):
 		return nil, invalidGrant("refresh token expired")
 	case rt.fam.session.ended:
 		return nil, invalidGrant("session ended")
 	}
+	reuse := rt.used
+	if reuse {
+		rt.fam.reuses++
+		if p.reuseInterval <= 0 || now.Sub(rt.rotatedAt) >= p.reuseInterval {
+			rt.fam.revoked = true
+			p.stats.FamilyRevocations++
+			return nil, invalidGrant("refresh token reuse detected; token family revoked")
+		}
+	}
 	if s := form.Get("scope"); s != "" && !subsetScope(s, rt.fam.scope) {
 		return nil, &grantError{http.StatusBadRequest, "invalid_scope", "scope exceeds the original grant"}
 	}
 	rotate := !p.cfg.DisableRefreshRotation
-	if rotate {
+	if rotate && !rt.used {
 		rt.used = true
+		rt.rotatedAt = now
 	}
 	resp, err := p.issueLocked(rt.fam, now, issuer, rotate)
 	if err != nil {
 		return nil, err
 	}
 	p.stats.RefreshTokenGrants++
+	rt.fam.grants = append(rt.fam.grants, now)
+	if reuse {
+		p.stats.ReuseIntervalGrants++
+		rt.fam.reuseIntervalGrants++
+	}
 	return resp, nil
 }
 
@@ -217,6 +235,10 @@ func (p *Provider) waitRefresh(ctx context.Context, gate <-chan struct{}, delay 
 		t := time.NewTimer(delay)
 		defer t.Stop()
 		timer = t.C
+	}
+	if gate != nil {
+		p.held.Add(1)
+		defer p.held.Add(-1)
 	}
 	for gate != nil || timer != nil {
 		select {

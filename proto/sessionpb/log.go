@@ -23,3 +23,14 @@ func (x *LoginState) LogValue() slog.Value {
 	}
 	return slog.GroupValue(slog.Int64("created_at_unix_ms", x.GetCreatedAtUnixMs()))
 }
+
+// LogValue keeps the access token out of logs.
+func (x *ClientToken) LogValue() slog.Value {
+	if x == nil {
+		return slog.StringValue("<nil>")
+	}
+	return slog.GroupValue(
+		slog.String("scope", x.GetScope()),
+		slog.Int64("expires_at_unix_ms", x.GetExpiresAtUnixMs()),
+	)
+}

@@ -46,10 +46,13 @@ type Session struct {
 	CreatedAtUnixMs            int64  `protobuf:"varint,12,opt,name=created_at_unix_ms,json=createdAtUnixMs,proto3" json:"created_at_unix_ms,omitempty"`
 	AbsoluteExpiresAtUnixMs    int64  `protobuf:"varint,13,opt,name=absolute_expires_at_unix_ms,json=absoluteExpiresAtUnixMs,proto3" json:"absolute_expires_at_unix_ms,omitempty"`
 	// claims_json is the ID token's claim set, served by /bff/user.
-	ClaimsJson    []byte `protobuf:"bytes,14,opt,name=claims_json,json=claimsJson,proto3" json:"claims_json,omitempty"`
-	Scope         string `protobuf:"bytes,15,opt,name=scope,proto3" json:"scope,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClaimsJson []byte `protobuf:"bytes,14,opt,name=claims_json,json=claimsJson,proto3" json:"claims_json,omitempty"`
+	Scope      string `protobuf:"bytes,15,opt,name=scope,proto3" json:"scope,omitempty"`
+	// access_token_issued_at_unix_ms is when envoy-bff received the access token; with the
+	// expiry it gives the token's lifetime, so the refresh lead never exceeds half of it.
+	AccessTokenIssuedAtUnixMs int64 `protobuf:"varint,16,opt,name=access_token_issued_at_unix_ms,json=accessTokenIssuedAtUnixMs,proto3" json:"access_token_issued_at_unix_ms,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -187,6 +190,99 @@ func (x *Session) GetScope() string {
 	return ""
 }
 
+func (x *Session) GetAccessTokenIssuedAtUnixMs() int64 {
+	if x != nil {
+		return x.AccessTokenIssuedAtUnixMs
+	}
+	return 0
+}
+
+// ClientToken is one cached client-credentials access token, shared by every replica.
+type ClientToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// schema_version is 1 for this shape.
+	SchemaVersion   uint32 `protobuf:"varint,1,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
+	AccessToken     string `protobuf:"bytes,2,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	TokenType       string `protobuf:"bytes,3,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	Scope           string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
+	ExpiresAtUnixMs int64  `protobuf:"varint,5,opt,name=expires_at_unix_ms,json=expiresAtUnixMs,proto3" json:"expires_at_unix_ms,omitempty"`
+	IssuedAtUnixMs  int64  `protobuf:"varint,6,opt,name=issued_at_unix_ms,json=issuedAtUnixMs,proto3" json:"issued_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ClientToken) Reset() {
+	*x = ClientToken{}
+	mi := &file_session_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientToken) ProtoMessage() {}
+
+func (x *ClientToken) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientToken.ProtoReflect.Descriptor instead.
+func (*ClientToken) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ClientToken) GetSchemaVersion() uint32 {
+	if x != nil {
+		return x.SchemaVersion
+	}
+	return 0
+}
+
+func (x *ClientToken) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *ClientToken) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
+func (x *ClientToken) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *ClientToken) GetExpiresAtUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresAtUnixMs
+	}
+	return 0
+}
+
+func (x *ClientToken) GetIssuedAtUnixMs() int64 {
+	if x != nil {
+		return x.IssuedAtUnixMs
+	}
+	return 0
+}
+
 // LoginState is one pending login: what the callback needs to finish it.
 type LoginState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -203,7 +299,7 @@ type LoginState struct {
 
 func (x *LoginState) Reset() {
 	*x = LoginState{}
-	mi := &file_session_proto_msgTypes[1]
+	mi := &file_session_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -215,7 +311,7 @@ func (x *LoginState) String() string {
 func (*LoginState) ProtoMessage() {}
 
 func (x *LoginState) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[1]
+	mi := &file_session_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -228,7 +324,7 @@ func (x *LoginState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginState.ProtoReflect.Descriptor instead.
 func (*LoginState) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{1}
+	return file_session_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *LoginState) GetSchemaVersion() uint32 {
@@ -277,7 +373,7 @@ var File_session_proto protoreflect.FileDescriptor
 
 const file_session_proto_rawDesc = "" +
 	"\n" +
-	"\rsession.proto\x12\x13envoybff.session.v1\"\xa9\x04\n" +
+	"\rsession.proto\x12\x13envoybff.session.v1\"\xec\x04\n" +
 	"\aSession\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x1e\n" +
 	"\n" +
@@ -298,7 +394,16 @@ const file_session_proto_rawDesc = "" +
 	"\x1babsolute_expires_at_unix_ms\x18\r \x01(\x03R\x17absoluteExpiresAtUnixMs\x12\x1f\n" +
 	"\vclaims_json\x18\x0e \x01(\fR\n" +
 	"claimsJson\x12\x14\n" +
-	"\x05scope\x18\x0f \x01(\tR\x05scope\"\xe3\x01\n" +
+	"\x05scope\x18\x0f \x01(\tR\x05scope\x12A\n" +
+	"\x1eaccess_token_issued_at_unix_ms\x18\x10 \x01(\x03R\x19accessTokenIssuedAtUnixMs\"\xe4\x01\n" +
+	"\vClientToken\x12%\n" +
+	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12!\n" +
+	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x03 \x01(\tR\ttokenType\x12\x14\n" +
+	"\x05scope\x18\x04 \x01(\tR\x05scope\x12+\n" +
+	"\x12expires_at_unix_ms\x18\x05 \x01(\x03R\x0fexpiresAtUnixMs\x12)\n" +
+	"\x11issued_at_unix_ms\x18\x06 \x01(\x03R\x0eissuedAtUnixMs\"\xe3\x01\n" +
 	"\n" +
 	"LoginState\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x14\n" +
@@ -321,10 +426,11 @@ func file_session_proto_rawDescGZIP() []byte {
 	return file_session_proto_rawDescData
 }
 
-var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_session_proto_goTypes = []any{
-	(*Session)(nil),    // 0: envoybff.session.v1.Session
-	(*LoginState)(nil), // 1: envoybff.session.v1.LoginState
+	(*Session)(nil),     // 0: envoybff.session.v1.Session
+	(*ClientToken)(nil), // 1: envoybff.session.v1.ClientToken
+	(*LoginState)(nil),  // 2: envoybff.session.v1.LoginState
 }
 var file_session_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -345,7 +451,7 @@ func file_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_proto_rawDesc), len(file_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,11 +30,17 @@ type BFFOptions struct {
 // BFF is a running envoy-bff replica.
 type BFF struct {
 	*Process
-	GRPCAddr  string
-	HTTPAddr  string
-	AdminAddr string
-	GRPCPort  int
-	HTTPPort  int
+	// ConfigPath is the config file the replica was started with.
+	ConfigPath string
+	GRPCAddr   string
+	HTTPAddr   string
+	AdminAddr  string
+	GRPCPort   int
+	HTTPPort   int
+
+	bin string
+	dir string
+	env []string
 }
 
 // NewKeys draws a fresh encryption key and cookie-hash key, shared by every
@@ -86,22 +92,44 @@ func StartBFF(ctx context.Context, o BFFOptions) (*BFF, error) {
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		return nil, fmt.Errorf("write envoy-bff config: %w", err)
 	}
-	p, err := StartProcess(name, o.Dir, bin, []string{"serve", "--config", path}, o.Env)
-	if err != nil {
+	b.ConfigPath, b.bin, b.dir, b.env = path, bin, o.Dir, o.Env
+	if err := b.start(ctx, name); err != nil {
 		return nil, err
+	}
+	return b, nil
+}
+
+// start runs the replica's process and waits for its listeners.
+func (b *BFF) start(ctx context.Context, name string) error {
+	p, err := StartProcess(name, b.dir, b.bin, []string{"serve", "--config", b.ConfigPath}, b.env)
+	if err != nil {
+		return err
 	}
 	b.Process = p
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := WaitHTTP(wctx, p, "http://"+b.AdminAddr+"/healthz", 200); err != nil {
 		p.Stop(time.Second)
-		return nil, err
+		return err
 	}
 	if err := waitTCP(wctx, p, b.GRPCAddr); err != nil {
 		p.Stop(time.Second)
-		return nil, err
+		return err
 	}
-	return b, nil
+	return nil
+}
+
+// Restart starts the replica again, on the same ports and config, after it
+// has stopped (Stop or Kill), and waits until it is ready. Its log continues
+// in the same file.
+func (b *BFF) Restart(ctx context.Context) error {
+	if exited, _ := b.Exited(); !exited {
+		return fmt.Errorf("restart %s: still running", b.Name)
+	}
+	if err := b.start(ctx, b.Name); err != nil {
+		return fmt.Errorf("restart %s: %w", b.Name, err)
+	}
+	return b.WaitReady(ctx)
 }
 
 // WaitReady waits until the replica's /readyz says ready (store reachable,

@@ -60,6 +60,9 @@ type Stack struct {
 	Redis *Process
 	// RedisURL is the Redis the replicas use, if any.
 	RedisURL string
+	// EncryptionKey and HashKey are the replicas' shared session keys
+	// (base64), so a test can open the store as a replica would.
+	EncryptionKey, HashKey string
 
 	servers []*http.Server
 	mu      sync.Mutex
@@ -138,6 +141,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.EncryptionKey, s.HashKey = encKey, hashKey
 	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort}
 	for i := range o.Replicas {
 		doc := BFFConfigDoc(s.IssuerURL, s.URL, s.RedisURL, encKey, hashKey)

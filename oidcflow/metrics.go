@@ -1,0 +1,90 @@
+package oidcflow
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the refresh counters and histograms envoy-bff serves on its
+// admin listener. A nil *Metrics records nothing, so tests may leave it out.
+type Metrics struct {
+	refreshes    *prometheus.CounterVec
+	lockWaits    *prometheus.CounterVec
+	lockWaitTime *prometheus.HistogramVec
+	grantTime    *prometheus.HistogramVec
+}
+
+// Token kinds, the `kind` label of every refresh metric.
+const (
+	kindSession = "session" // a user's access token, renewed with the refresh token
+	kindClient  = "client"  // a client-credentials token
+)
+
+// Refresh outcomes, the `outcome` label of envoy_bff_token_refreshes_total.
+const (
+	outcomeRefreshed      = "refreshed"            // new tokens stored by this replica
+	outcomeAlreadyFresh   = "already_fresh"        // another replica had refreshed before the lock was ours
+	outcomeLockBusy       = "lock_busy"            // another replica holds the lock; the still-valid token was used
+	outcomeConflict       = "conflict"             // the generation changed under us; the newer record was kept
+	outcomeStaleGrant     = "stale_grant"          // invalid_grant after another replica rotated the token; kept theirs
+	outcomeRejected       = "rejected"             // the provider refused; the session was ended
+	outcomeUnavailable    = "provider_unavailable" // network, timeout, 5xx, discovery pending
+	outcomeClientRejected = "client_rejected"      // invalid_client: a configuration problem
+	outcomeSessionGone    = "session_gone"         // logged out while refreshing; new tokens revoked
+	outcomeStoreError     = "store_error"          // the session store failed
+	outcomeTimeout        = "timeout"              // the wait for another holder ran out of time
+)
+
+// NewMetrics registers the refresh metrics with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "envoy_bff_token_refreshes_total",
+			Help: "Token refresh attempts by kind (session, client) and outcome.",
+		}, []string{"kind", "outcome"}),
+		lockWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "envoy_bff_refresh_lock_waits_total",
+			Help: "Times a refresh waited for another holder of the token's lock, by kind.",
+		}, []string{"kind"}),
+		lockWaitTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "envoy_bff_refresh_lock_wait_seconds",
+			Help:    "How long refreshes waited for another holder of the token's lock.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"kind"}),
+		grantTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "envoy_bff_token_grant_duration_seconds",
+			Help:    "Latency of token-endpoint calls made to refresh tokens, by kind.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"kind"}),
+	}
+	for _, c := range []prometheus.Collector{m.refreshes, m.lockWaits, m.lockWaitTime, m.grantTime} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register refresh metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// outcome counts one refresh attempt's result.
+func (m *Metrics) outcome(kind, outcome string) {
+	if m != nil {
+		m.refreshes.WithLabelValues(kind, outcome).Inc()
+	}
+}
+
+// waited records one wait for another holder of a lock.
+func (m *Metrics) waited(kind string, d time.Duration) {
+	if m != nil {
+		m.lockWaits.WithLabelValues(kind).Inc()
+		m.lockWaitTime.WithLabelValues(kind).Observe(d.Seconds())
+	}
+}
+
+// granted records one token-endpoint call's latency.
+func (m *Metrics) granted(kind string, d time.Duration) {
+	if m != nil {
+		m.grantTime.WithLabelValues(kind).Observe(d.Seconds())
+	}
+}

@@ -1,0 +1,535 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/envoy-bff/envoy-bff/oidcflow/oidctest"
+	"github.com/envoy-bff/envoy-bff/session"
+	"github.com/envoy-bff/envoy-bff/test/harness"
+)
+
+// Scale-out settings: access tokens live 2 s, so with the default 60 s lead
+// capped at half the lifetime every session refreshes about once a second.
+// The lock outlives the provider timeout, as the config loader demands.
+const (
+	scaleTokenTTL      = 2 * time.Second
+	scaleLockTTL       = 3 * time.Second
+	scaleProviderLimit = 2 * time.Second
+	scaleSessions      = 10
+	scaleClients       = 100 // spread evenly over the sessions
+	scaleLoadFor       = 20 * time.Second
+)
+
+// TestScaleOut is issue 3's proof, through real Envoy load-balancing round
+// robin over three envoy-bff replicas on one real Redis, with a provider
+// that rotates refresh tokens and revokes the family on reuse:
+//
+//   - a login that crosses replicas works on every replica;
+//   - 100 clients on 10 sessions for 20 s: one refresh grant per expiry per
+//     session, no invalid_grant, no non-200 answer (T63);
+//   - the lock holder SIGKILLed mid-refresh: another replica refreshes once
+//     the lock lapses, the session survives, one grant (T64);
+//   - a holder paused (SIGSTOP) past the lock TTL wakes up after another
+//     replica refreshed and uses that replica's tokens;
+//   - a holder whose lock was lost (as in a Redis failover) gets its stale
+//     grant honoured by a provider reuse interval, and still cannot
+//     overwrite the newer tokens (T65);
+//   - every replica restarted: the user is still logged in.
+func TestScaleOut(t *testing.T) {
+	s := startStack(t, harness.Options{
+		Replicas:       3,
+		Redis:          true,
+		AccessTokenTTL: scaleTokenTTL,
+		BFFConfig: func(doc map[string]any) {
+			doc["log"] = map[string]any{"level": "info", "format": "json"}
+			doc["session"].(map[string]any)["lock_ttl"] = scaleLockTTL.String()
+			doc["oidc"].(map[string]any)["provider_timeout"] = scaleProviderLimit.String()
+		},
+	})
+	checks := make([]*harness.CheckClient, len(s.BFFs))
+	for i, b := range s.BFFs {
+		c, err := harness.DialCheck(b.GRPCAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		checks[i] = c
+	}
+
+	users := make([]*scaleUser, scaleSessions)
+	for i := range users {
+		users[i] = loginUser(t, s)
+	}
+
+	t.Run("every replica serves a session logged in through another", func(t *testing.T) {
+		for i, c := range checks {
+			r := mustCheck(t, c, users[0].cookie)
+			if r.Status != 200 || r.Bearer == "" {
+				t.Fatalf("replica %d: %d %s", i+1, r.Status, r.Body)
+			}
+		}
+	})
+
+	t.Run("T63 load: one refresh grant per expiry per session, zero errors", func(t *testing.T) {
+		before := s.Provider.Stats()
+		start := time.Now()
+		res := driveLoad(t, s.URL, users, scaleClients, scaleLoadFor)
+		after := s.Provider.Stats()
+		t.Logf("load: %d requests, %d ok, %d failed, %d refresh grants, %d invalid_grant, in %s",
+			res.total, res.ok, res.total-res.ok, after.RefreshTokenGrants-before.RefreshTokenGrants,
+			after.InvalidGrants-before.InvalidGrants, time.Since(start).Round(time.Millisecond))
+		if res.total != res.ok {
+			t.Errorf("%d of %d requests failed; first failures:\n%s", res.total-res.ok, res.total, strings.Join(res.failures, "\n"))
+		}
+		if n := after.InvalidGrants - before.InvalidGrants; n != 0 {
+			t.Errorf("provider answered invalid_grant %d times", n)
+		}
+		if n := after.FamilyRevocations - before.FamilyRevocations; n != 0 {
+			t.Errorf("provider revoked %d token families for reuse", n)
+		}
+		// Proof that load ran long enough to cross many expiries.
+		if res.ok < 1000 {
+			t.Errorf("only %d successful requests: the load did not run", res.ok)
+		}
+		for _, u := range users {
+			fam := familyOf(t, s.Provider, u.sid)
+			grants := grantsSince(fam, start)
+			if fam.Reuses != 0 || fam.Revoked {
+				t.Errorf("session %s: %d reuses, revoked=%v", u.sid, fam.Reuses, fam.Revoked)
+			}
+			// About one per second; at least one per two token lifetimes proves refreshes kept up.
+			if min := int(scaleLoadFor / (2 * scaleTokenTTL)); len(grants) < min {
+				t.Errorf("session %s: %d refresh grants in %s, want at least %d", u.sid, len(grants), scaleLoadFor, min)
+			}
+			// A new token is due only half its lifetime after it was issued,
+			// so two grants closer than that are two refreshes of one expiry.
+			for i := 1; i < len(grants); i++ {
+				if gap := grants[i].Sub(grants[i-1]); gap < scaleTokenTTL/4 {
+					t.Errorf("session %s: refresh grants %d and %d only %s apart: two refreshes for one expiry", u.sid, i-1, i, gap)
+				}
+			}
+		}
+	})
+
+	u := users[0]
+	ctx := t.Context()
+
+	t.Run("T64 lock holder killed mid-refresh: another replica refreshes once", func(t *testing.T) {
+		holder, other := s.BFFs[0], checks[1]
+		old := u.lastBearer(t, other)
+		before := s.Provider.Stats()
+		grants0 := len(familyOf(t, s.Provider, u.sid).RefreshGrants)
+		release := s.Provider.HoldNextRefreshes(1)
+		defer release()
+		parked := parkRefresh(t, s.Provider, checks[0], u.cookie)
+
+		holder.Kill()
+		if err := <-parked; err == nil {
+			t.Fatal("the killed holder's check answered")
+		}
+		waitFor(t, 10*time.Second, "the provider to drop the killed holder's request", func() bool {
+			return s.Provider.Stats().AbandonedRefreshes == before.AbandonedRefreshes+1
+		})
+		// Until the token expires the other replica passes it; then it waits
+		// for the dead holder's lock to lapse and refreshes itself.
+		fresh := untilNewBearer(t, other, u.cookie, old)
+		if fresh == "" {
+			t.Fatal("no replica refreshed after the holder died")
+		}
+		after := s.Provider.Stats()
+		if got := len(familyOf(t, s.Provider, u.sid).RefreshGrants); got != grants0+1 {
+			t.Errorf("refresh grants went from %d to %d, want exactly one more", grants0, got)
+		}
+		if after.InvalidGrants != before.InvalidGrants || after.FamilyRevocations != before.FamilyRevocations {
+			t.Errorf("invalid_grant %d→%d, family revocations %d→%d", before.InvalidGrants, after.InvalidGrants, before.FamilyRevocations, after.FamilyRevocations)
+		}
+		if err := holder.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := mustCheck(t, checks[0], u.cookie); r.Status != 200 || r.Bearer != fresh {
+			t.Errorf("restarted holder: %d, same token as the refresher: %v", r.Status, r.Bearer == fresh)
+		}
+	})
+
+	t.Run("a holder paused past the lock TTL wakes up to the other replica's tokens", func(t *testing.T) {
+		holder := s.BFFs[1]
+		old := u.lastBearer(t, checks[2])
+		before := s.Provider.Stats()
+		grants0 := len(familyOf(t, s.Provider, u.sid).RefreshGrants)
+		release := s.Provider.HoldNextRefreshes(1)
+		defer release()
+		parked := parkRefresh(t, s.Provider, checks[1], u.cookie)
+		if err := holder.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		defer func() {
+			if !resumed {
+				_ = holder.Signal(syscall.SIGCONT)
+			}
+		}()
+		fresh := untilNewBearer(t, checks[2], u.cookie, old)
+		if fresh == "" {
+			t.Fatal("no replica refreshed while the holder was paused")
+		}
+		if err := holder.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		resumed = true
+		// Its provider call outlived its timeout while paused: abandoned, consuming nothing.
+		if err := <-parked; err != nil {
+			t.Fatalf("the paused holder's check failed after waking: %v", err)
+		}
+		waitFor(t, 10*time.Second, "the provider to drop the paused holder's request", func() bool {
+			return s.Provider.Stats().AbandonedRefreshes == before.AbandonedRefreshes+1
+		})
+		if r := mustCheck(t, checks[1], u.cookie); r.Status != 200 || r.Bearer != fresh {
+			t.Errorf("woken holder answers %d with the other replica's token: %v", r.Status, r.Bearer == fresh)
+		}
+		if got := len(familyOf(t, s.Provider, u.sid).RefreshGrants); got != grants0+1 {
+			t.Errorf("refresh grants went from %d to %d, want exactly one more", grants0, got)
+		}
+		if st := s.Provider.Stats(); st.InvalidGrants != before.InvalidGrants {
+			t.Errorf("invalid_grant %d→%d", before.InvalidGrants, st.InvalidGrants)
+		}
+	})
+
+	t.Run("T65 a holder that lost its lock cannot overwrite the newer tokens", func(t *testing.T) {
+		// A Redis failover can lose a lock key while its holder's provider
+		// call is in flight; a provider with a reuse interval then honours
+		// the stale holder's refresh token too. Only the generation fence
+		// stands between its late write and the newer tokens.
+		s.Provider.SetReuseInterval(time.Minute)
+		defer s.Provider.SetReuseInterval(0)
+		old := u.lastBearer(t, checks[2])
+		before := s.Provider.Stats()
+		release := s.Provider.HoldNextRefreshes(1)
+		defer release()
+		parked := parkRefresh(t, s.Provider, checks[1], u.cookie)
+
+		rdb := redisClient(t, s.RedisURL)
+		locks, err := rdb.Keys(ctx, "*:lk").Result()
+		if err != nil || len(locks) != 1 {
+			t.Fatalf("refresh lock keys in Redis: %v, %v; want exactly the holder's", locks, err)
+		}
+		if err := rdb.Del(ctx, locks[0]).Err(); err != nil {
+			t.Fatal(err)
+		}
+		fresh := untilNewBearer(t, checks[2], u.cookie, old)
+		if fresh == "" {
+			t.Fatal("no replica refreshed after the lock was lost")
+		}
+		release()
+		if err := <-parked; err != nil {
+			t.Fatalf("the stale holder's check: %v", err)
+		}
+		if st := s.Provider.Stats(); st.ReuseIntervalGrants != before.ReuseIntervalGrants+1 {
+			t.Fatalf("the provider honoured %d stale refreshes, want 1 (the test did not create a stale holder)", st.ReuseIntervalGrants-before.ReuseIntervalGrants)
+		}
+		rec := readSession(t, s, u.cookie)
+		if rec.GetAccessToken() != fresh {
+			t.Errorf("the stored access token is not the newer replica's: the stale holder overwrote it")
+		}
+		for i, c := range checks {
+			if r := mustCheck(t, c, u.cookie); r.Status != 200 || r.Bearer != fresh {
+				t.Errorf("replica %d: %d, forwards the newer token: %v", i+1, r.Status, r.Bearer == fresh)
+			}
+		}
+		if m := metric(t, s.BFFs[1], `envoy_bff_token_refreshes_total{kind="session",outcome="conflict"}`); m != 1 {
+			t.Errorf("stale holder's conflict count = %v, want 1", m)
+		}
+	})
+
+	t.Run("every replica restarted: still logged in", func(t *testing.T) {
+		for _, b := range s.BFFs {
+			b.Stop(10 * time.Second)
+		}
+		for _, b := range s.BFFs {
+			if err := b.Restart(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Through Envoy: round robin reaches every replica in three calls.
+		for i := range 6 {
+			r := u.browser.api("/api/whoami")
+			if r.Status != 200 || r.json(t)["sub"] != "demo-user" {
+				t.Fatalf("call %d after the restart: %d %s", i, r.Status, r.Body)
+			}
+		}
+	})
+}
+
+// scaleUser is one logged-in browser session.
+type scaleUser struct {
+	browser *browser
+	cookie  string // the Cookie header value carrying the session cookie
+	sid     string // the provider session, naming its token family
+}
+
+func loginUser(t *testing.T, s *harness.Stack) *scaleUser {
+	t.Helper()
+	b := newBrowser(t, s.URL)
+	if r, hops := b.login("/"); r.Status != 200 {
+		t.Fatalf("login ended at %v with %d", hops, r.Status)
+	}
+	u := b.api("/bff/user")
+	if u.Status != 200 {
+		t.Fatalf("/bff/user: %d %s", u.Status, u.Body)
+	}
+	logout, _ := u.json(t)["logoutUrl"].(string)
+	lu, err := url.Parse(logout)
+	if err != nil || lu.Query().Get("sid") == "" {
+		t.Fatalf("logoutUrl %q carries no sid", logout)
+	}
+	return &scaleUser{browser: b, cookie: "__Host-bff=" + b.cookies["__Host-bff"], sid: lu.Query().Get("sid")}
+}
+
+// lastBearer is the token a replica forwards right now.
+func (u *scaleUser) lastBearer(t *testing.T, c *harness.CheckClient) string {
+	t.Helper()
+	r := mustCheck(t, c, u.cookie)
+	if r.Status != 200 {
+		t.Fatalf("check: %d %s", r.Status, r.Body)
+	}
+	return r.Bearer
+}
+
+func mustCheck(t *testing.T, c *harness.CheckClient, cookie string) harness.CheckResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	r, err := c.API(ctx, "/api/whoami", cookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// parkRefresh sends checks to one replica until its refresh of the session
+// is parked at the provider (HoldNextRefreshes), and returns the channel on
+// which the parked check's outcome arrives. Nothing else may call that
+// replica for the session meanwhile.
+func parkRefresh(t *testing.T, p *oidctest.Provider, c *harness.CheckClient, cookie string) <-chan error {
+	t.Helper()
+	out := make(chan error, 1)
+	var parked atomic.Bool
+	go func() {
+		for range 200 { // 200 × 25 ms: far more than one token lifetime
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			r, err := c.API(ctx, "/api/whoami", cookie)
+			cancel()
+			switch {
+			case err != nil:
+				out <- err
+				return
+			case r.Status != 200:
+				out <- fmt.Errorf("check answered %d %s", r.Status, r.Body)
+				return
+			case parked.Load():
+				out <- nil // the call that was parked has come back
+				return
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		out <- errors.New("the replica never refreshed")
+	}()
+	waitFor(t, 10*time.Second, "a refresh to park at the provider", func() bool { return p.HeldRefreshes() == 1 })
+	parked.Store(true)
+	return out
+}
+
+// untilNewBearer checks on c until it forwards a token other than old. Every
+// answer on the way must be a pass: a still-valid token, or, once it has
+// expired, the wait for the lock and the refresh.
+func untilNewBearer(t *testing.T, c *harness.CheckClient, cookie, old string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		r := mustCheck(t, c, cookie)
+		if r.Status != 200 {
+			t.Fatalf("check while another holder refreshes: %d %s", r.Status, r.Body)
+		}
+		if r.Bearer != old {
+			return r.Bearer
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return ""
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func familyOf(t *testing.T, p *oidctest.Provider, sid string) oidctest.FamilyStats {
+	t.Helper()
+	var found []oidctest.FamilyStats
+	for _, f := range p.Families() {
+		if f.SID == sid {
+			found = append(found, f)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("provider session %s has %d token families, want 1", sid, len(found))
+	}
+	return found[0]
+}
+
+func grantsSince(f oidctest.FamilyStats, since time.Time) []time.Time {
+	i := slices.IndexFunc(f.RefreshGrants, func(g time.Time) bool { return !g.Before(since) })
+	if i < 0 {
+		return nil
+	}
+	return f.RefreshGrants[i:]
+}
+
+// loadResult counts the load's answers.
+type loadResult struct {
+	total, ok int64
+	failures  []string // the first few
+}
+
+// driveLoad runs clients concurrent API callers through Envoy, spread over
+// the users' sessions, for d. Every answer must be a 200 from the sample
+// API carrying a token it verified for the demo user.
+func driveLoad(t *testing.T, origin string, users []*scaleUser, clients int, d time.Duration) loadResult {
+	t.Helper()
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 15 * time.Second}
+	var total, ok atomic.Int64
+	var mu sync.Mutex
+	var failures []string
+	fail := func(msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(failures) < 10 {
+			failures = append(failures, msg)
+		}
+	}
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for i := range clients {
+		u := users[i%len(users)]
+		wg.Go(func() {
+			for n := 0; n < 100_000 && time.Now().Before(deadline); n++ {
+				total.Add(1)
+				if msg := callAPI(hc, origin, u.cookie); msg != "" {
+					fail(msg)
+				} else {
+					ok.Add(1)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	return loadResult{total: total.Load(), ok: ok.Load(), failures: failures}
+}
+
+// callAPI makes one SPA-style API call; "" means a verified 200.
+func callAPI(hc *http.Client, origin, cookie string) string {
+	req, err := http.NewRequest(http.MethodGet, origin+"/api/whoami", nil)
+	if err != nil {
+		return err.Error()
+	}
+	req.Header.Set("Cookie", cookie)
+	req.Header.Set("X-CSRF", "1")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != 200 {
+		return fmt.Sprintf("%d %s", resp.StatusCode, body)
+	}
+	var who struct {
+		Sub        string `json:"sub"`
+		TokenError string `json:"token_error"`
+	}
+	if err := json.Unmarshal(body, &who); err != nil || who.Sub != "demo-user" || who.TokenError != "" {
+		return fmt.Sprintf("200 without a verified token: %s", body)
+	}
+	return ""
+}
+
+func redisClient(t *testing.T, rawURL string) *redis.Client {
+	t.Helper()
+	o, err := redis.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readSession opens the stored record as a replica would, with the stack's keys.
+func readSession(t *testing.T, s *harness.Stack, cookie string) interface{ GetAccessToken() string } {
+	t.Helper()
+	cfg := session.DefaultConfig()
+	cfg.Backend = session.BackendRedis
+	cfg.Redis.URL = s.RedisURL
+	cfg.EncryptionKeys = session.KeyList{{ID: "k1", Secret: s.EncryptionKey}}
+	cfg.HashKey = s.HashKey
+	b, err := session.OpenBackend(cfg, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	id, err := session.ParseID(strings.TrimPrefix(cookie, "__Host-bff="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := b.Get(t.Context(), id)
+	if err != nil {
+		t.Fatalf("read the stored session: %v", err)
+	}
+	return rec
+}
+
+// metric reads one sample from a replica's /metrics.
+func metric(t *testing.T, b *harness.BFF, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + b.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err == nil {
+				return v
+			}
+		}
+	}
+	return 0
+}

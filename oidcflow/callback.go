@@ -118,6 +118,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *sessionpb.LoginState) (*sessionpb.Session, error) {
 	pctx, cancel := context.WithTimeout(h.provider.clientContext(ctx), h.cfg.ProviderTimeout)
 	defer cancel()
+	start := h.now()
 	tok, err := d.oauth2.Exchange(pctx, code, oauth2.VerifierOption(ls.GetCodeVerifier()))
 	if err != nil {
 		err = classifyTokenError("exchange code", err)
@@ -145,8 +146,8 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *se
 		RefreshToken:               tok.RefreshToken,
 		IdToken:                    tokenString(tok, "id_token"),
 		TokenType:                  tok.TokenType,
-		AccessTokenExpiresAtUnixMs: tokenExpiry(now, tok),
-		AccessTokenIssuedAtUnixMs:  now.UnixMilli(),
+		AccessTokenExpiresAtUnixMs: tokenExpiry(start, tok),
+		AccessTokenIssuedAtUnixMs:  start.UnixMilli(),
 		CreatedAtUnixMs:            now.UnixMilli(),
 		AbsoluteExpiresAtUnixMs:    now.Add(h.lifetime).UnixMilli(),
 		ClaimsJson:                 id.claims,

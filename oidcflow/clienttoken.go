@@ -173,9 +173,9 @@ func (c *ClientTokens) grant(ctx context.Context, name string) (*sessionpb.Clien
 	}
 	pctx, cancel := context.WithTimeout(c.provider.clientContext(ctx), c.cfg.ProviderTimeout)
 	defer cancel()
-	start := time.Now()
+	start, began := c.now(), time.Now()
 	tok, err := cc.Token(pctx)
-	c.metrics.granted(kindClient, time.Since(start))
+	c.metrics.granted(kindClient, time.Since(began))
 	if err != nil {
 		err = classifyTokenError("client credentials", err)
 		if errors.Is(err, errGrantRejected) || errors.Is(err, ErrClientRejected) {
@@ -188,10 +188,9 @@ func (c *ClientTokens) grant(ctx context.Context, name string) (*sessionpb.Clien
 		c.metrics.outcome(kindClient, outcomeUnavailable)
 		return nil, err
 	}
-	now := c.now()
-	exp := tokenExpiry(now, tok)
+	exp := tokenExpiry(start, tok)
 	if exp == 0 {
-		exp = now.Add(defaultClientTokenLifetime).UnixMilli()
+		exp = start.Add(defaultClientTokenLifetime).UnixMilli()
 	}
 	t := &sessionpb.ClientToken{
 		SchemaVersion:   1,
@@ -199,7 +198,7 @@ func (c *ClientTokens) grant(ctx context.Context, name string) (*sessionpb.Clien
 		TokenType:       tok.TokenType,
 		Scope:           tokenString(tok, "scope"),
 		ExpiresAtUnixMs: exp,
-		IssuedAtUnixMs:  now.UnixMilli(),
+		IssuedAtUnixMs:  start.UnixMilli(),
 	}
 	if t.Scope == "" {
 		t.Scope = strings.Join(set.Scopes, " ")

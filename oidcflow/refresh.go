@@ -212,15 +212,15 @@ func (r *Refresher) renew(ctx context.Context, id session.ID, cur *sessionpb.Ses
 func (r *Refresher) redeem(ctx context.Context, d *discovered, cur *sessionpb.Session) (*sessionpb.Session, error) {
 	pctx, cancel := context.WithTimeout(r.provider.clientContext(ctx), r.cfg.ProviderTimeout)
 	defer cancel()
+	start := r.now()
 	tok, err := d.oauth2.TokenSource(pctx, &oauth2.Token{RefreshToken: cur.GetRefreshToken()}).Token()
 	if err != nil {
 		return nil, classifyTokenError("refresh token", err)
 	}
 	next := proto.CloneOf(cur)
 	next.AccessToken = tok.AccessToken
-	now := r.now()
-	next.AccessTokenExpiresAtUnixMs = tokenExpiry(now, tok)
-	next.AccessTokenIssuedAtUnixMs = now.UnixMilli()
+	next.AccessTokenExpiresAtUnixMs = tokenExpiry(start, tok)
+	next.AccessTokenIssuedAtUnixMs = start.UnixMilli()
 	if tok.TokenType != "" {
 		next.TokenType = tok.TokenType
 	}

@@ -1,9 +1,12 @@
 package oidcflow
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -60,10 +63,13 @@ func safeCode(s string) string {
 	return s
 }
 
-// tokenExpiry is when an access token expires, on the injected clock:
-// x/oauth2 computes Token.Expiry with time.Now, so expires_in is preferred.
-// Zero means the provider did not say.
-func tokenExpiry(now time.Time, tok *oauth2.Token) int64 {
+// tokenExpiry is when an access token expires, on the injected clock,
+// counted from start, the moment the token was asked for (the provider
+// counts its lifetime from a later moment, so this errs early). x/oauth2
+// computes Token.Expiry with time.Now, so expires_in is preferred. A JWT
+// access token's own exp caps it: providers truncate exp to the second, and
+// a resource server checks exp, not expires_in. Zero means nobody said.
+func tokenExpiry(start time.Time, tok *oauth2.Token) int64 {
 	// x/oauth2's clientcredentials drops ExpiresIn; the raw member remains.
 	in := tok.ExpiresIn
 	if in <= 0 {
@@ -71,14 +77,51 @@ func tokenExpiry(now time.Time, tok *oauth2.Token) int64 {
 			in = int64(f)
 		}
 	}
+	var exp int64
 	switch {
 	case in > 0:
-		return now.Add(time.Duration(in) * time.Second).UnixMilli()
+		exp = start.Add(time.Duration(in) * time.Second).UnixMilli()
 	case !tok.Expiry.IsZero():
-		return tok.Expiry.UnixMilli()
-	default:
-		return 0
+		exp = tok.Expiry.UnixMilli()
 	}
+	if jwt, ok := jwtExpiry(tok.AccessToken); ok && (exp == 0 || jwt < exp) {
+		exp = jwt
+	}
+	return exp
+}
+
+// maxJWTExpiryLen bounds the access tokens whose exp claim is read.
+const maxJWTExpiryLen = 16 << 10
+
+// jwtExpiry reads the exp claim (in ms) of a compact JWS, unverified: it
+// only makes envoy-bff renew earlier, never trust a token more.
+func jwtExpiry(tok string) (int64, bool) {
+	if len(tok) > maxJWTExpiryLen || strings.Count(tok, ".") != 2 {
+		return 0, false
+	}
+	_, rest, _ := strings.Cut(tok, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return 0, false
+	}
+	var c struct {
+		Expiry json.RawMessage `json:"exp"`
+	}
+	if json.Unmarshal(b, &c) != nil || len(c.Expiry) == 0 || len(c.Expiry) > 12 {
+		return 0, false
+	}
+	var sec int64
+	for _, d := range c.Expiry { // a plain integer: no string, fraction or exponent
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		sec = sec*10 + int64(d-'0')
+	}
+	if sec <= 0 {
+		return 0, false
+	}
+	return sec * 1000, true
 }
 
 // tokenString reads a string member of the token response (id_token, scope).

@@ -87,3 +87,18 @@ func (r *RedisStore) Elapse(t testing.TB, d time.Duration) {
 		}
 	}
 }
+
+// WithLockTiming implements sessiontest.LockTimer.
+func (m *MemoryStore) WithLockTiming(ttl, poll time.Duration) Store {
+	c := *m
+	c.cfg.LockTTL, c.cfg.LockPollInterval = ttl, poll
+	return &c
+}
+
+// WithLockTiming implements sessiontest.LockTimer: the same client and keys,
+// its own release subscription.
+func (r *RedisStore) WithLockTiming(ttl, poll time.Duration) Store {
+	cfg := r.cfg
+	cfg.LockTTL, cfg.LockPollInterval = ttl, poll
+	return NewRedisStore(r.client, cfg, r.ring, r.now)
+}

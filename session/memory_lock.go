@@ -48,11 +48,11 @@ func (m *MemoryStore) TryLock(_ context.Context, key LockKey) (*Lease, error) {
 	renew := func(context.Context) (bool, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		l := d.locks[k]
-		if l == nil || l.token != token {
-			return false, nil
+		l, now := d.locks[k], m.now()
+		if l == nil || l.token != token || !now.Before(l.expires) {
+			return false, nil // lapsed: another holder may have it or take it
 		}
-		l.expires = m.now().Add(ttl)
+		l.expires = now.Add(ttl)
 		return true, nil
 	}
 	release := func(context.Context) error {

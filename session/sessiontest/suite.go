@@ -31,6 +31,8 @@ func Config() session.Config {
 	c.IdleTimeout = 30 * time.Minute
 	c.AbsoluteLifetime = 2 * time.Hour
 	c.LoginStateTTL = 10 * time.Minute
+	c.LockTTL = 300 * time.Millisecond
+	c.LockPollInterval = 50 * time.Millisecond
 	c.EncryptionKeys = session.KeyList{{ID: "k1", Secret: key1}}
 	c.HashKey = hashKey
 	return c
@@ -64,6 +66,13 @@ type RawDumper interface {
 // implement it.
 type Elapser interface {
 	Elapse(t testing.TB, d time.Duration)
+}
+
+// LockTimer is a store that can be reopened over the same storage with
+// other lock timings; the wake-up tests need a poll interval longer than
+// their deadline, so only the release signal can end a wait.
+type LockTimer interface {
+	WithLockTiming(ttl, poll time.Duration) session.Store
 }
 
 // subject is one store under test and its clock.
@@ -130,6 +139,17 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T, now func() time.Tim
 		{"key_rotation", testRotation},
 		{"removed_key_not_found", testRemovedKey},
 		{"nothing_stored_in_clear", testNoPlaintext},
+		{"lock_exclusive_until_released", testLockExclusive},
+		{"lock_stale_release_keeps_the_new_holder", testLockStaleRelease},
+		{"lock_renews_while_held", testLockRenews},
+		{"lock_keys_independent", testLockKeysIndependent},
+		{"lock_wait_absent_returns", testLockWaitAbsent},
+		{"lock_wait_woken_by_release", testLockWaitWoken},
+		{"lock_wait_honours_context", testLockWaitContext},
+		{"client_token_round_trip", testClientTokenRoundTrip},
+		{"client_token_expires", testClientTokenExpires},
+		{"client_token_names", testClientTokenNames},
+		{"client_token_not_in_clear", testClientTokenNoPlaintext},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

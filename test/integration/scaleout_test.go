@@ -102,6 +102,14 @@ func TestScaleOut(t *testing.T) {
 		if n := after.FamilyRevocations - before.FamilyRevocations; n != 0 {
 			t.Errorf("provider revoked %d token families for reuse", n)
 		}
+		// The replicas' own accounting agrees with the provider's.
+		var refreshed float64
+		for _, b := range s.BFFs {
+			refreshed += metric(t, b, `envoy_bff_token_refreshes_total{kind="session",outcome="refreshed"}`)
+		}
+		if int(refreshed) != after.RefreshTokenGrants {
+			t.Errorf("replicas count %v refreshes, the provider %d grants", refreshed, after.RefreshTokenGrants)
+		}
 		// Proof that load ran long enough to cross many expiries.
 		if res.ok < 1000 {
 			t.Errorf("only %d successful requests: the load did not run", res.ok)

@@ -522,3 +522,29 @@ func (c *countingStore) GetClientToken(ctx context.Context, name string) (*sessi
 func (c *countingStore) PutClientToken(ctx context.Context, name string, t *sessionpb.ClientToken) error {
 	return c.inner.PutClientToken(ctx, name, t)
 }
+
+func (c *countingStore) FindSessions(ctx context.Context, issuer, subject, sid string) ([]session.Ref, error) {
+	if err := c.err("FindSessions"); err != nil {
+		return nil, err
+	}
+	return c.inner.FindSessions(ctx, issuer, subject, sid)
+}
+
+func (c *countingStore) GetByRef(ctx context.Context, ref session.Ref) (*sessionpb.Session, error) {
+	return c.inner.GetByRef(ctx, ref)
+}
+
+func (c *countingStore) DeleteByRef(ctx context.Context, ref session.Ref) error {
+	c.deletes.Add(1)
+	if err := c.err("Delete"); err != nil {
+		return err
+	}
+	return c.inner.DeleteByRef(ctx, ref)
+}
+
+func (c *countingStore) UseOnce(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if err := c.err("UseOnce"); err != nil {
+		return false, err
+	}
+	return c.inner.UseOnce(ctx, key, ttl)
+}

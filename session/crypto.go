@@ -142,6 +142,18 @@ func (k *KeyRing) hashLoginState(state string) string {
 	return h.encode()
 }
 
+// hashName is the keyed hash of an index or one-time name, domain-separated
+// from login states by its kind and a NUL (states never contain NUL).
+func (k *KeyRing) hashName(kind, value string) string {
+	h := k.stateHashes.Get().(*hasher)
+	defer k.stateHashes.Put(h)
+	h.mac.Reset()
+	io.WriteString(h.mac, kind)
+	h.mac.Write([]byte{0})
+	io.WriteString(h.mac, value)
+	return h.encode()
+}
+
 // deriveKey is HMAC-SHA256(hashKey, info): one independent key per use.
 func deriveKey(hashKey []byte, info string) []byte {
 	m := hmac.New(sha256.New, hashKey)

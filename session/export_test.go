@@ -57,6 +57,9 @@ func (r *RedisStore) RawValues(t testing.TB) [][]byte {
 	t.Helper()
 	var out [][]byte
 	for _, k := range r.keys(t) {
+		if typ, err := r.client.Type(t.Context(), k).Result(); err != nil || typ != "string" {
+			continue // indexes: sorted sets of refs, scored by expiry
+		}
 		v, err := r.client.Get(t.Context(), k).Bytes()
 		if err == redis.Nil {
 			continue

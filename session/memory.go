@@ -35,8 +35,9 @@ type MemoryStore struct {
 // memData is the state shared by stores over the same map (see withKeyRing).
 type memData struct {
 	mu      sync.Mutex
-	entries map[string]*memEntry // logical store key → entry
-	locks   map[string]*memLock  // logical lock key → holder
+	entries map[string]*memEntry         // logical store key → entry
+	locks   map[string]*memLock          // logical lock key → holder
+	index   map[string]map[Ref]time.Time // index name → ref → the session's absolute expiry
 	closed  bool
 }
 
@@ -110,6 +111,7 @@ func (m *MemoryStore) Create(_ context.Context, id ID, s *sessionpb.Session) err
 		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, errClosed)
 	}
 	m.mem.entries[sessionStoreKey(hash)] = e
+	m.mem.indexLocked(m.ring, Ref(hash), s)
 	return nil
 }
 
@@ -150,15 +152,8 @@ func (m *MemoryStore) Update(_ context.Context, id ID, s *sessionpb.Session, pre
 }
 
 // Delete implements Store.
-func (m *MemoryStore) Delete(_ context.Context, id ID) error {
-	key := sessionStoreKey(m.ring.HashID(id))
-	m.mem.mu.Lock()
-	defer m.mem.mu.Unlock()
-	if m.mem.closed {
-		return fmt.Errorf("delete session: %w: %w", ErrUnavailable, errClosed)
-	}
-	delete(m.mem.entries, key)
-	return nil
+func (m *MemoryStore) Delete(ctx context.Context, id ID) error {
+	return m.DeleteByRef(ctx, refOf(m.ring, id))
 }
 
 // PutLoginState implements Store.
@@ -223,6 +218,7 @@ func (m *MemoryStore) Close() error {
 	defer m.mem.mu.Unlock()
 	m.mem.closed = true
 	m.mem.entries = nil
+	m.mem.index = nil
 	return nil
 }
 
@@ -258,6 +254,7 @@ func (m *MemoryStore) sweep(limit int) int {
 			removed++
 		}
 	}
+	m.mem.sweepIndexesLocked(now, limit)
 	return removed
 }
 

@@ -117,6 +117,9 @@ func (r *RedisStore) Create(ctx context.Context, id ID, s *sessionpb.Session) er
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	if err := r.addToIndexes(ctx, Ref(n.hash), s, r.now()); err != nil {
+		return unavailable(op, err)
+	}
 	if err := r.client.Set(ctx, r.sessionKey(n.hash), n.sealed, n.ttl).Err(); err != nil {
 		return unavailable(op, err)
 	}
@@ -164,10 +167,7 @@ func (r *RedisStore) Update(ctx context.Context, id ID, s *sessionpb.Session, pr
 
 // Delete implements Store.
 func (r *RedisStore) Delete(ctx context.Context, id ID) error {
-	if err := r.client.Del(ctx, r.sessionKey(r.ring.HashID(id))).Err(); err != nil {
-		return unavailable("delete session", err)
-	}
-	return nil
+	return r.DeleteByRef(ctx, refOf(r.ring, id))
 }
 
 // PutLoginState implements Store with one SET PX login_state_ttl.

@@ -109,7 +109,7 @@ func TestRedisStoreRoundTripsAndTTLs(t *testing.T) {
 		{
 			name:     "create_sets_idle_ttl",
 			run:      func(t *testing.T, id session.ID) { mustCreate(t, s, id, sessiontest.Record(clock.Now())) },
-			wantCmds: "set",
+			wantCmds: "evalsha evalsha set", // the user and sid index entries first, then the record
 			wantTTL:  cfg.IdleTimeout,
 		},
 		{
@@ -119,7 +119,7 @@ func TestRedisStoreRoundTripsAndTTLs(t *testing.T) {
 				rec.AbsoluteExpiresAtUnixMs = clock.Now().Add(5 * time.Minute).UnixMilli()
 				mustCreate(t, s, id, rec)
 			},
-			wantCmds: "set",
+			wantCmds: "evalsha evalsha set", // the user and sid index entries first, then the record
 			wantTTL:  5 * time.Minute,
 		},
 		{
@@ -154,6 +154,7 @@ func TestRedisStoreRoundTripsAndTTLs(t *testing.T) {
 			wantTTL:  cfg.IdleTimeout,
 		},
 	}
+	mustCreate(t, s, sessiontest.ID(t, 200), sessiontest.Record(clock.Now())) // loads the index script
 	for i, tc := range tests { // sequential: they share one command log
 		t.Run(tc.name, func(t *testing.T) {
 			id := sessiontest.ID(t, byte(i+1))
@@ -185,15 +186,16 @@ func TestRedisStoreKeyLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 2 {
-		t.Fatalf("keys %q", keys)
+	if len(keys) != 4 {
+		t.Fatalf("keys %q, want the session, the login state and two indexes", keys)
 	}
 	want := "{" + ring.HashID(id) + "}:s"
 	var sawSession, sawLogin bool
 	for _, k := range keys {
 		sawSession = sawSession || strings.HasSuffix(k, want) && strings.HasPrefix(k, "t1:")
 		sawLogin = sawLogin || strings.HasPrefix(k, "t1:{") && strings.HasSuffix(k, "}:l")
-		if strings.Contains(k, id.String()) || strings.Contains(k, "st}") {
+		rec := sessiontest.Record(time.Now())
+		if strings.Contains(k, id.String()) || strings.Contains(k, "st}") || strings.Contains(k, rec.Subject) || strings.Contains(k, rec.Sid) {
 			t.Errorf("key %q holds a secret in clear", k)
 		}
 	}

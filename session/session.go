@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 )
@@ -106,4 +107,14 @@ type Store interface {
 	GetClientToken(ctx context.Context, name string) (*sessionpb.ClientToken, error)
 	// PutClientToken caches t under name until t expires.
 	PutClientToken(ctx context.Context, name string, t *sessionpb.ClientToken) error
+	// FindSessions returns the live sessions of issuer+sid when sid is set,
+	// else of issuer+subject: what back-channel logout and administration act on.
+	FindSessions(ctx context.Context, issuer, subject, sid string) ([]Ref, error)
+	// GetByRef reads a session found by FindSessions, without renewing its idle timeout.
+	GetByRef(ctx context.Context, ref Ref) (*sessionpb.Session, error)
+	// DeleteByRef deletes a session and its index entries; an absent one is not an error.
+	DeleteByRef(ctx context.Context, ref Ref) error
+	// UseOnce marks key used for ttl and reports whether this was the first use
+	// (a logout token's jti: a replay gets false).
+	UseOnce(ctx context.Context, key string, ttl time.Duration) (bool, error)
 }

@@ -150,6 +150,10 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T, now func() time.Tim
 		{"client_token_expires", testClientTokenExpires},
 		{"client_token_names", testClientTokenNames},
 		{"client_token_not_in_clear", testClientTokenNoPlaintext},
+		{"index_finds_by_user_and_sid", testIndexFind},
+		{"index_follows_deletes", testIndexDelete},
+		{"index_prunes_idle_expired", testIndexIdle},
+		{"use_once", testUseOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,6 +44,10 @@ type Config struct {
 	// and user_or_client policies send, by name ("default" unless a route
 	// names another). Each needs the client secret.
 	ClientTokens map[string]ClientTokenConfig `yaml:"client_tokens"`
+	// RevokeTokens revokes a session's refresh token at the provider's RFC
+	// 7009 endpoint (when it has one) whenever the session ends: logout,
+	// back-channel logout, administration.
+	RevokeTokens bool `yaml:"revoke_tokens"`
 }
 
 // ClientTokenConfig is one client-credentials token: what to ask the token
@@ -78,6 +82,7 @@ func DefaultConfig() Config {
 		PathPrefix:      "/bff",
 		ProviderTimeout: 5 * time.Second,
 		RefreshLeadTime: 60 * time.Second,
+		RevokeTokens:    true,
 	}
 }
 

@@ -61,7 +61,11 @@ var denials = []denial{
 	{errProviderNotReady, http.StatusServiceUnavailable, "provider_unavailable", "the identity provider is not reachable yet", true},
 	{ErrProviderUnavailable, http.StatusServiceUnavailable, "provider_unavailable", "the identity provider did not answer", true},
 	{session.ErrUnavailable, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable", true},
-	{errMethod, http.StatusMethodNotAllowed, "method_not_allowed", "use GET", false},
+	{errLogoutRequest, http.StatusBadRequest, "invalid_request", "the back-channel logout request is malformed", false},
+	{errInvalidLogoutToken, http.StatusBadRequest, "invalid_request", "the logout token is not valid", false},
+	{errReplayedJTI, http.StatusBadRequest, "invalid_request", "the logout token was used before", false},
+	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "request_too_large", "the request body is too large", false},
+	{errMethod, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed here", false},
 	{errNoRoute, http.StatusNotFound, "not_found", "no such endpoint", false},
 }
 

@@ -44,7 +44,8 @@ type Deps struct {
 	// AbsoluteLifetime ends a session this long after login however busy
 	// (session.Config.AbsoluteLifetime). Required.
 	AbsoluteLifetime time.Duration
-	// Revoker revokes the refresh token at logout; nil skips revocation.
+	// Revoker revokes refresh tokens when sessions end; nil means the
+	// provider's RFC 7009 endpoint when Config.RevokeTokens is set.
 	Revoker Revoker
 	// Metrics records refreshes and lock waits; nil records nothing.
 	Metrics *Metrics
@@ -73,7 +74,9 @@ type Handler struct {
 	lifetime    time.Duration
 	revoker     Revoker
 
-	loginPath, callbackPath, userPath, logoutPath string
+	sessions *Sessions
+
+	loginPath, callbackPath, userPath, logoutPath, backchannelPath string
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -119,6 +122,9 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 		callbackPath: cfg.PathPrefix + "/callback",
 		userPath:     cfg.PathPrefix + "/user",
 		logoutPath:   cfg.PathPrefix + "/logout",
+		sessions:     &Sessions{issuer: cfg.Issuer, store: deps.Store, revoker: deps.Revoker, logger: deps.Logger},
+
+		backchannelPath: cfg.PathPrefix + "/backchannel-logout",
 	}, nil
 }
 
@@ -147,6 +153,9 @@ func (d Deps) withDefaults(cfg Config) (Deps, error) {
 		}
 		d.Provider = p
 	}
+	if d.Revoker == nil && cfg.RevokeTokens {
+		d.Revoker = &providerRevoker{cfg: cfg, provider: d.Provider}
+	}
 	return d, nil
 }
 
@@ -158,6 +167,9 @@ func (h *Handler) Ready() bool { return h.provider.Ready() }
 
 // Refresher is the token refresher sharing this handler's provider and store.
 func (h *Handler) Refresher() *Refresher { return h.refresher }
+
+// Sessions ends and lists sessions as logout does (for administration).
+func (h *Handler) Sessions() *Sessions { return h.sessions }
 
 // Provider is the discovered (or pending) provider the handler uses.
 func (h *Handler) Provider() *Provider { return h.provider }
@@ -175,6 +187,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serve, page = h.user, false
 	case h.logoutPath:
 		serve = h.logout
+	case h.backchannelPath:
+		// The provider's server-to-server POST: its own method rules, JSON errors.
+		if err := h.backchannelLogout(w, r); err != nil {
+			h.deny(w, r, err, false)
+		}
+		return
 	default:
 		h.deny(w, r, errNoRoute, false)
 		return

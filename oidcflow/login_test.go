@@ -138,6 +138,6 @@ func TestLogin(t *testing.T) {
 		b := e.browser()
 		wantError(t, b.do(http.MethodPost, "/bff/login", nil), http.StatusMethodNotAllowed, "method_not_allowed")
 		wantError(t, b.get("/bff/nope"), http.StatusNotFound, "not_found")
-		wantError(t, b.get("/bff/backchannel-logout"), http.StatusNotFound, "not_found")
+		wantError(t, b.get("/bff/backchannel-logout"), http.StatusMethodNotAllowed, "method_not_allowed") // T36: POST only
 	})
 }

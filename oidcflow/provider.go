@@ -50,6 +50,8 @@ type discovered struct {
 	revocation string
 	// issParam is RFC 9207 authorization_response_iss_parameter_supported.
 	issParam bool
+	// logout verifies back-channel logout tokens against the provider's JWKS.
+	logout *logoutVerifier
 }
 
 // providerMetadata is the part of the discovery document go-oidc does not expose.
@@ -59,6 +61,8 @@ type providerMetadata struct {
 	IssParameterSupported    bool     `json:"authorization_response_iss_parameter_supported"`
 	TokenEndpointAuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 	CodeChallengeMethods     []string `json:"code_challenge_methods_supported"`
+	JWKSURI                  string   `json:"jwks_uri"`
+	SigningAlgs              []string `json:"id_token_signing_alg_values_supported"`
 }
 
 // NewProvider prepares discovery of cfg.Issuer; call Start to run it.
@@ -159,8 +163,15 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 		endSession: meta.EndSessionEndpoint,
 		revocation: meta.RevocationEndpoint,
 		issParam:   meta.IssParameterSupported,
+		logout: newLogoutVerifier(p.cfg.Issuer, p.cfg.ClientID,
+			newJWKSCache(meta.JWKSURI, p.client, jwksCooldown, p.now), meta.SigningAlgs, p.now),
 	}, nil
 }
+
+// jwksCooldown spaces the refetches of the provider's key set that unknown
+// key IDs in logout tokens cause, so forged tokens cannot make envoy-bff
+// hammer the provider (T37).
+const jwksCooldown = 30 * time.Second
 
 // authStyle picks how the client authenticates at the token endpoint. It is
 // never AutoDetect: that retries a failed request the other way, and a

@@ -34,6 +34,7 @@ type listenConfig struct {
 	GRPC            string        `yaml:"grpc"`
 	HTTP            string        `yaml:"http"`
 	Admin           string        `yaml:"admin"`
+	AdminToken      string        `yaml:"admin_token"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
@@ -160,7 +161,23 @@ func (l listenConfig) validate() error {
 	if l.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout: must be positive"))
 	}
+	if host, _, err := net.SplitHostPort(l.Admin); err == nil && l.AdminToken == "" && !isLoopback(host) {
+		// The admin listener ends sessions: off loopback it needs a credential.
+		errs = append(errs, fmt.Errorf("admin_token: required when admin listens beyond loopback (%s)", l.Admin))
+	}
+	if l.AdminToken != "" && len(l.AdminToken) < 16 {
+		errs = append(errs, errors.New("admin_token: must be at least 16 characters"))
+	}
 	return errors.Join(errs...)
+}
+
+// isLoopback reports whether host names only this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (l logConfig) validate() error {

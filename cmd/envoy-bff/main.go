@@ -25,6 +25,7 @@ Usage:
 
 Commands:
   serve     run the ext_authz gRPC, browser HTTP and admin listeners
+  sessions  list or end a user's sessions through a replica's admin listener
   version   print the version
   help      show this help, or a command's help: envoy-bff help serve
 
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		return runVersion(args[1:], stdout, stderr)
 	case "serve":
 		return runServe(ctx, args[1:], stdout, stderr, lookup)
+	case "sessions":
+		return runSessions(ctx, args[1:], stdout, stderr, lookup)
 	default:
 		fmt.Fprintf(stderr, "envoy-bff: unknown command %q\n\n%s", args[0], usage)
 		return 2

@@ -165,7 +165,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 
 	admin := &http.Server{
-		Handler:           adminMux(backend, flow, &draining, reg),
+		Handler:           adminMux(backend, flow, &draining, reg, oidcflow.AdminHandler(flow.Sessions(), cfg.Listen.AdminToken, logger)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
@@ -229,8 +229,10 @@ type readier interface {
 	Ready() bool
 }
 
-func adminMux(store pinger, provider readier, draining *atomic.Bool, reg *prometheus.Registry) http.Handler {
+func adminMux(store pinger, provider readier, draining *atomic.Bool, reg *prometheus.Registry, sessions http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle(oidcflow.AdminPathSessions, sessions)
+	mux.Handle(oidcflow.AdminPathSessions+"/", sessions)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")

@@ -1,0 +1,166 @@
+package oidcflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+	"github.com/envoy-bff/envoy-bff/session"
+)
+
+// errNoRevocationEndpoint means the provider advertises no RFC 7009 endpoint.
+var errNoRevocationEndpoint = errors.New("provider has no revocation endpoint")
+
+// providerRevoker revokes refresh tokens at the provider's RFC 7009
+// endpoint, authenticating as the client (client_secret_basic).
+type providerRevoker struct {
+	cfg      Config
+	provider *Provider
+}
+
+// Revoke implements Revoker. A session without a refresh token needs nothing.
+func (p *providerRevoker) Revoke(ctx context.Context, s *sessionpb.Session) error {
+	if s.GetRefreshToken() == "" {
+		return nil
+	}
+	d, err := p.provider.get()
+	if err != nil {
+		return fmt.Errorf("revoke refresh token: %w", err)
+	}
+	if d.revocation == "" {
+		return errNoRevocationEndpoint
+	}
+	form := url.Values{"token": {s.GetRefreshToken()}, "token_type_hint": {"refresh_token"}}
+	if p.cfg.ClientSecret == "" {
+		form.Set("client_id", p.cfg.ClientID)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProviderTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.revocation, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("revoke refresh token: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if p.cfg.ClientSecret != "" {
+		req.SetBasicAuth(url.QueryEscape(p.cfg.ClientID), url.QueryEscape(p.cfg.ClientSecret))
+	}
+	resp, err := p.provider.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("revoke refresh token: %w: %w", ErrProviderUnavailable, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		// The body is the provider's and may echo the token: only the status is kept.
+		return fmt.Errorf("revoke refresh token: revocation endpoint answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// Sessions ends and lists sessions the way logout does, for back-channel
+// logout and administration: each session's refresh token is revoked at the
+// provider first (a failure is logged, never fatal), then its record is
+// deleted, which every replica sees on its next read.
+type Sessions struct {
+	issuer  string
+	store   session.Store
+	revoker Revoker
+	logger  *slog.Logger
+}
+
+// SessionInfo is what administration sees of a session: never a token or
+// the cookie value.
+type SessionInfo struct {
+	// Ref names the stored session (a keyed hash; not usable as a cookie).
+	Ref string `json:"ref"`
+	// Subject is the user.
+	Subject string `json:"sub"`
+	// SID is the provider session.
+	SID string `json:"sid,omitempty"`
+	// CreatedAtUnixMs is when the user logged in.
+	CreatedAtUnixMs int64 `json:"created_at_unix_ms"`
+	// ExpiresAtUnixMs is the session's absolute expiry.
+	ExpiresAtUnixMs int64 `json:"expires_at_unix_ms"`
+}
+
+// List returns the live sessions of subject at the configured issuer.
+func (s *Sessions) List(ctx context.Context, subject string) ([]SessionInfo, error) {
+	refs, err := s.store.FindSessions(ctx, s.issuer, subject, "")
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	out := []SessionInfo{}
+	for _, ref := range refs {
+		rec, err := s.store.GetByRef(ctx, ref)
+		if errors.Is(err, session.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		out = append(out, SessionInfo{Ref: string(ref), Subject: rec.GetSubject(), SID: rec.GetSid(),
+			CreatedAtUnixMs: rec.GetCreatedAtUnixMs(), ExpiresAtUnixMs: rec.GetAbsoluteExpiresAtUnixMs()})
+	}
+	return out, nil
+}
+
+// EndMatching ends every session of the provider session sid (when set),
+// else of subject, at issuer, and reports how many it ended. With both set,
+// only sessions of that sid whose subject matches end.
+func (s *Sessions) EndMatching(ctx context.Context, issuer, subject, sid string) (int, error) {
+	refs, err := s.store.FindSessions(ctx, issuer, subject, sid)
+	if err != nil {
+		return 0, fmt.Errorf("find sessions: %w", err)
+	}
+	n := 0
+	for _, ref := range refs {
+		ended, err := s.end(ctx, ref, subject)
+		if err != nil {
+			return n, err
+		}
+		if ended {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// End revokes the session's refresh token and deletes it; false when it was already gone.
+func (s *Sessions) End(ctx context.Context, ref session.Ref) (bool, error) {
+	return s.end(ctx, ref, "")
+}
+
+// end is End for a session of subject ("" for any).
+func (s *Sessions) end(ctx context.Context, ref session.Ref, subject string) (bool, error) {
+	rec, err := s.store.GetByRef(ctx, ref)
+	if errors.Is(err, session.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("end session: %w", err)
+	}
+	if subject != "" && rec.GetSubject() != subject {
+		return false, nil
+	}
+	tag := string(ref)
+	if len(tag) > 8 {
+		tag = tag[:8] // enough to follow in logs, too little to name the key
+	}
+	if s.revoker != nil {
+		if err := s.revoker.Revoke(ctx, rec); err != nil {
+			s.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: refresh token revocation failed; deleting the session anyway",
+				slog.String("session_ref", tag), slog.Any("error", err))
+		}
+	}
+	if err := s.store.DeleteByRef(ctx, ref); err != nil {
+		return false, fmt.Errorf("end session: %w", err)
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "oidcflow: session ended", slog.String("session_ref", tag), slog.String("sub", rec.GetSubject()))
+	return true, nil
+}

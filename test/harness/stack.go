@@ -112,6 +112,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 			Secret:                 ClientSecret,
 			RedirectURIs:           []string{s.URL + "/bff/callback"},
 			PostLogoutRedirectURIs: []string{s.URL + "/"},
+			BackchannelLogoutURI:   s.URL + "/bff/backchannel-logout",
 		}},
 	}
 	if o.Provider != nil {

@@ -105,3 +105,14 @@ func (r *RedisStore) WithLockTiming(ttl, poll time.Duration) Store {
 	cfg.LockTTL, cfg.LockPollInterval = ttl, poll
 	return NewRedisStore(r.client, cfg, r.ring, r.now)
 }
+
+// IndexEntries counts index entries, expired or not.
+func (m *MemoryStore) IndexEntries() int {
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	n := 0
+	for _, refs := range m.mem.index {
+		n += len(refs)
+	}
+	return n
+}

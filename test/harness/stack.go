@@ -39,6 +39,9 @@ type Options struct {
 	AccessTokenTTL time.Duration
 	// Provider adjusts the provider's config before it starts.
 	Provider func(*oidctest.ProviderConfig)
+	// Issuer, when set, is an external OpenID provider (Keycloak) used
+	// instead of the local one; ClientID and ClientSecret are envoy-bff's there.
+	Issuer, ClientID, ClientSecret string
 	// BFFConfig adjusts each replica's config document before it starts.
 	BFFConfig func(map[string]any)
 }
@@ -105,24 +108,10 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		s.RedisURL = o.RedisURL
 	}
 
-	pcfg := oidctest.ProviderConfig{
-		AccessTokenTTL: o.AccessTokenTTL,
-		Clients: []oidctest.Client{{
-			ID:                     ClientID,
-			Secret:                 ClientSecret,
-			RedirectURIs:           []string{s.URL + "/bff/callback"},
-			PostLogoutRedirectURIs: []string{s.URL + "/"},
-			BackchannelLogoutURI:   s.URL + "/bff/backchannel-logout",
-		}},
-	}
-	if o.Provider != nil {
-		o.Provider(&pcfg)
-	}
-	if s.Provider, err = oidctest.NewProvider(pcfg); err != nil {
-		return nil, fmt.Errorf("build provider: %w", err)
-	}
-	if s.IssuerURL, err = s.Provider.Start("127.0.0.1:0"); err != nil {
-		return nil, fmt.Errorf("start provider: %w", err)
+	if o.Issuer != "" {
+		s.IssuerURL = o.Issuer
+	} else if err := s.startProvider(o); err != nil {
+		return nil, err
 	}
 
 	api, err := sampleapi.New(sampleapi.Config{Issuer: s.IssuerURL})
@@ -146,6 +135,10 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort}
 	for i := range o.Replicas {
 		doc := BFFConfigDoc(s.IssuerURL, s.URL, s.RedisURL, encKey, hashKey)
+		if o.Issuer != "" {
+			oidc := doc["oidc"].(map[string]any)
+			oidc["client_id"], oidc["client_secret"] = o.ClientID, o.ClientSecret
+		}
 		if o.BFFConfig != nil {
 			o.BFFConfig(doc)
 		}
@@ -167,6 +160,31 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 	}
 	s.watch()
 	return s, nil
+}
+
+// startProvider runs the local OpenID provider for the stack.
+func (s *Stack) startProvider(o Options) error {
+	pcfg := oidctest.ProviderConfig{
+		AccessTokenTTL: o.AccessTokenTTL,
+		Clients: []oidctest.Client{{
+			ID:                     ClientID,
+			Secret:                 ClientSecret,
+			RedirectURIs:           []string{s.URL + "/bff/callback"},
+			PostLogoutRedirectURIs: []string{s.URL + "/"},
+			BackchannelLogoutURI:   s.URL + "/bff/backchannel-logout",
+		}},
+	}
+	if o.Provider != nil {
+		o.Provider(&pcfg)
+	}
+	var err error
+	if s.Provider, err = oidctest.NewProvider(pcfg); err != nil {
+		return fmt.Errorf("build provider: %w", err)
+	}
+	if s.IssuerURL, err = s.Provider.Start("127.0.0.1:0"); err != nil {
+		return fmt.Errorf("start provider: %w", err)
+	}
+	return nil
 }
 
 // BFFConfigDoc is the envoy-bff config the stack gives every replica:

@@ -46,11 +46,13 @@ func TestKeycloakChromium(t *testing.T) {
 	}
 	dir := t.TempDir()
 	shots := screenshots(t)
-	port, err := harness.FreePort()
+	// Keycloak's realm names the app's URL, so its port is held from now on.
+	listen, err := harness.ReservePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	appURL := "http://127.0.0.1:" + strconv.Itoa(port)
+	defer listen.Release()
+	appURL := "http://127.0.0.1:" + strconv.Itoa(listen.Port)
 	realm, err := os.ReadFile("realm.json")
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +65,7 @@ func TestKeycloakChromium(t *testing.T) {
 	}
 	t.Cleanup(func() { kc.Stop(20 * time.Second) })
 	s, err := harness.Start(ctx, harness.Options{
-		Dir: dir, Replicas: 2, Redis: true, ListenPort: port,
+		Dir: dir, Replicas: 2, Redis: true, Listen: listen,
 		Issuer: kc.Issuer(), ClientID: clientID, ClientSecret: clientSecret,
 		BFFConfig: func(doc map[string]any) {
 			doc["oidc"].(map[string]any)["scopes"] = []string{"openid", "profile", "email"}

@@ -61,10 +61,6 @@ func StartKeycloak(ctx context.Context, dir string, realmJSON []byte) (*Keycloak
 	if err := os.WriteFile(filepath.Join(importDir, realm.Realm+"-realm.json"), realmJSON, 0o644); err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
 	env := []string{
 		"KC_BOOTSTRAP_ADMIN_USERNAME=" + KeycloakAdmin,
 		"KC_BOOTSTRAP_ADMIN_PASSWORD=" + KeycloakAdminPassword,
@@ -74,6 +70,27 @@ func StartKeycloak(ctx context.Context, dir string, realmJSON []byte) (*Keycloak
 	if jh := os.Getenv("KEYCLOAK_JAVA_HOME"); jh != "" {
 		env = append(env, "JAVA_HOME="+jh)
 	}
+	// Keycloak binds its port only after the JVM is up, so another process
+	// may take it meanwhile: then it exits, and another port is tried.
+	var lastErr error
+	for range 3 {
+		k, err := startKeycloakOnce(ctx, dir, kc, realm.Realm, env)
+		if err == nil {
+			return k, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+func startKeycloakOnce(ctx context.Context, dir, kc, realm string, env []string) (*Keycloak, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
 	p, err := StartProcess("keycloak", dir, kc, []string{
 		"start-dev", "--http-host", "127.0.0.1", "--http-port", strconv.Itoa(port),
 		"--import-realm", "--db", "dev-mem", "--health-enabled", "false",
@@ -81,12 +98,12 @@ func StartKeycloak(ctx context.Context, dir string, realmJSON []byte) (*Keycloak
 	if err != nil {
 		return nil, err
 	}
-	k := &Keycloak{Process: p, URL: "http://127.0.0.1:" + strconv.Itoa(port), Realm: realm.Realm}
+	k := &Keycloak{Process: p, URL: "http://127.0.0.1:" + strconv.Itoa(port), Realm: realm}
 	wctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
 	if err := WaitHTTP(wctx, p, k.Issuer()+"/.well-known/openid-configuration", 200); err != nil {
 		p.Stop(10 * time.Second)
-		return nil, fmt.Errorf("keycloak did not serve realm %s: %w\n%s", realm.Realm, err, p.Tail(4000))
+		return nil, fmt.Errorf("keycloak did not serve realm %s: %w\n%s", realm, err, p.Tail(4000))
 	}
 	return k, nil
 }

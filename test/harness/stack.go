@@ -33,8 +33,12 @@ type Options struct {
 	Redis bool
 	// RedisURL uses an existing Redis instead (implies the Redis backend).
 	RedisURL string
-	// ListenPort is Envoy's port on 127.0.0.1 (0: a free one).
+	// ListenPort is Envoy's port on 127.0.0.1 (0: a free one, reserved
+	// until Envoy binds it).
 	ListenPort int
+	// Listen, when set, is a reservation of Envoy's port that Start
+	// releases once Envoy has bound it (ListenPort is then ignored).
+	Listen *Reservation
 	// AccessTokenTTL is the provider's access-token lifetime (default 5m).
 	AccessTokenTTL time.Duration
 	// Provider adjusts the provider's config before it starts.
@@ -75,25 +79,32 @@ type Stack struct {
 
 // Start brings a stack up and waits until every part is ready. On error
 // everything already started is stopped.
-func Start(ctx context.Context, o Options) (s *Stack, err error) {
+func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if o.Dir == "" {
 		return nil, errors.New("harness: Options.Dir is required")
 	}
 	if o.Replicas <= 0 {
 		o.Replicas = 1
 	}
-	s = &Stack{exited: make(chan string, 16)}
+	s := &Stack{exited: make(chan string, 16)}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
 
-	listenPort := o.ListenPort
-	if listenPort == 0 {
-		if listenPort, err = FreePort(); err != nil {
+	// Hold Envoy's port from now until Envoy binds it: starting the replicas
+	// takes long enough for another test process to be handed it.
+	listen := o.Listen
+	if listen == nil && o.ListenPort == 0 {
+		if listen, err = ReservePort(); err != nil {
 			return nil, err
 		}
+	}
+	listenPort := o.ListenPort
+	if listen != nil {
+		defer listen.Release()
+		listenPort = listen.Port
 	}
 	s.URL = "http://127.0.0.1:" + strconv.Itoa(listenPort)
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"net"
 	"text/template"
 )
 
@@ -24,6 +25,62 @@ type Ports struct {
 	APIPort int
 	// SPAPort serves the single-page app's static files.
 	SPAPort int
+
+	// The fields below place the parts on other hosts (docker-compose,
+	// Kubernetes); left empty, everything is on 127.0.0.1.
+
+	// ListenAddress is the address of Envoy's listener and admin (default 127.0.0.1).
+	ListenAddress string
+	// BFFHosts are the replicas' hosts, parallel to the port lists.
+	BFFHosts []string
+	// APIHost and SPAHost are the upstreams' hosts.
+	APIHost, SPAHost string
+}
+
+// endpoint is one upstream address in the template.
+type endpoint struct {
+	Host string
+	Port int
+}
+
+// view is what the template sees.
+type view struct {
+	ListenAddress    string
+	ListenPort       int
+	AdminPort        int
+	ClusterType      string // STATIC for IPs, STRICT_DNS for names
+	BFFGRPC, BFFHTTP []endpoint
+	API, SPA         endpoint
+}
+
+func (p Ports) view() (view, error) {
+	v := view{ListenAddress: p.ListenAddress, ListenPort: p.ListenPort, AdminPort: p.AdminPort, ClusterType: "STATIC"}
+	if v.ListenAddress == "" {
+		v.ListenAddress = "127.0.0.1"
+	}
+	host := func(h string) string {
+		if h == "" {
+			return "127.0.0.1"
+		}
+		if net.ParseIP(h) == nil {
+			v.ClusterType = "STRICT_DNS"
+		}
+		return h
+	}
+	if len(p.BFFHosts) != 0 && (len(p.BFFHosts) != len(p.BFFGRPCPorts) || len(p.BFFHosts) != len(p.BFFHTTPPorts)) {
+		return view{}, fmt.Errorf("render envoy config: %d BFF hosts for %d gRPC and %d HTTP ports", len(p.BFFHosts), len(p.BFFGRPCPorts), len(p.BFFHTTPPorts))
+	}
+	for i, port := range p.BFFGRPCPorts {
+		h := ""
+		if len(p.BFFHosts) > 0 {
+			h = p.BFFHosts[i]
+		}
+		v.BFFGRPC = append(v.BFFGRPC, endpoint{host(h), port})
+		v.BFFHTTP = append(v.BFFHTTP, endpoint{host(h), p.BFFHTTPPorts[i]})
+	}
+	v.API = endpoint{host(p.APIHost), p.APIPort}
+	v.SPA = endpoint{host(p.SPAHost), p.SPAPort}
+	return v, nil
 }
 
 // Render fills the template with p.
@@ -35,8 +92,12 @@ func Render(p Ports) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse envoy template: %w", err)
 	}
+	v, err := p.view()
+	if err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
-	if err := t.Execute(&b, p); err != nil {
+	if err := t.Execute(&b, v); err != nil {
 		return nil, fmt.Errorf("render envoy config: %w", err)
 	}
 	return b.Bytes(), nil

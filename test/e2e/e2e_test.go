@@ -59,7 +59,9 @@ func TestKeycloakChromium(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
-	kc, err := harness.StartKeycloak(ctx, dir, []byte(strings.ReplaceAll(string(realm), "${APP_URL}", appURL)))
+	// The browser and Keycloak's back-channel both reach the app at appURL here.
+	realmFile := strings.NewReplacer("${APP_URL}", appURL, "${BACKCHANNEL_URL}", appURL).Replace(string(realm))
+	kc, err := harness.StartKeycloak(ctx, dir, []byte(realmFile))
 	if err != nil {
 		t.Fatal(err)
 	}

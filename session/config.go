@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Config is the `session:` section of envoy-bff's config file.
@@ -182,9 +180,9 @@ func (r RedisConfig) validate() []error {
 	var errs []error
 	if r.URL == "" {
 		errs = append(errs, errors.New("redis.url: required when backend is redis"))
-	} else if _, err := redis.ParseURL(r.URL); err != nil {
+	} else if _, err := redisOptions(r); err != nil {
 		// The parser's message may quote the URL and its password: keep it out.
-		errs = append(errs, errors.New("redis.url: must be redis://[user:pass@]host:port[/db], rediss://… or unix://…"))
+		errs = append(errs, errors.New("redis.url: must be redis://[user:pass@]host:port[/db][?master_name=…&addr=host:port…], rediss://… or unix://…"))
 	}
 	for _, d := range []struct {
 		field string

@@ -39,6 +39,27 @@ func TestRedisOptions(t *testing.T) {
 			}
 		})
 	}
+	t.Run("sentinel_and_cluster", func(t *testing.T) {
+		t.Parallel()
+		c := c
+		c.URL = "redis://u:pw@s1:26379/3?master_name=mymaster&addr=s2:26379&addr=s3:26379"
+		o, err := redisOptions(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(o.Addrs, ",") != "s1:26379,s2:26379,s3:26379" || o.MasterName != "mymaster" || o.DB != 3 ||
+			o.SentinelPassword != "pw" || o.Password != "pw" {
+			t.Errorf("sentinel options = %+v", o)
+		}
+		c.URL = "redis://n1:7000?addr=n2:7001&addr=n3:7002"
+		if o, err = redisOptions(c); err != nil || len(o.Addrs) != 3 || o.MasterName != "" {
+			t.Errorf("cluster options = %+v, %v", o, err)
+		}
+		c.URL = "redis://n1:7000?addr=nope"
+		if _, err := redisOptions(c); err == nil {
+			t.Error("a bad addr was accepted")
+		}
+	})
 	t.Run("bad_url_hides_password", func(t *testing.T) {
 		t.Parallel()
 		c := c

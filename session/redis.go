@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -253,15 +254,47 @@ func OpenBackend(cfg Config, now func() time.Time) (Backend, error) {
 	return NewRedisStore(redis.NewUniversalClient(opts), cfg, ring, now), nil
 }
 
+// splitTopology takes master_name and addr out of a Redis URL's query,
+// leaving a URL go-redis's ParseURL accepts.
+func splitTopology(raw string) (single, master string, extra []string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", nil, errors.New("redis.url: cannot be parsed")
+	}
+	q := u.Query()
+	master = q.Get("master_name")
+	for _, a := range q["addr"] {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return "", "", nil, errors.New("redis.url: addr must be host:port")
+		}
+		extra = append(extra, a)
+	}
+	q.Del("master_name")
+	q.Del("addr")
+	u.RawQuery = q.Encode()
+	return u.String(), master, extra, nil
+}
+
 // redisOptions turns the URL and settings into client options. Context
 // deadlines are honoured, so a caller's budget bounds every command.
+//
+// Beyond go-redis's single-node URL, two query parameters pick the
+// topology, as go-redis's UniversalClient does from its options:
+// master_name=<name> makes the URL's hosts Sentinels of that master, and
+// each addr=<host:port> adds a host (several hosts without master_name make
+// a Cluster client).
 func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
-	o, err := redis.ParseURL(c.URL)
+	single, master, extra, err := splitTopology(c.URL)
+	if err != nil {
+		return nil, err
+	}
+	o, err := redis.ParseURL(single)
 	if err != nil {
 		return nil, errors.New("redis.url: cannot be parsed") // the parser's message may hold the password
 	}
 	u := &redis.UniversalOptions{
-		Addrs:                 []string{o.Addr},
+		Addrs:                 append([]string{o.Addr}, extra...),
+		MasterName:            master,
 		ClientName:            o.ClientName,
 		DB:                    o.DB,
 		Protocol:              o.Protocol,
@@ -276,6 +309,10 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		// Fail fast when Redis is down: the caller answers 503 within
 		// Envoy's budget instead of dialling five times.
 		DialerRetries: 1,
+	}
+	if master != "" {
+		// Sentinels authenticate like the master unless told otherwise.
+		u.SentinelUsername, u.SentinelPassword = o.Username, o.Password
 	}
 	if o.Network == "unix" {
 		u.Dialer = func(ctx context.Context, _, addr string) (net.Conn, error) {

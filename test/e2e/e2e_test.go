@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -147,7 +146,10 @@ func TestKeycloakChromium(t *testing.T) {
 	}
 
 	// Nothing the browser holds or received carries a token (T11).
-	rec := readRecord(t, s, cookie.Value)
+	rec, err := s.ReadSession(ctx, cookie.Value)
+	if err != nil {
+		t.Fatalf("read the stored session: %v", err)
+	}
 	var page string
 	run("05-page", chromedp.Evaluate(`document.documentElement.outerHTML + JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie`, &page))
 	for name, tok := range map[string]string{"access": rec.GetAccessToken(), "refresh": rec.GetRefreshToken(), "id": rec.GetIdToken()} {
@@ -311,48 +313,13 @@ func refreshes(t *testing.T, s *harness.Stack) float64 {
 	t.Helper()
 	var sum float64
 	for _, b := range s.BFFs {
-		resp, err := http.Get("http://" + b.AdminAddr + "/metrics")
+		v, err := b.Metric(`envoy_bff_token_refreshes_total{kind="session",outcome="refreshed"}`)
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, line := range strings.Split(string(body), "\n") {
-			if rest, ok := strings.CutPrefix(line, `envoy_bff_token_refreshes_total{kind="session",outcome="refreshed"} `); ok {
-				v, _ := strconv.ParseFloat(rest, 64)
-				sum += v
-			}
-		}
+		sum += v
 	}
 	return sum
-}
-
-// readRecord opens the stored session as a replica would.
-func readRecord(t *testing.T, s *harness.Stack, cookieValue string) interface {
-	GetAccessToken() string
-	GetRefreshToken() string
-	GetIdToken() string
-} {
-	t.Helper()
-	cfg := session.DefaultConfig()
-	cfg.Backend = session.BackendRedis
-	cfg.Redis.URL = s.RedisURL
-	cfg.EncryptionKeys = session.KeyList{{ID: "k1", Secret: s.EncryptionKey}}
-	cfg.HashKey = s.HashKey
-	b, err := session.OpenBackend(cfg, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	id, err := session.ParseID(cookieValue)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := b.Get(t.Context(), id)
-	if err != nil {
-		t.Fatalf("read the stored session: %v", err)
-	}
-	return rec
 }
 
 // apiWithCookie calls the API through Envoy with a session cookie value.

@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -138,4 +141,24 @@ func (b *BFF) WaitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	return WaitHTTP(ctx, b.Process, "http://"+b.AdminAddr+"/readyz", 200)
+}
+
+// Metric reads one sample (a full series name with labels, as /metrics
+// prints it) from the replica's admin listener; 0 when the series is absent.
+func (b *BFF) Metric(series string) (float64, error) {
+	resp, err := http.Get("http://" + b.AdminAddr + "/metrics")
+	if err != nil {
+		return 0, fmt.Errorf("scrape %s: %w", b.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("scrape %s: %w", b.Name, err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, nil
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/envoy-bff/envoy-bff/envoy"
 	"github.com/envoy-bff/envoy-bff/oidcflow/oidctest"
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+	"github.com/envoy-bff/envoy-bff/session"
 	"github.com/envoy-bff/envoy-bff/test/sampleapi"
 	"github.com/envoy-bff/envoy-bff/test/spa"
 )
@@ -308,4 +310,28 @@ func (s *Stack) Close() {
 	if s.Provider != nil {
 		_ = s.Provider.Close()
 	}
+}
+
+// ReadSession opens the session a cookie value names, from the stack's
+// Redis, as a replica would: tests look at what is stored without going
+// through the product's endpoints.
+func (s *Stack) ReadSession(ctx context.Context, cookieValue string) (*sessionpb.Session, error) {
+	if s.RedisURL == "" {
+		return nil, errors.New("read session: the stack has no Redis")
+	}
+	cfg := session.DefaultConfig()
+	cfg.Backend = session.BackendRedis
+	cfg.Redis.URL = s.RedisURL
+	cfg.EncryptionKeys = session.KeyList{{ID: "k1", Secret: s.EncryptionKey}}
+	cfg.HashKey = s.HashKey
+	b, err := session.OpenBackend(cfg, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	id, err := session.ParseID(cookieValue)
+	if err != nil {
+		return nil, err
+	}
+	return b.Get(ctx, id)
 }

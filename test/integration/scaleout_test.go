@@ -19,7 +19,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/envoy-bff/envoy-bff/oidcflow/oidctest"
-	"github.com/envoy-bff/envoy-bff/session"
 	"github.com/envoy-bff/envoy-bff/test/harness"
 )
 
@@ -61,15 +60,7 @@ func TestScaleOut(t *testing.T) {
 			doc["oidc"].(map[string]any)["provider_timeout"] = scaleProviderLimit.String()
 		},
 	})
-	checks := make([]*harness.CheckClient, len(s.BFFs))
-	for i, b := range s.BFFs {
-		c, err := harness.DialCheck(b.GRPCAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		checks[i] = c
-	}
+	checks := dialAll(t, s)
 
 	users := make([]*scaleUser, scaleSessions)
 	for i := range users {
@@ -249,7 +240,10 @@ func TestScaleOut(t *testing.T) {
 		if st := s.Provider.Stats(); st.ReuseIntervalGrants != before.ReuseIntervalGrants+1 {
 			t.Fatalf("the provider honoured %d stale refreshes, want 1 (the test did not create a stale holder)", st.ReuseIntervalGrants-before.ReuseIntervalGrants)
 		}
-		rec := readSession(t, s, u.cookie)
+		rec, err := s.ReadSession(t.Context(), strings.TrimPrefix(u.cookie, "__Host-bff="))
+		if err != nil {
+			t.Fatalf("read the stored session: %v", err)
+		}
 		if rec.GetAccessToken() != fresh {
 			t.Errorf("the stored access token is not the newer replica's: the stale holder overwrote it")
 		}
@@ -495,49 +489,12 @@ func redisClient(t *testing.T, rawURL string) *redis.Client {
 	return c
 }
 
-// readSession opens the stored record as a replica would, with the stack's keys.
-func readSession(t *testing.T, s *harness.Stack, cookie string) interface{ GetAccessToken() string } {
-	t.Helper()
-	cfg := session.DefaultConfig()
-	cfg.Backend = session.BackendRedis
-	cfg.Redis.URL = s.RedisURL
-	cfg.EncryptionKeys = session.KeyList{{ID: "k1", Secret: s.EncryptionKey}}
-	cfg.HashKey = s.HashKey
-	b, err := session.OpenBackend(cfg, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	id, err := session.ParseID(strings.TrimPrefix(cookie, "__Host-bff="))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := b.Get(t.Context(), id)
-	if err != nil {
-		t.Fatalf("read the stored session: %v", err)
-	}
-	return rec
-}
-
 // metric reads one sample from a replica's /metrics.
 func metric(t *testing.T, b *harness.BFF, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + b.AdminAddr + "/metrics")
+	v, err := b.Metric(series)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			var v float64
-			if _, err := fmt.Sscan(rest, &v); err == nil {
-				return v
-			}
-		}
-	}
-	return 0
+	return v
 }

@@ -44,6 +44,12 @@ test: bootstrap build ## gofmt, go vet, and every suite (unit, Redis, Envoy inte
 	@echo "==> go test $(GO_TEST_FLAGS) ./... (integration suite runs real Envoy $(ENVOY_VERSION) and redis-server)"
 	@go test $(GO_TEST_FLAGS) -json ./... | go run ./test/testreport
 
+bench: bootstrap build ## envoy-bff's Check against floors measured in the same run: a table of ratios
+	@go build -o $(BIN)/envoy-bff-floor ./test/bench/floor
+	@go run ./test/bench --floor $(BIN)/envoy-bff-floor $(BENCH_FLAGS)
+	@echo "==> Go benchmarks of the pure parts (allocations per Check on the valid-session path)"
+	@go test -run '^$$' -bench . -benchmem ./authz ./session | grep -E '^(Benchmark|ok)'
+
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	@grep -r --include='*_test.go' -l '^func Fuzz' . | sort | while read -r f; do \
 	  pkg="./$$(dirname "$${f#./}")"; \

@@ -1,0 +1,324 @@
+// Command bench is `make bench`: it measures what one authorization Check
+// costs envoy-bff, against floors measured in the same run on the same
+// machine, and prints a table of ratios (these machines are noisy; only
+// same-run ratios mean anything).
+//
+// Every configuration is a separate server process loaded by the same gRPC
+// load generator (fixed concurrency and duration), calling Check directly
+// with a valid session; the configurations are interleaved and repeated, and
+// the table shows each one's median round:
+//
+//	floor-noio    a minimal ext_authz server answering OK
+//	floor-redis   the same plus one Redis GET per Check
+//	bff-redis     envoy-bff with Redis sessions
+//	bff-memory    envoy-bff with in-memory sessions
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/envoy-bff/envoy-bff/test/harness"
+)
+
+func main() {
+	duration := flag.Duration("duration", 5*time.Second, "load per configuration per round")
+	rounds := flag.Int("rounds", 3, "rounds; the configurations are interleaved within each")
+	concurrency := flag.Int("concurrency", 50, "checks in flight")
+	floorBin := flag.String("floor", "bin/envoy-bff-floor", "the floor server binary")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), "Usage: bench [flags]\n\nMeasures envoy-bff's Check against no-I/O and one-Redis-GET floors in one run.\n\nFlags:")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *duration, *rounds, *concurrency, *floorBin); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// target is one configuration under load.
+type target struct {
+	name   string
+	floor  string // the configuration this one is compared with ("" for floors)
+	pid    int
+	addr   string
+	cookie string
+}
+
+// result is one round of one target.
+type result struct {
+	checks, errors int
+	perSec         float64
+	p50, p99       time.Duration
+	cpuPerCheck    time.Duration
+}
+
+func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string) error {
+	dir, err := os.MkdirTemp("", "envoy-bff-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Fprintf(os.Stderr, "==> starting Redis, floors and envoy-bff (memory, Redis)\n")
+	redisProc, redisAddr, err := harness.StartRedis(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer redisProc.Stop(5 * time.Second)
+
+	var targets []*target
+	for _, f := range []struct{ name, redis string }{{"floor-noio", ""}, {"floor-redis", redisAddr}} {
+		port, err := harness.FreePort()
+		if err != nil {
+			return err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		args := []string{"--listen", addr}
+		if f.redis != "" {
+			args = append(args, "--redis", f.redis)
+		}
+		p, err := harness.StartProcess(f.name, dir, floorBin, args, nil)
+		if err != nil {
+			return err
+		}
+		defer p.Stop(5 * time.Second)
+		if err := waitDial(ctx, addr); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		targets = append(targets, &target{name: f.name, pid: p.Pid(), addr: addr})
+	}
+	for _, b := range []struct {
+		name, floor string
+		redis       bool
+	}{{"bff-redis", "floor-redis", true}, {"bff-memory", "floor-noio", false}} {
+		sdir := filepath.Join(dir, b.name)
+		if err := os.MkdirAll(sdir, 0o755); err != nil {
+			return err
+		}
+		o := harness.Options{Dir: sdir, Replicas: 1}
+		if b.redis {
+			o.RedisURL = "redis://" + redisAddr + "/0"
+		}
+		s, err := harness.Start(ctx, o)
+		if err != nil {
+			return fmt.Errorf("%s: %w", b.name, err)
+		}
+		defer s.Close()
+		cookie, err := login(s.URL)
+		if err != nil {
+			return fmt.Errorf("%s: log in: %w", b.name, err)
+		}
+		targets = append(targets, &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie})
+	}
+
+	results := map[string][]result{}
+	for r := range rounds {
+		for _, t := range targets {
+			fmt.Fprintf(os.Stderr, "==> round %d/%d: %s, %d in flight for %s\n", r+1, rounds, t.name, conc, d)
+			res, err := load(ctx, t, conc, d)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			results[t.name] = append(results[t.name], res)
+		}
+	}
+	printTable(os.Stdout, targets, results, rounds, conc, d)
+	return nil
+}
+
+// load runs conc workers calling Check for d and reads the server's CPU time.
+func load(ctx context.Context, t *target, conc int, d time.Duration) (result, error) {
+	clients := make([]*harness.CheckClient, conc)
+	for i := range clients {
+		c, err := harness.DialCheck(t.addr)
+		if err != nil {
+			return result{}, err
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	// Warm up connections and caches outside the measurement.
+	for _, c := range clients {
+		if _, err := c.API(ctx, "/api/whoami", t.cookie); err != nil {
+			return result{}, err
+		}
+	}
+	cpu0, err := cpuTime(t.pid)
+	if err != nil {
+		return result{}, err
+	}
+	start := time.Now()
+	deadline := start.Add(d)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs int
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Go(func() {
+			local := make([]time.Duration, 0, 4096)
+			bad := 0
+			for n := 0; n < 10_000_000 && time.Now().Before(deadline); n++ {
+				t0 := time.Now()
+				r, err := c.API(ctx, "/api/whoami", t.cookie)
+				if err != nil || r.Status != 200 {
+					bad++
+					continue
+				}
+				local = append(local, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			errs += bad
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu1, err := cpuTime(t.pid)
+	if err != nil {
+		return result{}, err
+	}
+	if len(lat) == 0 {
+		return result{}, fmt.Errorf("no successful checks (%d errors)", errs)
+	}
+	slices.Sort(lat)
+	return result{
+		checks: len(lat), errors: errs,
+		perSec:      float64(len(lat)) / elapsed.Seconds(),
+		p50:         lat[len(lat)/2],
+		p99:         lat[len(lat)*99/100],
+		cpuPerCheck: (cpu1 - cpu0) / time.Duration(len(lat)+errs),
+	}, nil
+}
+
+// cpuTime is a process's user+system CPU time, from /proc (clock ticks of 10 ms).
+func cpuTime(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// peakRSS is a process's high-water resident set (VmHWM), in MB.
+func peakRSS(pid int) float64 {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func median(rs []result) result {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b result) int { return int(a.cpuPerCheck - b.cpuPerCheck) })
+	return s[len(s)/2]
+}
+
+func printTable(w io.Writer, targets []*target, results map[string][]result, rounds, conc int, d time.Duration) {
+	fmt.Fprintf(w, "\nCheck over gRPC, valid session, %d in flight, %s × %d interleaved rounds (median round by CPU)\n\n", conc, d, rounds)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "config\tchecks/s\tp50\tp99\tCPU µs/check\tpeak RSS MB\tvs floor: CPU\tvs floor: checks/s\terrors\t")
+	med := map[string]result{}
+	for _, t := range targets {
+		med[t.name] = median(results[t.name])
+	}
+	for _, t := range targets {
+		m := med[t.name]
+		cpuRatio, rateRatio := "-", "-"
+		if f, ok := med[t.floor]; ok && t.floor != "" {
+			cpuRatio = fmt.Sprintf("%.2f× %s", float64(m.cpuPerCheck)/float64(f.cpuPerCheck), t.floor)
+			rateRatio = fmt.Sprintf("%.2f×", m.perSec/f.perSec)
+		}
+		errs := 0
+		for _, r := range results[t.name] {
+			errs += r.errors
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%d\t\n", t.name, m.perSec, m.p50.Round(time.Microsecond),
+			m.p99.Round(time.Microsecond), float64(m.cpuPerCheck.Nanoseconds())/1000, peakRSS(t.pid), cpuRatio, rateRatio, errs)
+	}
+	tw.Flush()
+}
+
+// waitDial waits until addr accepts connections.
+func waitDial(ctx context.Context, addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s never accepted a connection", addr)
+}
+
+// login walks the code flow through Envoy as a browser would and returns the
+// Cookie header value carrying the session.
+func login(origin string) (string, error) {
+	jar := map[string]string{} // by cookie name: the app's and the provider's names differ
+	hc := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	next := origin + "/bff/login?returnUrl=%2F"
+	for range 10 {
+		req, err := http.NewRequest(http.MethodGet, next, nil)
+		if err != nil {
+			return "", err
+		}
+		var pairs []string
+		for k, v := range jar {
+			pairs = append(pairs, k+"="+v)
+		}
+		req.Header.Set("Cookie", strings.Join(pairs, "; "))
+		resp, err := hc.Do(req)
+		if err != nil {
+			return "", err
+		}
+		resp.Body.Close()
+		for _, c := range resp.Cookies() {
+			jar[c.Name] = c.Value
+		}
+		if resp.StatusCode < 300 || resp.StatusCode >= 400 {
+			break
+		}
+		loc, err := req.URL.Parse(resp.Header.Get("Location"))
+		if err != nil {
+			return "", err
+		}
+		next = loc.String()
+	}
+	if v, ok := jar["__Host-bff"]; ok {
+		return "__Host-bff=" + v, nil
+	}
+	return "", fmt.Errorf("no session cookie after the login")
+}

@@ -35,6 +35,9 @@ type Ports struct {
 	BFFHosts []string
 	// APIHost and SPAHost are the upstreams' hosts.
 	APIHost, SPAHost string
+	// BenchFloorRoute adds /bench-floor/, the API route without ext_authz:
+	// `make bench` measures Envoy's own cost there, the floor of /api/.
+	BenchFloorRoute bool
 }
 
 // endpoint is one upstream address in the template.
@@ -51,10 +54,11 @@ type view struct {
 	ClusterType      string // STATIC for IPs, STRICT_DNS for names
 	BFFGRPC, BFFHTTP []endpoint
 	API, SPA         endpoint
+	BenchFloorRoute  bool
 }
 
 func (p Ports) view() (view, error) {
-	v := view{ListenAddress: p.ListenAddress, ListenPort: p.ListenPort, AdminPort: p.AdminPort, ClusterType: "STATIC"}
+	v := view{ListenAddress: p.ListenAddress, ListenPort: p.ListenPort, AdminPort: p.AdminPort, ClusterType: "STATIC", BenchFloorRoute: p.BenchFloorRoute}
 	if v.ListenAddress == "" {
 		v.ListenAddress = "127.0.0.1"
 	}

@@ -84,6 +84,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 	defer redisProc.Stop(5 * time.Second)
 
 	var targets []*target
+	var viaEnvoy *envoyTarget
 	for _, f := range []struct{ name, redis string }{{"floor-noio", ""}, {"floor-redis", redisAddr}} {
 		port, err := harness.FreePort()
 		if err != nil {
@@ -112,7 +113,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		if err := os.MkdirAll(sdir, 0o755); err != nil {
 			return err
 		}
-		o := harness.Options{Dir: sdir, Replicas: 1}
+		o := harness.Options{Dir: sdir, Replicas: 1, BenchFloorRoute: true}
 		if b.redis {
 			o.RedisURL = "redis://" + redisAddr + "/0"
 		}
@@ -126,9 +127,17 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 			return fmt.Errorf("%s: log in: %w", b.name, err)
 		}
 		targets = append(targets, &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie})
+		if b.redis {
+			rec, err := s.ReadSession(ctx, strings.TrimPrefix(cookie, "__Host-bff="))
+			if err != nil {
+				return fmt.Errorf("%s: %w", b.name, err)
+			}
+			viaEnvoy = &envoyTarget{url: s.URL, envoyPid: s.Envoy.Pid(), bffPid: s.BFFs[0].Pid(), cookie: cookie, bearer: rec.GetAccessToken()}
+		}
 	}
 
 	results := map[string][]result{}
+	var httpFloor, httpAPI []httpResult
 	for r := range rounds {
 		for _, t := range targets {
 			fmt.Fprintf(os.Stderr, "==> round %d/%d: %s, %d in flight for %s\n", r+1, rounds, t.name, conc, d)
@@ -138,8 +147,21 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 			}
 			results[t.name] = append(results[t.name], res)
 		}
+		for _, floor := range []bool{true, false} {
+			fmt.Fprintf(os.Stderr, "==> round %d/%d: through Envoy, %s, %d in flight for %s\n", r+1, rounds, map[bool]string{true: "/bench-floor/ (no ext_authz)", false: "/api/ (ext_authz → envoy-bff, Redis)"}[floor], conc, d)
+			res, err := loadHTTP(ctx, viaEnvoy, floor, conc, d)
+			if err != nil {
+				return err
+			}
+			if floor {
+				httpFloor = append(httpFloor, res)
+			} else {
+				httpAPI = append(httpAPI, res)
+			}
+		}
 	}
 	printTable(os.Stdout, targets, results, rounds, conc, d)
+	printHTTPTable(os.Stdout, viaEnvoy, httpFloor, httpAPI)
 	return nil
 }
 

@@ -45,6 +45,8 @@ type Options struct {
 	AccessTokenTTL time.Duration
 	// Provider adjusts the provider's config before it starts.
 	Provider func(*oidctest.ProviderConfig)
+	// BenchFloorRoute adds Envoy's /bench-floor/ route (the API without ext_authz).
+	BenchFloorRoute bool
 	// Issuer, when set, is an external OpenID provider (Keycloak) used
 	// instead of the local one; ClientID and ClientSecret are envoy-bff's there.
 	Issuer, ClientID, ClientSecret string
@@ -145,7 +147,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.EncryptionKey, s.HashKey = encKey, hashKey
-	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort}
+	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort, BenchFloorRoute: o.BenchFloorRoute}
 	for i := range o.Replicas {
 		doc := BFFConfigDoc(s.IssuerURL, s.URL, s.RedisURL, encKey, hashKey)
 		if o.Issuer != "" {

@@ -32,6 +32,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/envoy-bff/envoy-bff/test/harness"
 )
 
@@ -162,6 +164,40 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 	}
 	printTable(os.Stdout, targets, results, rounds, conc, d)
 	printHTTPTable(os.Stdout, viaEnvoy, httpFloor, httpAPI)
+
+	// Scale: the same Check with 10k and 1M sessions stored.
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	record, indexes, err := recordSizes(ctx, rdb)
+	if err != nil {
+		return fmt.Errorf("record sizes: %w", err)
+	}
+	perSession, err := memoryPerSession()
+	if err != nil {
+		return fmt.Errorf("memory per session: %w", err)
+	}
+	var bffRedis *target
+	for _, t := range targets {
+		if t.name == "bff-redis" {
+			bffRedis = t
+		}
+	}
+	value := make([]byte, record)
+	var rows [][3]string
+	stored := 1
+	for _, n := range []int{10_000, 1_000_000} {
+		fmt.Fprintf(os.Stderr, "==> storing %d sessions in Redis\n", n)
+		if err := fill(ctx, rdb, n-stored, value); err != nil {
+			return fmt.Errorf("fill Redis: %w", err)
+		}
+		stored = n
+		res, err := load(ctx, bffRedis, conc, d)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, [3]string{strconv.Itoa(n), fmt.Sprintf("%.0f", res.perSec), fmt.Sprintf("%.1f", float64(res.cpuPerCheck.Nanoseconds())/1000)})
+	}
+	printScale(os.Stdout, record, indexes, perSession, rows)
 	return nil
 }
 

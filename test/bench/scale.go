@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+	"github.com/envoy-bff/envoy-bff/session"
+)
+
+// recordSizes reports what one session costs in Redis: its record and its
+// two index entries, as MEMORY USAGE counts them.
+func recordSizes(ctx context.Context, rdb *redis.Client) (record, indexes int64, err error) {
+	for _, pattern := range []string{"*:s", "*:ix"} {
+		keys, err := rdb.Keys(ctx, pattern).Result()
+		if err != nil {
+			return 0, 0, err
+		}
+		if len(keys) == 0 {
+			return 0, 0, fmt.Errorf("no %s keys", pattern)
+		}
+		var sum int64
+		for _, k := range keys {
+			n, err := rdb.MemoryUsage(ctx, k).Result()
+			if err != nil {
+				return 0, 0, err
+			}
+			sum += n
+		}
+		if pattern == "*:s" {
+			record = sum / int64(len(keys))
+		} else {
+			indexes = sum / int64(len(keys)) * 2 // a user index and a sid index per session
+		}
+	}
+	return record, indexes, nil
+}
+
+// fill adds n session-shaped records (random keys, a real sealed record's
+// size) so lookups run against a keyspace of that size.
+func fill(ctx context.Context, rdb *redis.Client, n int, value []byte) error {
+	const batch = 10_000
+	for done := 0; done < n; {
+		pipe := rdb.Pipeline()
+		for i := 0; i < batch && done < n; i++ {
+			var k [32]byte
+			_, _ = rand.Read(k[:])
+			pipe.Set(ctx, "bff:{"+base64.RawURLEncoding.EncodeToString(k[:])+"}:s", value, time.Hour)
+			done++
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// memoryPerSession measures the memory store's heap per session.
+func memoryPerSession() (float64, error) {
+	cfg := session.DefaultConfig()
+	cfg.EncryptionKeys = session.KeyList{{ID: "k1", Secret: "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}
+	cfg.HashKey = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY="
+	ring, err := session.NewKeyRing(cfg.EncryptionKeys, cfg.HashKey)
+	if err != nil {
+		return 0, err
+	}
+	m := session.NewMemoryStore(cfg, ring, nil)
+	const n = 20_000
+	tok := strings.Repeat("t", 800) // about a real JWT access token
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		id, err := session.NewID(rand.Reader)
+		if err != nil {
+			return 0, err
+		}
+		rec := &sessionpb.Session{Issuer: "https://idp.example.com", Subject: fmt.Sprintf("user-%d", i), Sid: fmt.Sprintf("sid-%d", i),
+			AccessToken: tok, RefreshToken: tok[:400], IdToken: tok, TokenType: "Bearer",
+			AccessTokenExpiresAtUnixMs: time.Now().Add(5 * time.Minute).UnixMilli(), ClaimsJson: []byte(`{"sub":"u","name":"A User","email":"a@example.com"}`)}
+		if err := m.Create(context.Background(), id, rec); err != nil {
+			return 0, err
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(m)
+	return float64(after.HeapAlloc-before.HeapAlloc) / n, nil
+}
+
+func printScale(w io.Writer, record, indexes int64, perSession float64, rows [][3]string) {
+	fmt.Fprintf(w, "\nScale: one session is %d B in Redis (record) + %d B (its two index entries); %.0f B of heap in the memory store\n\n", record, indexes, perSession)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "sessions in Redis\tbff-redis checks/s\tCPU µs/check\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", r[0], r[1], r[2])
+	}
+	tw.Flush()
+}

@@ -181,6 +181,17 @@ func (k *KeyRing) seal(storeKey string, gen uint64, plaintext []byte) ([]byte, e
 // open authenticates and decrypts a sealed record stored under storeKey.
 // Every failure wraps ErrUnreadable.
 func (k *KeyRing) open(storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
+	return k.openInto(nil, storeKey, sealed)
+}
+
+// openOwned is open for a sealed buffer nobody else holds (a fresh Redis
+// reply): it decrypts in place, saving the hot path a record-sized copy.
+func (k *KeyRing) openOwned(storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
+	return k.openInto(sealed, storeKey, sealed)
+}
+
+// openInto decrypts into dst's storage when dst is the sealed buffer itself.
+func (k *KeyRing) openInto(dst []byte, storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
 	if len(sealed) < fixedHeader {
 		return 0, nil, fmt.Errorf("%w: %d bytes is too short", ErrUnreadable, len(sealed))
 	}
@@ -202,11 +213,17 @@ func (k *KeyRing) open(storeKey string, sealed []byte) (gen uint64, plaintext []
 		return 0, nil, fmt.Errorf("%w: sealed with key %q, which is not in the ring", ErrUnreadable, id)
 	}
 	nonce := sealed[hdrLen : hdrLen+nonceSize]
-	plaintext, err = key.aead.Open(nil, nonce, sealed[hdrLen+nonceSize:], additionalData(sealed[:hdrLen], storeKey))
+	ct := sealed[hdrLen+nonceSize:]
+	var out []byte
+	if dst != nil {
+		out = ct[:0] // in place: the plaintext overwrites the ciphertext it came from
+	}
+	gen = binary.BigEndian.Uint64(sealed[genOffset:]) // read before the buffer changes
+	plaintext, err = key.aead.Open(out, nonce, ct, additionalData(sealed[:hdrLen], storeKey))
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: key %q: %w", ErrUnreadable, key.id, err)
 	}
-	return binary.BigEndian.Uint64(sealed[genOffset:]), plaintext, nil
+	return gen, plaintext, nil
 }
 
 func (k *KeyRing) find(id []byte) (ringKey, bool) {

@@ -70,7 +70,17 @@ func sealSession(ring *KeyRing, hash string, s *sessionpb.Session, gen uint64) (
 // openSession opens a sealed record; its generation is the authenticated one
 // from the header. Every failure wraps ErrUnreadable.
 func openSession(ring *KeyRing, hash string, sealed []byte) (*sessionpb.Session, error) {
-	gen, b, err := ring.open(sessionStoreKey(hash), sealed)
+	return decodeSession(ring.open(sessionStoreKey(hash), sealed))
+}
+
+// openOwnedSession is openSession for a buffer only the caller holds; it
+// decrypts in place.
+func openOwnedSession(ring *KeyRing, hash string, sealed []byte) (*sessionpb.Session, error) {
+	return decodeSession(ring.openOwned(sessionStoreKey(hash), sealed))
+}
+
+// decodeSession parses an opened record.
+func decodeSession(gen uint64, b []byte, err error) (*sessionpb.Session, error) {
 	if err != nil {
 		return nil, err
 	}

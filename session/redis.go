@@ -96,7 +96,7 @@ func (r *RedisStore) Get(ctx context.Context, id ID) (*sessionpb.Session, error)
 	if err != nil {
 		return nil, unavailable(op, err)
 	}
-	s, err := openSession(r.ring, hash, sealed)
+	s, err := openOwnedSession(r.ring, hash, sealed) // GETEX's reply is ours alone
 	if err != nil {
 		return nil, notFound(op, err)
 	}

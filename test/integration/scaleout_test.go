@@ -115,13 +115,11 @@ func TestScaleOut(t *testing.T) {
 			if min := int(scaleLoadFor / (2 * scaleTokenTTL)); len(grants) < min {
 				t.Errorf("session %s: %d refresh grants in %s, want at least %d", u.sid, len(grants), scaleLoadFor, min)
 			}
-			// A new token is due only half its lifetime after it was issued,
-			// so two grants closer than that are two refreshes of one expiry.
-			for i := 1; i < len(grants); i++ {
-				if gap := grants[i].Sub(grants[i-1]); gap < scaleTokenTTL/4 {
-					t.Errorf("session %s: refresh grants %d and %d only %s apart: two refreshes for one expiry", u.sid, i-1, i, gap)
-				}
-			}
+			// Two refreshes for one expiry would present one refresh token twice,
+			// which this provider counts as a reuse (above) and answers with
+			// invalid_grant. Grant spacing proves nothing more: with exp truncated
+			// to the second and a loaded machine, legitimate grants can come well
+			// under half a lifetime apart.
 		}
 	})
 

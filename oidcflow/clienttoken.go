@@ -137,11 +137,13 @@ func (c *ClientTokens) fetch(ctx context.Context, name string, seen *sessionpb.C
 		seen = stored
 	}
 	return runLocked(ctx, c.locks, seen, renewal[*sessionpb.ClientToken]{
-		kind:  kindClient,
-		key:   session.ClientTokenLock(name),
-		read:  read,
-		due:   func(t *sessionpb.ClientToken) bool { return c.due(t, c.now()) },
-		valid: func(t *sessionpb.ClientToken) bool { return c.valid(t, c.now()) },
+		kind: kindClient,
+		key:  session.ClientTokenLock(name),
+		read: read,
+		due:  func(t *sessionpb.ClientToken) bool { return c.due(t, c.now()) },
+		passable: func(t *sessionpb.ClientToken) bool {
+			return c.valid(t, c.now()) && passableAt(c.now(), c.cfg.RefreshLeadTime, t.GetIssuedAtUnixMs(), t.GetExpiresAtUnixMs())
+		},
 		renew: func(ctx context.Context, _ *sessionpb.ClientToken, _ *session.Lease) (*sessionpb.ClientToken, error) {
 			return c.grant(ctx, name)
 		},

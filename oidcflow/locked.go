@@ -33,8 +33,9 @@ type renewal[T any] struct {
 	read func(ctx context.Context) (T, error)
 	// due reports whether t should be renewed now.
 	due func(t T) bool
-	// valid reports whether t may still be sent upstream.
-	valid func(t T) bool
+	// passable reports whether t may be sent upstream while another replica
+	// renews it: valid, with room left for the request to reach the API.
+	passable func(t T) bool
 	// renew runs under the lock for a t that is due: one provider call and a
 	// fenced write. It records its own outcome.
 	renew func(ctx context.Context, t T, lease *session.Lease) (T, error)
@@ -70,7 +71,7 @@ func runLocked[T any](ctx context.Context, lr lockRunner, seen T, r renewal[T]) 
 			lr.metrics.outcome(r.kind, outcomeStoreError)
 			return zero, fmt.Errorf("take refresh lock: %w", err)
 		}
-		if r.valid(seen) {
+		if r.passable(seen) {
 			// Another replica is renewing; this token is good meanwhile, and
 			// the new one arrives with a later read.
 			lr.metrics.outcome(r.kind, outcomeLockBusy)

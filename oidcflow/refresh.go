@@ -120,8 +120,10 @@ func (r *Refresher) attempt(ctx context.Context, id session.ID, seen *sessionpb.
 			}
 			return s, nil
 		},
-		due:   func(s *sessionpb.Session) bool { return r.due(s, r.now()) },
-		valid: func(s *sessionpb.Session) bool { return stillValid(s, r.now()) },
+		due: func(s *sessionpb.Session) bool { return r.due(s, r.now()) },
+		passable: func(s *sessionpb.Session) bool {
+			return passableAt(r.now(), r.cfg.RefreshLeadTime, s.GetAccessTokenIssuedAtUnixMs(), s.GetAccessTokenExpiresAtUnixMs()) && s.GetAccessToken() != ""
+		},
 		renew: func(ctx context.Context, cur *sessionpb.Session, lease *session.Lease) (*sessionpb.Session, error) {
 			return r.renew(ctx, id, cur, lease)
 		},
@@ -285,6 +287,27 @@ func (r *Refresher) due(s *sessionpb.Session, now time.Time) bool {
 	return dueAt(now, r.cfg.RefreshLeadTime, s.GetAccessTokenIssuedAtUnixMs(), s.GetAccessTokenExpiresAtUnixMs())
 }
 
+// passableAt reports whether a due token may still be passed on while
+// another replica renews it: until half the lead is left. The rest of the
+// lead is for the request to reach the API before the token expires; a
+// request later than that waits for the new token instead (a slow holder
+// on a loaded machine otherwise lets tokens expire in flight).
+func passableAt(now time.Time, lead time.Duration, issued, exp int64) bool {
+	if exp == 0 {
+		return true
+	}
+	return now.UnixMilli() < exp-effectiveLead(lead, issued, exp)/2
+}
+
+// effectiveLead is the configured lead in ms, capped at half the lifetime.
+func effectiveLead(lead time.Duration, issued, exp int64) int64 {
+	l := lead.Milliseconds()
+	if issued > 0 && exp > issued && (exp-issued)/2 < l {
+		l = (exp - issued) / 2
+	}
+	return l
+}
+
 // dueAt reports whether a token issued at issued and expiring at exp (unix
 // ms; 0 when unknown) is within lead of its expiry at now. A token without
 // an expiry is never due.
@@ -292,11 +315,7 @@ func dueAt(now time.Time, lead time.Duration, issued, exp int64) bool {
 	if exp == 0 {
 		return false
 	}
-	l := lead.Milliseconds()
-	if issued > 0 && exp > issued && (exp-issued)/2 < l {
-		l = (exp - issued) / 2
-	}
-	return now.UnixMilli() >= exp-l
+	return now.UnixMilli() >= exp-effectiveLead(lead, issued, exp)
 }
 
 // stillValid reports whether s's access token may still be sent at now.

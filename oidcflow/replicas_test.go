@@ -117,7 +117,7 @@ func TestRefreshAcrossReplicas(t *testing.T) {
 		e, rr := newRedisEnv(t, 0)
 		a, b := e.h.Refresher(), rr.refresher(t, e)
 		id, rec := e.loggedIn()
-		e.clock.Advance(due) // due, still valid
+		e.clock.Advance(4*time.Minute + 10*time.Second) // due (60 s lead), more than half the lead left
 		release := e.provider.HoldRefreshes()
 		defer release()
 		done := make(chan error, 1)
@@ -130,6 +130,33 @@ func TestRefreshAcrossReplicas(t *testing.T) {
 		release()
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+		if st := e.provider.Stats(); st.RefreshRequests != 1 {
+			t.Fatalf("%d refresh requests", st.RefreshRequests)
+		}
+	})
+
+	t.Run("near_expiry_waits_for_the_other_replicas_token", func(t *testing.T) {
+		t.Parallel()
+		// With less than half the lead left, a token may expire before the
+		// request reaches the API: wait for the holder's new one instead.
+		e, rr := newRedisEnv(t, 0)
+		a, b := e.h.Refresher(), rr.refresher(t, e)
+		id, rec := e.loggedIn()
+		e.clock.Advance(4*time.Minute + 40*time.Second) // 20 s left of a 60 s lead
+		release := e.provider.HoldRefreshes()
+		done := make(chan error, 1)
+		go func() { _, err := a.Refresh(t.Context(), id, rec); done <- err }()
+		waitFor(t, func() bool { return e.provider.Stats().RefreshRequests == 1 })
+		got := make(chan *sessionpb.Session, 1)
+		go func() { s, _ := b.Refresh(t.Context(), id, rec); got <- s }()
+		time.Sleep(100 * time.Millisecond)
+		release()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if s := <-got; s.GetAccessToken() == rec.GetAccessToken() || s.GetAccessToken() == "" {
+			t.Fatal("the second replica passed the nearly expired token instead of waiting")
 		}
 		if st := e.provider.Stats(); st.RefreshRequests != 1 {
 			t.Fatalf("%d refresh requests", st.RefreshRequests)
@@ -265,6 +292,29 @@ func TestDueAt(t *testing.T) {
 			t.Parallel()
 			if got := dueAt(at(tc.now), tc.lead, tc.issued*1000, tc.exp*1000); got != tc.want {
 				t.Fatalf("dueAt = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPassableAt(t *testing.T) {
+	t.Parallel()
+	at := func(s int64) time.Time { return time.UnixMilli(s * 1000) }
+	for _, tc := range []struct {
+		name             string
+		now, issued, exp int64 // seconds
+		want             bool
+	}{
+		{"more_than_half_the_lead_left", 1000 + 3600 - 31, 1000, 4600, true},
+		{"half_the_lead_left", 1000 + 3600 - 30, 1000, 4600, false},
+		{"short_token_lead_is_half_its_life", 1044, 1000, 1060, true}, // lead 30 s, passable until 15 s left
+		{"short_token_last_quarter", 1046, 1000, 1060, false},
+		{"no_expiry", 99999, 1000, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := passableAt(at(tc.now), time.Minute, tc.issued*1000, tc.exp*1000); got != tc.want {
+				t.Fatalf("passableAt = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +27,7 @@ Usage:
 Commands:
   serve     run the ext_authz gRPC, browser HTTP and admin listeners
   sessions  list or end a user's sessions through a replica's admin listener
+  keys      generate an encryption key and a hash key
   version   print the version
   help      show this help, or a command's help: envoy-bff help serve
 
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		return runServe(ctx, args[1:], stdout, stderr, lookup)
 	case "sessions":
 		return runSessions(ctx, args[1:], stdout, stderr, lookup)
+	case "keys":
+		return runKeys(args[1:], stdout, stderr, rand.Reader)
 	default:
 		fmt.Fprintf(stderr, "envoy-bff: unknown command %q\n\n%s", args[0], usage)
 		return 2

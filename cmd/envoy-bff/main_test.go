@@ -18,6 +18,10 @@ func TestCommands(t *testing.T) {
 		{[]string{"version"}, 0, "envoy-bff "},
 		{[]string{"version", "--help"}, 0, "Usage: envoy-bff version"},
 		{[]string{"sessions", "--help"}, 0, "envoy-bff sessions list"},
+		{[]string{"keys", "--help"}, 0, "envoy-bff keys generate"},
+		{[]string{"keys"}, 2, "Usage: envoy-bff keys generate"},
+		{[]string{"keys", "generate", "--id", "bad id!"}, 2, "envoy-bff keys generate:"},
+		{[]string{"keys", "generate", "--id", "k2"}, 0, "ENVOY_BFF_SESSION_ENCRYPTION_KEYS=k2:"},
 		{[]string{"sessions", "list", "--help"}, 0, "-sub"},
 		{[]string{"help", "sessions"}, 0, "envoy-bff sessions revoke"},
 		{[]string{"sessions"}, 2, "Usage:"},
@@ -42,5 +46,40 @@ func TestCommands(t *testing.T) {
 				t.Errorf("output lacks %q:\n%s", tc.wantOut, all)
 			}
 		})
+	}
+}
+
+// TestKeysGenerateLoads: what `keys generate` prints is a configuration the
+// loader accepts, and every run draws new keys.
+func TestKeysGenerateLoads(t *testing.T) {
+	t.Parallel()
+	gen := func() map[string]string {
+		var out, errOut strings.Builder
+		if code := run(t.Context(), []string{"keys", "generate", "--id", "k7"}, &out, &errOut, env(nil)); code != 0 {
+			t.Fatalf("keys generate: %d %s", code, errOut.String())
+		}
+		m := map[string]string{}
+		for _, line := range strings.Split(out.String(), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok && strings.HasPrefix(k, "ENVOY_BFF_") {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	a, b := gen(), gen()
+	if a["ENVOY_BFF_SESSION_HASH_KEY"] == b["ENVOY_BFF_SESSION_HASH_KEY"] || a["ENVOY_BFF_SESSION_ENCRYPTION_KEYS"] == b["ENVOY_BFF_SESSION_ENCRYPTION_KEYS"] {
+		t.Fatal("two runs printed the same keys")
+	}
+	a["ENVOY_BFF_SESSION_BACKEND"] = "redis"
+	a["ENVOY_BFF_SESSION_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+	a["ENVOY_BFF_OIDC_ISSUER"] = "https://idp.example.com"
+	a["ENVOY_BFF_OIDC_CLIENT_ID"] = "app"
+	a["ENVOY_BFF_OIDC_REDIRECT_URL"] = "https://app.example.com/bff/callback"
+	c, err := loadConfig("", env(a))
+	if err != nil {
+		t.Fatalf("the printed keys do not load: %v", err)
+	}
+	if len(c.Session.EncryptionKeys) != 1 || c.Session.EncryptionKeys[0].ID != "k7" {
+		t.Fatalf("keys = %+v", c.Session.EncryptionKeys)
 	}
 }

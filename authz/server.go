@@ -62,6 +62,8 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock. Required.
 	Now func() time.Time
+	// Metrics counts and times checks; nil records nothing.
+	Metrics *Metrics
 }
 
 // Server answers envoy.service.auth.v3.Authorization/Check. It is safe for
@@ -77,6 +79,7 @@ type Server struct {
 	antiforgery oidcflow.AntiforgeryConfig
 	logger      *slog.Logger
 	now         func() time.Time
+	metrics     *Metrics
 	loginPath   string
 	identity    []identityHeader // sorted by header name
 	responses   responses
@@ -128,6 +131,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		antiforgery: deps.Antiforgery,
 		logger:      logger,
 		now:         deps.Now,
+		metrics:     deps.Metrics,
 		loginPath:   cfg.LoginPath,
 	}
 	for _, h := range slices.Sorted(maps.Keys(cfg.IdentityHeaders)) {
@@ -141,15 +145,18 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 // Check answers Envoy. Known conditions are answers, never gRPC errors, so
 // Envoy's failure mode never decides for us.
 func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
 	req, err := s.parser.parse(in)
-	if err != nil {
-		return s.deny(ctx, &req, err), nil
+	if err == nil {
+		var d decision
+		if d, err = s.decide(ctx, &req); err == nil {
+			s.metrics.observe(req.policy, "ok", start)
+			return s.responses.ok(&req, d, s.cookie, s.identity), nil
+		}
 	}
-	d, err := s.decide(ctx, &req)
-	if err != nil {
-		return s.deny(ctx, &req, err), nil
-	}
-	return s.responses.ok(&req, d, s.cookie, s.identity), nil
+	resp := s.deny(ctx, &req, err)
+	s.metrics.observe(req.policy, resp.GetStatus().GetMessage(), start)
+	return resp, nil
 }
 
 // deny logs the denial and renders it: the table's precomputed answer, or a

@@ -121,7 +121,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return fmt.Errorf("build client tokens: %w", err)
 	}
 
+	checkMetrics, err := authz.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
 	checker, err := authz.NewServer(cfg.Authz, authz.Deps{
+		Metrics:      checkMetrics,
 		Sessions:     backend,
 		Refresher:    flow.Refresher(),
 		ClientTokens: clientTokens,

@@ -73,6 +73,9 @@ func TestScaleOut(t *testing.T) {
 			if r.Status != 200 || r.Bearer == "" {
 				t.Fatalf("replica %d: %d %s", i+1, r.Status, r.Body)
 			}
+			if n := metric(t, s.BFFs[i], `envoy_bff_checks_total{answer="ok",policy="user"}`); n < 1 {
+				t.Errorf("replica %d counts %v passed checks", i+1, n)
+			}
 		}
 	})
 

@@ -27,6 +27,30 @@ func TestLogoutEverywhere(t *testing.T) {
 	s := startStack(t, harness.Options{Replicas: 3, Redis: true})
 	checks := dialAll(t, s)
 
+	var cookies []string // every session cookie value this test's users held
+	defer func() {
+		if t.Failed() {
+			return
+		}
+		// Nothing secret reached any log of the whole run: no token the
+		// provider issued, no session cookie value (issue 7's log check).
+		logs := s.Logs(64 << 20)
+		for _, tok := range s.Provider.IssuedTokens() {
+			if strings.Contains(logs, tok) {
+				t.Errorf("a token the provider issued appears in the logs")
+				break
+			}
+		}
+		for _, c := range cookies {
+			if strings.Contains(logs, strings.TrimPrefix(c, "__Host-bff=")) {
+				t.Errorf("a session cookie value appears in the logs")
+				break
+			}
+		}
+	}()
+	track := func(u *scaleUser) *scaleUser { cookies = append(cookies, u.cookie); return u }
+
+
 	// everywhere asserts what every replica, and Envoy, answer for u.
 	everywhere := func(t *testing.T, u *scaleUser, want int) {
 		t.Helper()
@@ -43,8 +67,8 @@ func TestLogoutEverywhere(t *testing.T) {
 	}
 
 	t.Run("T32_T68_provider_back_channel_logout_while_three_tabs_call", func(t *testing.T) {
-		u := loginUser(t, s)
-		bystander := loginUser(t, s)
+		u := track(loginUser(t, s))
+		bystander := track(loginUser(t, s))
 		everywhere(t, u, 200)
 		before := s.Provider.Stats()
 
@@ -98,7 +122,7 @@ func TestLogoutEverywhere(t *testing.T) {
 	})
 
 	t.Run("T33_T35_bad_or_replayed_logout_tokens_400_nothing_deleted", func(t *testing.T) {
-		u := loginUser(t, s)
+		u := track(loginUser(t, s))
 		valid, err := s.Provider.MintLogoutToken(oidctest.LogoutToken{Sid: "some-other-session"})
 		if err != nil {
 			t.Fatal(err)
@@ -128,7 +152,7 @@ func TestLogoutEverywhere(t *testing.T) {
 	})
 
 	t.Run("T8_T9_user_logout_revokes_the_refresh_token_first", func(t *testing.T) {
-		u := loginUser(t, s)
+		u := track(loginUser(t, s))
 		before := s.Provider.Stats()
 		if r, hops := u.browser.follow("/bff/logout?sid=" + url.QueryEscape(u.sid)); r.Status >= 400 {
 			t.Fatalf("logout ended at %v with %d", hops, r.Status)
@@ -140,7 +164,7 @@ func TestLogoutEverywhere(t *testing.T) {
 	})
 
 	t.Run("admin_CLI_lists_and_ends_a_users_sessions_everywhere", func(t *testing.T) {
-		a, b, c := loginUser(t, s), loginUser(t, s), loginUser(t, s)
+		a, b, c := track(loginUser(t, s)), track(loginUser(t, s)), track(loginUser(t, s))
 		admin := "http://" + s.BFFs[2].AdminAddr
 		out := cli(t, "sessions", "list", "--sub", "demo-user", "--admin", admin)
 		if n := strings.Count(out, "\n") - 1; n < 3 {

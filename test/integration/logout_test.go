@@ -50,7 +50,6 @@ func TestLogoutEverywhere(t *testing.T) {
 	}()
 	track := func(u *scaleUser) *scaleUser { cookies = append(cookies, u.cookie); return u }
 
-
 	// everywhere asserts what every replica, and Envoy, answer for u.
 	everywhere := func(t *testing.T, u *scaleUser, want int) {
 		t.Helper()

@@ -124,41 +124,39 @@ func (k *Keycloak) AdminToken(ctx context.Context) (string, error) {
 // LogoutUser ends every session of username at Keycloak through its admin
 // API, as an administrator would; Keycloak sends back-channel logouts.
 func (k *Keycloak) LogoutUser(ctx context.Context, username string) error {
-	admin, err := k.AdminToken(ctx)
+	admin, id, err := k.user(ctx, username)
 	if err != nil {
 		return err
+	}
+	return k.call(ctx, http.MethodPost, "/admin/realms/"+k.Realm+"/users/"+id+"/logout", admin, nil, nil)
+}
+
+// user logs in as the admin and finds username's ID.
+func (k *Keycloak) user(ctx context.Context, username string) (admin, id string, err error) {
+	if admin, err = k.AdminToken(ctx); err != nil {
+		return "", "", err
 	}
 	var users []struct {
 		ID string `json:"id"`
 	}
 	q := "/admin/realms/" + k.Realm + "/users?exact=true&username=" + url.QueryEscape(username)
 	if err := k.call(ctx, http.MethodGet, q, admin, nil, &users); err != nil {
-		return err
+		return "", "", err
 	}
 	if len(users) != 1 {
-		return fmt.Errorf("keycloak: %d users named %q", len(users), username)
+		return "", "", fmt.Errorf("keycloak: %d users named %q", len(users), username)
 	}
-	return k.call(ctx, http.MethodPost, "/admin/realms/"+k.Realm+"/users/"+users[0].ID+"/logout", admin, nil, nil)
+	return admin, users[0].ID, nil
 }
 
 // UserSessions counts username's sessions at Keycloak.
 func (k *Keycloak) UserSessions(ctx context.Context, username string) (int, error) {
-	admin, err := k.AdminToken(ctx)
+	admin, id, err := k.user(ctx, username)
 	if err != nil {
 		return 0, err
 	}
-	var users []struct {
-		ID string `json:"id"`
-	}
-	q := "/admin/realms/" + k.Realm + "/users?exact=true&username=" + url.QueryEscape(username)
-	if err := k.call(ctx, http.MethodGet, q, admin, nil, &users); err != nil {
-		return 0, err
-	}
-	if len(users) != 1 {
-		return 0, fmt.Errorf("keycloak: %d users named %q", len(users), username)
-	}
 	var sessions []json.RawMessage
-	if err := k.call(ctx, http.MethodGet, "/admin/realms/"+k.Realm+"/users/"+users[0].ID+"/sessions", admin, nil, &sessions); err != nil {
+	if err := k.call(ctx, http.MethodGet, "/admin/realms/"+k.Realm+"/users/"+id+"/sessions", admin, nil, &sessions); err != nil {
 		return 0, err
 	}
 	return len(sessions), nil

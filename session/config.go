@@ -34,6 +34,8 @@ type Config struct {
 	HashKey string `yaml:"hash_key"`
 	// Cookie shapes the session cookie.
 	Cookie CookieConfig `yaml:"cookie"`
+	// Cache is the optional in-process cache of opened sessions for Check.
+	Cache CacheConfig `yaml:"cache"`
 }
 
 // RedisConfig configures the go-redis UniversalClient.
@@ -111,6 +113,7 @@ func DefaultConfig() Config {
 		LockTTL:          10 * time.Second,
 		LockPollInterval: 100 * time.Millisecond,
 		Cookie:           CookieConfig{Name: "__Host-bff", SameSite: "lax"},
+		Cache:            CacheConfig{MaxEntries: 10_000},
 	}
 }
 
@@ -173,6 +176,7 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Cookie.validate()...)
+	errs = append(errs, c.Cache.validate(c.Backend, c.IdleTimeout)...)
 	return errors.Join(errs...)
 }
 

@@ -36,21 +36,57 @@ type RedisStore struct {
 	ring    *KeyRing
 	now     func() time.Time
 	waiters lockWaiters
+	// cache, when set by NewCache, is told of every change this store
+	// makes, before the change's caller learns it is done.
+	cache *Cache
 }
 
 // updateScript is Update's compare-and-set: it compares the clear generation
 // in the sealed record's header (bytes 1..8, authenticated as GCM additional
 // data) without decrypting, and replaces the record only if it is unchanged.
-// KEYS[1] the session key; ARGV[1] the expected generation as 8 big-endian
-// bytes; ARGV[2] the new sealed record; ARGV[3] its TTL in milliseconds.
+// It publishes the session's ref on the change channel in the same atomic
+// step, so no replica's cache can read the old record after the write
+// without hearing of it. KEYS[1] the session key; ARGV[1] the expected
+// generation as 8 big-endian bytes; ARGV[2] the new sealed record; ARGV[3]
+// its TTL in milliseconds; ARGV[4] the change channel; ARGV[5] the ref.
 // Returns 1 written, 0 absent, -1 generation changed.
 var updateScript = redis.NewScript(`
 local cur = redis.call('GETRANGE', KEYS[1], 0, 8)
 if cur == '' then return 0 end
 if string.sub(cur, 2, 9) ~= ARGV[1] then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 `)
+
+// deleteScript is GETDEL plus the change message, in one atomic step for
+// the same reason. KEYS[1] the session key; ARGV[1] the change channel;
+// ARGV[2] the message. Returns {deleted record, subscribers that got the
+// message}, or nil when absent.
+var deleteScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+redis.call('DEL', KEYS[1])
+local n = redis.call('PUBLISH', ARGV[1], ARGV[2])
+return {v, n}
+`)
+
+// deleteReply takes deleteScript's reply apart.
+func deleteReply(res []any) (sealed string, receivers int64, ok bool) {
+	if len(res) != 2 {
+		return "", 0, false
+	}
+	sealed, ok1 := res[0].(string)
+	receivers, ok2 := res[1].(int64)
+	return sealed, receivers, ok1 && ok2
+}
+
+// changeChannel carries the ref of every session changed or deleted, to
+// every replica's cache: <prefix>session-changed.
+func (r *RedisStore) changeChannel() string { return r.cfg.KeyPrefix + "session-changed" }
+
+// ackChannel carries caches' acknowledgements of deletions: <prefix>session-changed-ack.
+func (r *RedisStore) ackChannel() string { return r.cfg.KeyPrefix + "session-changed-ack" }
 
 // NewRedisStore wraps client (a single node, Sentinel or Cluster client) on
 // the given clock (time.Now if nil). Close closes client.
@@ -86,8 +122,12 @@ func unavailable(op string, err error) error {
 // reads. A record past its absolute lifetime is deleted and reads as
 // ErrNotFound.
 func (r *RedisStore) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
+	return r.getHashed(ctx, r.ring.HashID(id))
+}
+
+// getHashed is Get for the session whose store key hash is hash.
+func (r *RedisStore) getHashed(ctx context.Context, hash string) (*sessionpb.Session, error) {
 	const op = "get session"
-	hash := r.ring.HashID(id)
 	key := r.sessionKey(hash)
 	sealed, err := r.client.GetEx(ctx, key, r.cfg.IdleTimeout).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -151,7 +191,10 @@ func (r *RedisStore) Update(ctx context.Context, id ID, s *sessionpb.Session, pr
 	}
 	var prev [8]byte
 	binary.BigEndian.PutUint64(prev[:], prevGeneration)
-	res, err := updateScript.Run(ctx, r.client, []string{key}, prev[:], sealed, ttl.Milliseconds()).Int()
+	res, err := updateScript.Run(ctx, r.client, []string{key}, prev[:], sealed, ttl.Milliseconds(), r.changeChannel(), hash).Int()
+	if res == 1 {
+		r.cache.changed(Ref(hash))
+	}
 	switch {
 	case err != nil:
 		err = unavailable(op, err)

@@ -66,17 +66,28 @@ func (r *RedisStore) GetByRef(ctx context.Context, ref Ref) (*sessionpb.Session,
 	return s, nil
 }
 
-// DeleteByRef implements Store: GETDEL, then the record's index entries.
+// DeleteByRef implements Store: GETDEL and the change message in one step,
+// then the record's index entries. With a cache on, it returns only once
+// every replica's cache has dropped the session (or the ack wait ran out),
+// so the caller's "logged out" is true on every replica.
 func (r *RedisStore) DeleteByRef(ctx context.Context, ref Ref) error {
 	const op = "delete session"
-	sealed, err := r.client.GetDel(ctx, r.sessionKey(string(ref))).Bytes()
+	acks := r.cache.expectAcks()
+	defer acks.done()
+	res, err := deleteScript.Run(ctx, r.client, []string{r.sessionKey(string(ref))}, r.changeChannel(), acks.message(ref)).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}
 	if err != nil {
 		return unavailable(op, err)
 	}
-	s, err := openSession(r.ring, string(ref), sealed)
+	sealed, receivers, ok := deleteReply(res)
+	if !ok {
+		return unavailable(op, errors.New("unexpected delete reply"))
+	}
+	r.cache.changed(ref)
+	acks.wait(ctx, receivers)
+	s, err := openSession(r.ring, string(ref), []byte(sealed))
 	if err != nil {
 		return nil // gone; its index entries (if any) are pruned when found
 	}

@@ -24,7 +24,32 @@ import (
 // provider; a bad logout token changes nothing.
 func TestLogoutEverywhere(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, harness.Options{Replicas: 3, Redis: true})
+	testLogoutEverywhere(t, harness.Options{Replicas: 3, Redis: true})
+}
+
+// TestLogoutEverywhereWithSessionCache is issue 6's proof that the
+// in-process session cache is safe: the same suite, with every replica
+// serving sessions from its cache for far longer than the test runs, so
+// only the change messages can make a replica deny an ended session; and
+// the caches did serve.
+func TestLogoutEverywhereWithSessionCache(t *testing.T) {
+	t.Parallel()
+	s := testLogoutEverywhere(t, harness.Options{Replicas: 3, Redis: true, BFFConfig: func(doc map[string]any) {
+		doc["session"].(map[string]any)["cache"] = map[string]any{"ttl": "30s"}
+	}})
+	for i, b := range s.BFFs {
+		hits, err := b.Metric("envoy_bff_session_cache_hits_total")
+		if err != nil || hits == 0 {
+			t.Errorf("replica %d served %v reads from its cache (%v), want some", i+1, hits, err)
+		}
+		if n, err := b.Metric("envoy_bff_session_cache_ack_timeouts_total"); err != nil || n != 0 {
+			t.Errorf("replica %d: %v ack timeouts (%v), want 0", i+1, n, err)
+		}
+	}
+}
+
+func testLogoutEverywhere(t *testing.T, o harness.Options) *harness.Stack {
+	s := startStack(t, o)
 	checks := dialAll(t, s)
 
 	var cookies []string // every session cookie value this test's users held
@@ -197,6 +222,7 @@ func TestLogoutEverywhere(t *testing.T) {
 			t.Errorf("refresh tokens revoked: %d, want at least 3", st.Revocations-before.Revocations)
 		}
 	})
+	return s
 }
 
 func dialAll(t *testing.T, s *harness.Stack) []*harness.CheckClient {

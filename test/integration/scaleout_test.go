@@ -80,50 +80,7 @@ func TestScaleOut(t *testing.T) {
 	})
 
 	t.Run("T63 load: one refresh grant per expiry per session, zero errors", func(t *testing.T) {
-		before := s.Provider.Stats()
-		start := time.Now()
-		res := driveLoad(t, s.URL, users, scaleClients, scaleLoadFor)
-		after := s.Provider.Stats()
-		t.Logf("load: %d requests, %d ok, %d failed, %d refresh grants, %d invalid_grant, in %s",
-			res.total, res.ok, res.total-res.ok, after.RefreshTokenGrants-before.RefreshTokenGrants,
-			after.InvalidGrants-before.InvalidGrants, time.Since(start).Round(time.Millisecond))
-		if res.total != res.ok {
-			t.Errorf("%d of %d requests failed; first failures:\n%s", res.total-res.ok, res.total, strings.Join(res.failures, "\n"))
-		}
-		if n := after.InvalidGrants - before.InvalidGrants; n != 0 {
-			t.Errorf("provider answered invalid_grant %d times", n)
-		}
-		if n := after.FamilyRevocations - before.FamilyRevocations; n != 0 {
-			t.Errorf("provider revoked %d token families for reuse", n)
-		}
-		// The replicas' own accounting agrees with the provider's.
-		var refreshed float64
-		for _, b := range s.BFFs {
-			refreshed += metric(t, b, `envoy_bff_token_refreshes_total{kind="session",outcome="refreshed"}`)
-		}
-		if int(refreshed) != after.RefreshTokenGrants {
-			t.Errorf("replicas count %v refreshes, the provider %d grants", refreshed, after.RefreshTokenGrants)
-		}
-		// Proof that load ran long enough to cross many expiries.
-		if res.ok < 1000 {
-			t.Errorf("only %d successful requests: the load did not run", res.ok)
-		}
-		for _, u := range users {
-			fam := familyOf(t, s.Provider, u.sid)
-			grants := grantsSince(fam, start)
-			if fam.Reuses != 0 || fam.Revoked {
-				t.Errorf("session %s: %d reuses, revoked=%v", u.sid, fam.Reuses, fam.Revoked)
-			}
-			// About one per second; at least one per two token lifetimes proves refreshes kept up.
-			if min := int(scaleLoadFor / (2 * scaleTokenTTL)); len(grants) < min {
-				t.Errorf("session %s: %d refresh grants in %s, want at least %d", u.sid, len(grants), scaleLoadFor, min)
-			}
-			// Two refreshes for one expiry would present one refresh token twice,
-			// which this provider counts as a reuse (above) and answers with
-			// invalid_grant. Grant spacing proves nothing more: with exp truncated
-			// to the second and a loaded machine, legitimate grants can come well
-			// under half a lifetime apart.
-		}
+		loadOneRefreshPerExpiry(t, s, users, scaleLoadFor)
 	})
 
 	u := users[0]
@@ -498,4 +455,83 @@ func metric(t *testing.T, b *harness.BFF, series string) float64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// loadOneRefreshPerExpiry is T63's load phase: scaleClients clients spread
+// over users for d through Envoy; every answer a 200 with a token the API
+// verified, one refresh grant per expiry per session, no invalid_grant, no
+// reuse, and the replicas' refresh counters agree with the provider.
+func loadOneRefreshPerExpiry(t *testing.T, s *harness.Stack, users []*scaleUser, d time.Duration) {
+	t.Helper()
+	before := s.Provider.Stats()
+	start := time.Now()
+	res := driveLoad(t, s.URL, users, scaleClients, d)
+	after := s.Provider.Stats()
+	t.Logf("load: %d requests, %d ok, %d failed, %d refresh grants, %d invalid_grant, in %s",
+		res.total, res.ok, res.total-res.ok, after.RefreshTokenGrants-before.RefreshTokenGrants,
+		after.InvalidGrants-before.InvalidGrants, time.Since(start).Round(time.Millisecond))
+	if res.total != res.ok {
+		t.Errorf("%d of %d requests failed; first failures:\n%s", res.total-res.ok, res.total, strings.Join(res.failures, "\n"))
+	}
+	if n := after.InvalidGrants - before.InvalidGrants; n != 0 {
+		t.Errorf("provider answered invalid_grant %d times", n)
+	}
+	if n := after.FamilyRevocations - before.FamilyRevocations; n != 0 {
+		t.Errorf("provider revoked %d token families for reuse", n)
+	}
+	// The replicas' own accounting agrees with the provider's.
+	var refreshed float64
+	for _, b := range s.BFFs {
+		refreshed += metric(t, b, `envoy_bff_token_refreshes_total{kind="session",outcome="refreshed"}`)
+	}
+	if int(refreshed) != after.RefreshTokenGrants {
+		t.Errorf("replicas count %v refreshes, the provider %d grants", refreshed, after.RefreshTokenGrants)
+	}
+	// Proof that load ran long enough to cross many expiries.
+	if res.ok < 1000 {
+		t.Errorf("only %d successful requests: the load did not run", res.ok)
+	}
+	for _, u := range users {
+		fam := familyOf(t, s.Provider, u.sid)
+		grants := grantsSince(fam, start)
+		if fam.Reuses != 0 || fam.Revoked {
+			t.Errorf("session %s: %d reuses, revoked=%v", u.sid, fam.Reuses, fam.Revoked)
+		}
+		// About one per second; at least one per two token lifetimes proves refreshes kept up.
+		if min := int(d / (2 * scaleTokenTTL)); len(grants) < min {
+			t.Errorf("session %s: %d refresh grants in %s, want at least %d", u.sid, len(grants), d, min)
+		}
+		// Two refreshes for one expiry would present one refresh token twice,
+		// which this provider counts as a reuse (above) and answers with
+		// invalid_grant. Grant spacing proves nothing more: with exp truncated
+		// to the second and a loaded machine, legitimate grants can come well
+		// under half a lifetime apart.
+	}
+}
+
+// TestScaleOutWithSessionCache is T63's load with every replica's session
+// cache on (TTL far beyond the token lifetime): refreshes on one replica
+// reach the others' caches, so still one grant per expiry and no error.
+func TestScaleOutWithSessionCache(t *testing.T) {
+	s := startStack(t, harness.Options{
+		Replicas:       3,
+		Redis:          true,
+		AccessTokenTTL: scaleTokenTTL,
+		BFFConfig: func(doc map[string]any) {
+			doc["log"] = map[string]any{"level": "info", "format": "json"}
+			doc["session"].(map[string]any)["lock_ttl"] = scaleLockTTL.String()
+			doc["session"].(map[string]any)["cache"] = map[string]any{"ttl": "30s"}
+			doc["oidc"].(map[string]any)["provider_timeout"] = scaleProviderLimit.String()
+		},
+	})
+	users := make([]*scaleUser, scaleSessions)
+	for i := range users {
+		users[i] = loginUser(t, s)
+	}
+	loadOneRefreshPerExpiry(t, s, users, scaleLoadFor/2)
+	for i, b := range s.BFFs {
+		if hits := metric(t, b, "envoy_bff_session_cache_hits_total"); hits < 100 {
+			t.Errorf("replica %d served %v reads from its cache, want many", i+1, hits)
+		}
+	}
 }

@@ -31,3 +31,34 @@ func BenchmarkCheckNoCookie(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheckValidSessionRedis is the hot path on the store users run:
+// one GETEX to a real redis-server per Check.
+func BenchmarkCheckValidSessionRedis(b *testing.B) {
+	benchmarkRedis(b, false)
+}
+
+// BenchmarkCheckValidSessionRedisCached is the same with the session cache
+// on: after the first Check the session is served from the process.
+func BenchmarkCheckValidSessionRedisCached(b *testing.B) {
+	benchmarkRedis(b, true)
+}
+
+func benchmarkRedis(b *testing.B, cached bool) {
+	e := newEnv(b)
+	sessions, creator := newRedisStore(b, cached)
+	e.put(b, e.id, validRecord()) // keeps e consistent; the Redis copy is below
+	if err := creator.Create(b.Context(), e.id, validRecord()); err != nil {
+		b.Fatal(err)
+	}
+	e.srv.sessions = sessions
+	in := creq("POST", "/api/orders/42?expand=items", e.apiHeaders(), userRoute())
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := e.srv.Check(ctx, in)
+		if err != nil || resp.GetOkResponse() == nil {
+			b.Fatal(resp, err)
+		}
+	}
+}

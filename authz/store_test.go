@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 	"github.com/envoy-bff/envoy-bff/session"
+	"github.com/envoy-bff/envoy-bff/session/sessiontest"
 )
 
 // sessionCreator is how tests put records into the store.
@@ -47,4 +50,42 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 func newTestLogger(buf *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(&lockedWriter{w: buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// newRedisStore is session's Redis store on a real redis-server started for
+// t, on the tests' clock; cached puts the session cache in front of it and
+// waits until the cache serves.
+func newRedisStore(t testing.TB, cached bool) (SessionReader, sessionCreator) {
+	t.Helper()
+	cfg := session.DefaultConfig()
+	cfg.Backend = session.BackendRedis
+	cfg.EncryptionKeys = session.KeyList{{ID: "k1", Secret: "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}
+	cfg.HashKey = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY="
+	ring, err := session.NewKeyRing(cfg.EncryptionKeys, cfg.HashKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sessiontest.StartRedis(t)}, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = client.Close() })
+	clock := func() time.Time { return t0 }
+	store := session.NewRedisStore(client, cfg, ring, clock)
+	if !cached {
+		return store, store
+	}
+	cache, err := session.NewCache(store, session.CacheConfig{TTL: time.Minute, MaxEntries: 100}, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); cache.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for range 500 {
+		if cache.Stats().Live {
+			return cache, store
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("session cache never subscribed")
+	return nil, nil
 }

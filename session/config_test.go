@@ -55,6 +55,18 @@ func TestConfigValidate(t *testing.T) {
 		{name: "valid_memory_without_keys", mutate: func(c *session.Config) {
 			c.Backend, c.EncryptionKeys, c.HashKey, c.Redis = "memory", nil, "", session.RedisConfig{}
 		}},
+		{name: "valid_cache", mutate: func(c *session.Config) { c.Cache.TTL = 2 * time.Second }},
+		{name: "cache_ttl_negative", mutate: func(c *session.Config) { c.Cache.TTL = -time.Second },
+			want: []string{"cache.ttl: must be between 0 (off) and 1m0s"}},
+		{name: "cache_ttl_too_long", mutate: func(c *session.Config) { c.Cache.TTL = 2 * time.Minute },
+			want: []string{"cache.ttl: must be between 0 (off) and 1m0s"}},
+		{name: "cache_on_memory", mutate: func(c *session.Config) {
+			c.Backend, c.Redis, c.Cache.TTL = "memory", session.RedisConfig{}, time.Second
+		}, want: []string{"cache.ttl: only for backend redis"}},
+		{name: "cache_ttl_vs_idle", mutate: func(c *session.Config) { c.IdleTimeout, c.Cache.TTL = 40*time.Second, 30*time.Second },
+			want: []string{"cache.ttl: must be at most half of idle_timeout"}},
+		{name: "cache_max_entries", mutate: func(c *session.Config) { c.Cache.MaxEntries = 0 },
+			want: []string{"cache.max_entries: must be positive"}},
 		{name: "backend", mutate: func(c *session.Config) { c.Backend = "carrier-pigeon" },
 			want: []string{`backend: must be "memory" or "redis"`}},
 		{name: "redis_url_missing", mutate: func(c *session.Config) { c.Redis.URL = "" },

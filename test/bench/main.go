@@ -12,6 +12,8 @@
 //	floor-redis   the same plus one Redis GET per Check
 //	bff-redis     envoy-bff with Redis sessions
 //	bff-memory    envoy-bff with in-memory sessions
+//	bff-redis-cache  envoy-bff with Redis sessions and the session cache on,
+//	              compared with the no-I/O floor it aims to approach
 package main
 
 import (
@@ -78,7 +80,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Fprintf(os.Stderr, "==> starting Redis, floors and envoy-bff (memory, Redis)\n")
+	fmt.Fprintf(os.Stderr, "==> starting Redis, floors and envoy-bff (memory, Redis, Redis with the session cache)\n")
 	redisProc, redisAddr, err := harness.StartRedis(ctx, dir)
 	if err != nil {
 		return err
@@ -108,9 +110,9 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		targets = append(targets, &target{name: f.name, pid: p.Pid(), addr: addr})
 	}
 	for _, b := range []struct {
-		name, floor string
-		redis       bool
-	}{{"bff-redis", "floor-redis", true}, {"bff-memory", "floor-noio", false}} {
+		name, floor  string
+		redis, cache bool
+	}{{"bff-redis", "floor-redis", true, false}, {"bff-memory", "floor-noio", false, false}, {"bff-redis-cache", "floor-noio", true, true}} {
 		sdir := filepath.Join(dir, b.name)
 		if err := os.MkdirAll(sdir, 0o755); err != nil {
 			return err
@@ -118,6 +120,11 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		o := harness.Options{Dir: sdir, Replicas: 1, BenchFloorRoute: true}
 		if b.redis {
 			o.RedisURL = "redis://" + redisAddr + "/0"
+		}
+		if b.cache {
+			o.BFFConfig = func(doc map[string]any) {
+				doc["session"].(map[string]any)["cache"] = map[string]any{"ttl": "5s"}
+			}
 		}
 		s, err := harness.Start(ctx, o)
 		if err != nil {
@@ -129,7 +136,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 			return fmt.Errorf("%s: log in: %w", b.name, err)
 		}
 		targets = append(targets, &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie})
-		if b.redis {
+		if b.redis && !b.cache {
 			rec, err := s.ReadSession(ctx, strings.TrimPrefix(cookie, "__Host-bff="))
 			if err != nil {
 				return fmt.Errorf("%s: %w", b.name, err)

@@ -24,7 +24,7 @@ import (
 const (
 	cachePing       = time.Second
 	cacheDeaf       = 3 * cachePing
-	cacheAckTimeout = 250 * time.Millisecond
+	cacheAckTimeout = time.Second
 	cacheSweepBatch = 4096
 	cacheMaxBackoff = 2 * time.Second
 )

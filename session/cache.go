@@ -208,7 +208,12 @@ func (c *Cache) follow(ctx context.Context) bool {
 	defer sub.Close()
 	confirmed, pinged := false, false
 	subscribed := 0
+	lastSweep := time.Now()
 	for ctx.Err() == nil {
+		if time.Since(lastSweep) >= cachePing {
+			c.sweep()
+			lastSweep = time.Now()
+		}
 		msg, err := sub.ReceiveTimeout(ctx, cachePing)
 		if err != nil {
 			var ne net.Error
@@ -217,7 +222,6 @@ func (c *Cache) follow(ctx context.Context) bool {
 					return confirmed
 				}
 				pinged = true
-				c.sweep()
 				continue
 			}
 			return confirmed

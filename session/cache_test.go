@@ -248,3 +248,33 @@ func TestCacheNeedsRedis(t *testing.T) {
 		t.Fatal("NewCache over a memory store: want an error")
 	}
 }
+
+func TestCacheHoldsAtMostMaxEntries(t *testing.T) {
+	t.Parallel()
+	cfg := sessiontest.Config()
+	cfg.KeyPrefix = "max:"
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sessiontest.StartRedis(t)}, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = client.Close() })
+	store := session.NewRedisStore(client, cfg, sessiontest.KeyRing(t), nil)
+	cache, err := session.NewCache(store, session.CacheConfig{TTL: time.Minute, MaxEntries: 3}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); cache.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "cache subscribed", func() bool { return cache.Stats().Live })
+	for i := range 10 {
+		id := newSession(t, store, fmt.Sprintf("u%d", i))
+		if _, err := cache.Get(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if n := cache.Stats().Entries; n > 3 {
+			t.Fatalf("after %d sessions the cache holds %d, want at most 3", i+1, n)
+		}
+	}
+	if n := cache.Stats().Entries; n != 3 {
+		t.Fatalf("cache holds %d, want 3", n)
+	}
+}

@@ -142,7 +142,7 @@ func (r *KeyReloader) apply(m keyMaterial) error {
 	}
 	for i, k := range m.keys {
 		if r.ring.hasHashKey(k.Secret) {
-			return fmt.Errorf("%s: %s must differ from the hash key", fieldKeysFile, m.keyName(i))
+			return fmt.Errorf("%s: line %d: secret must differ from the hash key", fieldKeysFile, m.keyLines[i])
 		}
 	}
 	if err := r.ring.Rotate(m.keys); err != nil {

@@ -54,6 +54,9 @@ func NewKeyReloader(cfg Config, ring *KeyRing, logger *slog.Logger) (*KeyReloade
 	}
 	r.last = v
 	r.warn(m)
+	logger.Info("session keys loaded from files",
+		"encryption_keys_file", cfg.EncryptionKeysFile, "hash_key_file", cfg.HashKeyFile,
+		"primary", ring.PrimaryKeyID(), "key_ids", ring.KeyIDs(), "poll_interval", cfg.KeyFilesPollInterval.String())
 	return r, nil
 }
 

@@ -83,6 +83,9 @@ func (h *hasher) encode() string {
 type ringKey struct {
 	id   string
 	aead cipher.AEAD
+	// sum is SHA-256 of the secret: a reload can tell that an ID now names
+	// another secret without the ring keeping the secret itself.
+	sum [sha256.Size]byte
 }
 
 // KeyRingOption adjusts a KeyRing at construction.
@@ -137,7 +140,7 @@ func newKeySet(keys KeyList) (*keySet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", key.ID, err)
 		}
-		set.keys = append(set.keys, ringKey{id: key.ID, aead: aead})
+		set.keys = append(set.keys, ringKey{id: key.ID, aead: aead, sum: sha256.Sum256(secret)})
 	}
 	set.primary = set.keys[0]
 	return set, nil
@@ -154,6 +157,22 @@ func (k *KeyRing) Rotate(keys KeyList) error {
 	}
 	k.set.Store(set)
 	return nil
+}
+
+// changedSecret reports whether the ring holds a key with this id but
+// another secret: every record sealed under the id would stop opening.
+func (k *KeyRing) changedSecret(id, secret string) bool {
+	b, err := decodeSecret(secret)
+	if err != nil {
+		return false // reported by validation
+	}
+	sum := sha256.Sum256(b)
+	for _, key := range k.set.Load().keys {
+		if key.id == id {
+			return !hmac.Equal(key.sum[:], sum[:])
+		}
+	}
+	return false
 }
 
 // hasHashKey reports, in constant time, whether secret is the ring's hash

@@ -147,6 +147,10 @@ func (r *KeyReloader) apply(m keyMaterial) error {
 		if r.ring.hasHashKey(k.Secret) {
 			return fmt.Errorf("%s: line %d: secret must differ from the hash key", fieldKeysFile, m.keyLines[i])
 		}
+		if r.ring.changedSecret(k.ID, k.Secret) {
+			// Records sealed under the ID would stop opening: a new key needs a new ID.
+			return fmt.Errorf("%s: line %d: key %q now has another secret, which would end the sessions it sealed; give a new key a new id", fieldKeysFile, m.keyLines[i], k.ID)
+		}
 	}
 	if err := r.ring.Rotate(m.keys); err != nil {
 		return fmt.Errorf("%s: %w", fieldKeysFile, err)

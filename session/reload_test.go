@@ -175,6 +175,7 @@ func TestKeyReloaderRefuses(t *testing.T) {
 		{name: "duplicate_id", file: "keys", content: "a:" + testSecret2 + "\na:" + testSecret1 + "\n", want: `line 2: id "a" is already on line 1`},
 		{name: "key_equals_hash_key", file: "keys", content: "b:" + testHashKey + "\na:" + testSecret1 + "\n", want: "encryption_keys_file: line 1: secret must differ from the hash key"},
 		{name: "removed", file: "", want: "encryption_keys_file: open "},
+		{name: "id_with_another_secret", file: "keys", content: "b:" + testSecret2 + "\na:" + testSecret3 + "\n", want: `encryption_keys_file: line 2: key "a" now has another secret`},
 		{name: "hash_key_changed", file: "hash", content: testSecret3 + "\n", want: "hash_key_file: the hash key changed, which would end every session"},
 		{name: "hash_key_unparsable", file: "hash", content: "h:" + testHashKey + "\n", want: "hash_key_file: must hold 32 bytes of base64"},
 	}

@@ -37,9 +37,10 @@ reloaded" with the key IDs it now holds.
      the k1 line. Any session still sealed with k1 ends then (401), so not
      sooner.
 
-A file that does not parse, holds a key of the wrong size, or changes the
-hash key is refused with an error log, and the keys in use stay. Keep the
-files private (0400 or 0600); a world-readable one loads with a warning.
+A file that does not parse, holds a key of the wrong size, gives a known
+ID another secret, or changes the hash key is refused with an error log,
+and the keys in use stay. Keep the files private (0400 or 0600); a
+world-readable one loads with a warning.
 With inline keys (the config file or ENVOY_BFF_SESSION_ENCRYPTION_KEYS) the
 same three steps each take a rolling restart.
 

@@ -100,6 +100,9 @@ func TestKeyRotation(t *testing.T) {
 				}
 				deadline := time.Now().Add(15 * time.Second)
 				for logged(want...) <= before && time.Now().Before(deadline) {
+					if exited, err := bff.Exited(); exited {
+						t.Fatalf("the replica ended (%v):\n%s", err, bff.Tail(4000))
+					}
 					time.Sleep(50 * time.Millisecond)
 				}
 				if logged(want...) <= before {
@@ -186,5 +189,42 @@ func TestKeyRotation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSIGHUPWithInlineKeys: SIGHUP never stops a replica, even one with no
+// key files to reload; it says so in its log and keeps serving.
+func TestSIGHUPWithInlineKeys(t *testing.T) {
+	t.Parallel()
+	encKey, hashKey, err := harness.NewKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	// No provider is needed: the replica is alive (healthz) before discovery.
+	doc := harness.BFFConfigDoc("http://127.0.0.1:9/idp", "http://127.0.0.1:9", "", encKey, hashKey)
+	b, err := harness.StartBFF(ctx, harness.BFFOptions{Dir: t.TempDir(), Config: doc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Stop(10 * time.Second) })
+	for i := 1; i <= 2; i++ {
+		if err := b.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for strings.Count(b.Tail(1<<20), "nothing to reload") < i && time.Now().Before(deadline) {
+			if exited, err := b.Exited(); exited {
+				t.Fatalf("SIGHUP ended the replica (%v):\n%s", err, b.Tail(4000))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if strings.Count(b.Tail(1<<20), "nothing to reload") < i {
+			t.Fatalf("SIGHUP %d not answered in the log:\n%s", i, b.Tail(4000))
+		}
+	}
+	if err := harness.WaitHTTP(ctx, b.Process, "http://"+b.AdminAddr+"/healthz", 200); err != nil {
+		t.Fatalf("after SIGHUP: %v", err)
 	}
 }

@@ -97,8 +97,12 @@ const (
 )
 
 // minKeyFilesPoll bounds Config.KeyFilesPollInterval from below: each poll
-// stats the files, and a change is applied on the poll after it is seen.
+// reads the files, and a change is applied on the poll after it is seen.
 const minKeyFilesPoll = 100 * time.Millisecond
+
+// defaultKeyFilesPoll is "every few seconds": a rotation step is seen well
+// within a Kubernetes Secret's own update delay (about a minute).
+const defaultKeyFilesPoll = 5 * time.Second
 
 // Bounds of Config.LockTTL.
 const (
@@ -110,7 +114,7 @@ const (
 // in-memory sessions, 2h idle, 12h absolute, and the __Host-bff cookie.
 // It has no keys; Validate requires them for Redis.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		Backend: BackendMemory,
 		Redis: RedisConfig{
 			DialTimeout:  time.Second,
@@ -118,15 +122,16 @@ func DefaultConfig() Config {
 			WriteTimeout: 500 * time.Millisecond,
 			PoolSize:     32,
 		},
-		KeyPrefix:            "bff:",
-		IdleTimeout:          2 * time.Hour,
-		AbsoluteLifetime:     12 * time.Hour,
-		LoginStateTTL:        10 * time.Minute,
-		LockTTL:              10 * time.Second,
-		LockPollInterval:     100 * time.Millisecond,
-		KeyFilesPollInterval: 5 * time.Second,
-		Cookie:               CookieConfig{Name: "__Host-bff", SameSite: "lax"},
+		KeyPrefix:        "bff:",
+		IdleTimeout:      2 * time.Hour,
+		AbsoluteLifetime: 12 * time.Hour,
+		LoginStateTTL:    10 * time.Minute,
+		LockTTL:          10 * time.Second,
+		LockPollInterval: 100 * time.Millisecond,
+		Cookie:           CookieConfig{Name: "__Host-bff", SameSite: "lax"},
 	}
+	c.KeyFilesPollInterval = defaultKeyFilesPoll
+	return c
 }
 
 // Validate reports every bad field at once, each error reading

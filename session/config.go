@@ -30,8 +30,18 @@ type Config struct {
 	LockPollInterval time.Duration `yaml:"lock_poll_interval"`
 	// EncryptionKeys seal records at rest; the first is the primary that encrypts, the others only decrypt.
 	EncryptionKeys KeyList `yaml:"encryption_keys"`
+	// EncryptionKeysFile names a file of encryption keys instead: one id:secret per line, the
+	// primary first, # comments allowed (a mounted Kubernetes Secret). Re-read on SIGHUP and
+	// when it changes. Set it or EncryptionKeys, not both.
+	EncryptionKeysFile string `yaml:"encryption_keys_file"`
 	// HashKey is the base64 32-byte key of the keyed hash that turns a cookie value into a store key.
 	HashKey string `yaml:"hash_key"`
+	// HashKeyFile names a file holding the hash key instead (one base64 line, # comments
+	// allowed). A reload that finds it changed is refused. Set it or HashKey, not both.
+	HashKeyFile string `yaml:"hash_key_file"`
+	// KeyFilesPollInterval is how often the key files are checked for a change; 0 leaves
+	// reloading to SIGHUP alone.
+	KeyFilesPollInterval time.Duration `yaml:"key_files_poll_interval"`
 	// Cookie shapes the session cookie.
 	Cookie CookieConfig `yaml:"cookie"`
 	// Cache is the optional in-process cache of opened sessions for Check.
@@ -88,6 +98,14 @@ const (
 	cookiePrefix    = "__Host-"
 )
 
+// minKeyFilesPoll bounds Config.KeyFilesPollInterval from below: each poll
+// reads the files, and a change is applied on the poll after it is seen.
+const minKeyFilesPoll = 100 * time.Millisecond
+
+// defaultKeyFilesPoll is "every few seconds": a rotation step is seen well
+// within a Kubernetes Secret's own update delay (about a minute).
+const defaultKeyFilesPoll = 5 * time.Second
+
 // Bounds of Config.LockTTL.
 const (
 	minLockTTL = 100 * time.Millisecond
@@ -98,7 +116,7 @@ const (
 // in-memory sessions, 2h idle, 12h absolute, and the __Host-bff cookie.
 // It has no keys; Validate requires them for Redis.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		Backend: BackendMemory,
 		Redis: RedisConfig{
 			DialTimeout:  time.Second,
@@ -115,6 +133,8 @@ func DefaultConfig() Config {
 		Cookie:           CookieConfig{Name: "__Host-bff", SameSite: "lax"},
 		Cache:            CacheConfig{MaxEntries: 10_000},
 	}
+	c.KeyFilesPollInterval = defaultKeyFilesPoll
+	return c
 }
 
 // Validate reports every bad field at once, each error reading
@@ -158,22 +178,23 @@ func (c Config) Validate() error {
 	// Memory sessions die with the process, so OpenBackend may draw
 	// ephemeral keys; Redis sessions outlive it and are shared.
 	required := c.Backend == BackendRedis
-	if len(c.EncryptionKeys) == 0 && required {
-		bad("encryption_keys", "required when backend is redis")
+	m, keyErrs := c.loadKeys()
+	errs = append(errs, keyErrs...)
+	if len(m.keys) == 0 && !m.keysFailed && required {
+		bad("encryption_keys", "required when backend is redis (inline, or encryption_keys_file)")
 	}
-	errs = append(errs, c.EncryptionKeys.validate("encryption_keys")...)
-	switch {
-	case c.HashKey == "" && required:
-		bad("hash_key", "required when backend is redis")
-	case c.HashKey == "":
-	case !isKeySecret(c.HashKey):
-		bad("hash_key", "must be 32 bytes of base64")
-	default:
-		for i, k := range c.EncryptionKeys {
-			if k.Secret == c.HashKey {
-				bad("hash_key", "must differ from encryption_keys[%d].secret", i)
+	if m.hashKey == "" && !m.hashFailed && required {
+		bad("hash_key", "required when backend is redis (inline, or hash_key_file)")
+	}
+	if m.hashKey != "" {
+		for i, k := range m.keys {
+			if k.Secret == m.hashKey {
+				bad(m.hashField, "must differ from %s", m.keyName(i))
 			}
 		}
+	}
+	if c.KeyFilesPollInterval < 0 || (c.KeyFilesPollInterval > 0 && c.KeyFilesPollInterval < minKeyFilesPoll) {
+		bad("key_files_poll_interval", "must be 0 (SIGHUP only) or at least %s, got %s", minKeyFilesPoll, c.KeyFilesPollInterval)
 	}
 	errs = append(errs, c.Cookie.validate()...)
 	errs = append(errs, c.Cache.validate(c.Backend, c.IdleTimeout)...)

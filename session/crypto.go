@@ -13,6 +13,7 @@ import (
 	"hash"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // The sealed envelope, as stored:
@@ -39,15 +40,27 @@ const (
 
 // KeyRing seals records at rest and derives store keys. It exists so every
 // store encrypts the same way and keys rotate without logging anyone out: the
-// primary (first) key seals, every key in the ring opens.
+// primary (first) key seals, every key in the ring opens. Rotate swaps the
+// encryption keys while the ring is in use; the hash key is fixed for the
+// ring's life, because a new one would change every store key.
 type KeyRing struct {
-	primary ringKey
-	keys    []ringKey // primary first; a handful, so a scan beats a map
+	// set is swapped whole, so a seal or open sees one consistent ring and
+	// the hot path pays one atomic load, no lock and no allocation.
+	set atomic.Pointer[keySet]
+	// sessKey is the derived session-hash key, kept so a reload can tell
+	// whether a hash key file still holds the same key.
+	sessKey []byte
 	// Keyed hashes: one HMAC key per use, derived from hash_key, so a
 	// session ID and a login state with equal bytes never share a store key.
 	sessionHashes sync.Pool // of *hasher
 	stateHashes   sync.Pool // of *hasher
 	rand          io.Reader
+}
+
+// keySet is the encryption half of a ring: immutable once built.
+type keySet struct {
+	primary ringKey
+	keys    []ringKey // primary first; a handful, so a scan beats a map
 }
 
 // hasher is a reusable HMAC with scratch space, so hashing an ID allocates
@@ -70,6 +83,9 @@ func (h *hasher) encode() string {
 type ringKey struct {
 	id   string
 	aead cipher.AEAD
+	// sum is SHA-256 of the secret: a reload can tell that an ID now names
+	// another secret without the ring keeping the secret itself.
+	sum [sha256.Size]byte
 }
 
 // KeyRingOption adjusts a KeyRing at construction.
@@ -85,31 +101,18 @@ func WithRand(r io.Reader) KeyRingOption {
 // hashKey keys the hash that turns IDs into store keys. Errors name a key by
 // its ID, never its secret.
 func NewKeyRing(keys KeyList, hashKey string, opts ...KeyRingOption) (*KeyRing, error) {
-	if len(keys) == 0 {
-		return nil, errors.New("build key ring: no encryption keys")
-	}
-	if errs := keys.validate("encryption_keys"); len(errs) > 0 {
-		return nil, fmt.Errorf("build key ring: %w", errors.Join(errs...))
+	set, err := newKeySet(keys)
+	if err != nil {
+		return nil, fmt.Errorf("build key ring: %w", err)
 	}
 	hk, err := decodeSecret(hashKey)
 	if err != nil {
 		return nil, fmt.Errorf("build key ring: hash_key: %w", err)
 	}
 	k := &KeyRing{rand: rand.Reader}
-	for _, key := range keys {
-		secret, _ := decodeSecret(key.Secret) // validated above
-		block, err := aes.NewCipher(secret)
-		if err != nil {
-			return nil, fmt.Errorf("build key ring: key %q: %w", key.ID, err)
-		}
-		aead, err := cipher.NewGCM(block)
-		if err != nil {
-			return nil, fmt.Errorf("build key ring: key %q: %w", key.ID, err)
-		}
-		k.keys = append(k.keys, ringKey{id: key.ID, aead: aead})
-	}
-	k.primary = k.keys[0]
+	k.set.Store(set)
 	sessKey, stateKey := deriveKey(hk, hashInfoSess), deriveKey(hk, hashInfoTake)
+	k.sessKey = sessKey
 	k.sessionHashes.New = func() any { return &hasher{mac: hmac.New(sha256.New, sessKey)} }
 	k.stateHashes.New = func() any { return &hasher{mac: hmac.New(sha256.New, stateKey)} }
 	for _, o := range opts {
@@ -118,8 +121,83 @@ func NewKeyRing(keys KeyList, hashKey string, opts ...KeyRingOption) (*KeyRing, 
 	return k, nil
 }
 
+// newKeySet validates keys and builds one AEAD per key.
+func newKeySet(keys KeyList) (*keySet, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("no encryption keys")
+	}
+	if errs := keys.validate("encryption_keys"); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	set := &keySet{}
+	for _, key := range keys {
+		secret, _ := decodeSecret(key.Secret) // validated above
+		block, err := aes.NewCipher(secret)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", key.ID, err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", key.ID, err)
+		}
+		set.keys = append(set.keys, ringKey{id: key.ID, aead: aead, sum: sha256.Sum256(secret)})
+	}
+	set.primary = set.keys[0]
+	return set, nil
+}
+
+// Rotate replaces the ring's encryption keys at once: records sealed from
+// then on use keys[0], and only keys in the new list open records, so a
+// record sealed with a key left out reads as not found. The hash key is not
+// part of a rotation. On error the ring is unchanged.
+func (k *KeyRing) Rotate(keys KeyList) error {
+	set, err := newKeySet(keys)
+	if err != nil {
+		return fmt.Errorf("rotate keys: %w", err)
+	}
+	k.set.Store(set)
+	return nil
+}
+
+// changedSecret reports whether the ring holds a key with this id but
+// another secret: every record sealed under the id would stop opening.
+func (k *KeyRing) changedSecret(id, secret string) bool {
+	b, err := decodeSecret(secret)
+	if err != nil {
+		return false // reported by validation
+	}
+	sum := sha256.Sum256(b)
+	for _, key := range k.set.Load().keys {
+		if key.id == id {
+			return !hmac.Equal(key.sum[:], sum[:])
+		}
+	}
+	return false
+}
+
+// hasHashKey reports, in constant time, whether secret is the ring's hash
+// key; a reload checks a hash key file against it.
+func (k *KeyRing) hasHashKey(secret string) bool {
+	hk, err := decodeSecret(secret)
+	return err == nil && hmac.Equal(deriveKey(hk, hashInfoSess), k.sessKey)
+}
+
+// ErrHashKeyChanged refuses a reload that changes the hash key: every
+// session's store key derives from it, so all of them would be lost.
+var ErrHashKeyChanged = errors.New("the hash key changed, which would end every session")
+
+// KeyIDs lists the ring's key IDs, primary first, for logs.
+func (k *KeyRing) KeyIDs() []string {
+	set := k.set.Load()
+	ids := make([]string, len(set.keys))
+	for i, key := range set.keys {
+		ids[i] = key.id
+	}
+	return ids
+}
+
 // PrimaryKeyID names the key new records are sealed with, for start-up logs.
-func (k *KeyRing) PrimaryKeyID() string { return k.primary.id }
+func (k *KeyRing) PrimaryKeyID() string { return k.set.Load().primary.id }
 
 // HashID is the keyed hash of a session ID, the part of its store key that
 // identifies it. A copy of the store yields no usable cookie; a short prefix
@@ -164,7 +242,7 @@ func deriveKey(hashKey []byte, info string) []byte {
 // seal encrypts plaintext under the primary key, binding it to storeKey and
 // carrying gen in the clear header.
 func (k *KeyRing) seal(storeKey string, gen uint64, plaintext []byte) ([]byte, error) {
-	key := k.primary
+	key := k.set.Load().primary
 	hdrLen := fixedHeader + len(key.id)
 	out := make([]byte, hdrLen+nonceSize, hdrLen+nonceSize+len(plaintext)+key.aead.Overhead())
 	out[0] = envelopeV1
@@ -203,7 +281,7 @@ func (k *KeyRing) openInto(dst []byte, storeKey string, sealed []byte) (gen uint
 	if len(sealed) < hdrLen+nonceSize {
 		return 0, nil, fmt.Errorf("%w: truncated", ErrUnreadable)
 	}
-	key, ok := k.find(sealed[fixedHeader:hdrLen])
+	key, ok := k.set.Load().find(sealed[fixedHeader:hdrLen])
 	if !ok {
 		// The ID came from storage: show it only if it is a plausible key ID.
 		id := string(sealed[fixedHeader:hdrLen])
@@ -226,8 +304,8 @@ func (k *KeyRing) openInto(dst []byte, storeKey string, sealed []byte) (gen uint
 	return gen, plaintext, nil
 }
 
-func (k *KeyRing) find(id []byte) (ringKey, bool) {
-	for _, key := range k.keys {
+func (s *keySet) find(id []byte) (ringKey, bool) {
+	for _, key := range s.keys {
 		if key.id == string(id) {
 			return key, true
 		}
@@ -240,6 +318,19 @@ func (k *KeyRing) find(id []byte) (ringKey, bool) {
 func additionalData(header []byte, storeKey string) []byte {
 	ad := make([]byte, 0, len(header)+len(storeKey))
 	return append(append(ad, header...), storeKey...)
+}
+
+// sealedKeyID reads the clear key ID of a sealed record without opening it.
+func sealedKeyID(sealed []byte) (string, bool) {
+	if len(sealed) < fixedHeader || sealed[0] != envelopeV1 {
+		return "", false
+	}
+	n := int(sealed[keyIDOffset])
+	if len(sealed) < fixedHeader+n {
+		return "", false
+	}
+	id := string(sealed[fixedHeader : fixedHeader+n])
+	return id, validKeyID(id)
 }
 
 // generationOf reads the clear generation of a sealed record without opening it.

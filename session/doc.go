@@ -12,11 +12,16 @@
 //
 // Key rotation: add the new key second on every replica, then make it first
 // (the primary seals, every key opens), and remove the old key only after
-// the absolute lifetime has passed. A record whose key has left the ring, or
-// that fails authentication, reads as ErrNotFound wrapping ErrUnreadable: it
-// can never be opened again, so that session is over (and the log says why).
-// It is not deleted on read, in case a replica with a newer ring can open it;
-// its TTL removes it.
+// the absolute lifetime has passed. With the keys in files
+// (Config.EncryptionKeysFile) a KeyReloader swaps the ring's keys in place on
+// SIGHUP or when the file changes, so no step needs a restart; a file that
+// would not give a valid ring, or that changes the hash key (every store key
+// derives from it), is refused and the ring kept.
+//
+// A record whose key has left the ring, or that fails authentication, reads
+// as ErrNotFound wrapping ErrUnreadable: it can never be opened again, so
+// that session is over (and the log says why). It is not deleted on read, in
+// case a replica with a newer ring can open it; its TTL removes it.
 //
 // Errors: only ErrNotFound proves a session gone. Every other store failure
 // (refused connection, timeout, READONLY, LOADING, OOM, a cancelled context)

@@ -61,6 +61,9 @@ func NewMemoryStore(cfg Config, ring *KeyRing, now func() time.Time) *MemoryStor
 	return &MemoryStore{cfg: cfg, ring: ring, now: now, mem: &memData{entries: map[string]*memEntry{}}}
 }
 
+// KeyRing implements Backend.
+func (m *MemoryStore) KeyRing() *KeyRing { return m.ring }
+
 // withKeyRing is a store over the same entries that seals with ring.
 func (m *MemoryStore) withKeyRing(ring *KeyRing) *MemoryStore {
 	return &MemoryStore{cfg: m.cfg, ring: ring, now: m.now, mem: m.mem}

@@ -24,6 +24,8 @@ type Backend interface {
 	Ping(ctx context.Context) error
 	// Close releases connections; the store is unusable afterwards.
 	Close() error
+	// KeyRing is the ring the store seals with; a KeyReloader rotates it in place.
+	KeyRing() *KeyRing
 }
 
 var _ Backend = (*RedisStore)(nil)
@@ -95,6 +97,28 @@ func NewRedisStore(client redis.UniversalClient, cfg Config, ring *KeyRing, now 
 		now = time.Now
 	}
 	return &RedisStore{client: client, cfg: cfg, ring: ring, now: now}
+}
+
+// KeyRing implements Backend.
+func (r *RedisStore) KeyRing() *KeyRing { return r.ring }
+
+// SealedKeyID names the key that sealed the session stored under id,
+// reading its clear header without opening it or renewing it: before an old
+// key is removed, this tells whether a session still depends on it.
+func (r *RedisStore) SealedKeyID(ctx context.Context, id ID) (string, error) {
+	const op = "read session key id"
+	sealed, err := r.client.GetRange(ctx, r.sessionKey(r.ring.HashID(id)), 0, fixedHeader+maxKeyIDLen-1).Bytes()
+	switch {
+	case err != nil:
+		return "", unavailable(op, err)
+	case len(sealed) == 0:
+		return "", fmt.Errorf("%s: %w", op, ErrNotFound)
+	}
+	keyID, ok := sealedKeyID(sealed)
+	if !ok {
+		return "", fmt.Errorf("%s: %w: no valid envelope header", op, ErrUnreadable)
+	}
+	return keyID, nil
 }
 
 // withKeyRing is a store over the same Redis keys that seals with ring.
@@ -270,20 +294,25 @@ func (r *RedisStore) Close() error {
 	return nil
 }
 
-// OpenBackend builds the configured store: its key ring, and for Redis a
-// UniversalClient from the URL with the configured timeouts and pool. A
-// memory backend configured without keys gets random ones, since its
-// sessions die with the process anyway. Call Run on a *MemoryStore to sweep.
+// OpenBackend builds the configured store: its key ring (from the inline
+// keys or the key files), and for Redis a UniversalClient from the URL with
+// the configured timeouts and pool. A memory backend configured without keys
+// gets random ones, since its sessions die with the process anyway. Call Run
+// on a *MemoryStore to sweep, and NewKeyReloader to follow the key files.
 func OpenBackend(cfg Config, now func() time.Time) (Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("open session backend: %w", err)
 	}
+	m, errs := cfg.loadKeys() // read again: the files may have changed since Validate
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("open session backend: %w", errors.Join(errs...))
+	}
 	if cfg.Backend == BackendMemory {
-		if err := ephemeralKeys(&cfg); err != nil {
+		if err := ephemeralKeys(&m); err != nil {
 			return nil, fmt.Errorf("open session backend: %w", err)
 		}
 	}
-	ring, err := NewKeyRing(cfg.EncryptionKeys, cfg.HashKey)
+	ring, err := NewKeyRing(m.keys, m.hashKey)
 	if err != nil {
 		return nil, fmt.Errorf("open session backend: %w", err)
 	}
@@ -367,7 +396,7 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 }
 
 // ephemeralKeys fills missing keys of a memory backend with random ones.
-func ephemeralKeys(cfg *Config) error {
+func ephemeralKeys(m *keyMaterial) error {
 	draw := func() (string, error) {
 		b := make([]byte, keySize)
 		if _, err := rand.Read(b); err != nil {
@@ -375,19 +404,19 @@ func ephemeralKeys(cfg *Config) error {
 		}
 		return base64.StdEncoding.EncodeToString(b), nil
 	}
-	if len(cfg.EncryptionKeys) == 0 {
+	if len(m.keys) == 0 {
 		s, err := draw()
 		if err != nil {
 			return err
 		}
-		cfg.EncryptionKeys = KeyList{{ID: "ephemeral", Secret: s}}
+		m.keys = KeyList{{ID: "ephemeral", Secret: s}}
 	}
-	if cfg.HashKey == "" {
+	if m.hashKey == "" {
 		s, err := draw()
 		if err != nil {
 			return err
 		}
-		cfg.HashKey = s
+		m.hashKey = s
 	}
 	return nil
 }

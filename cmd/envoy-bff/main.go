@@ -27,7 +27,7 @@ Usage:
 Commands:
   serve     run the ext_authz gRPC, browser HTTP and admin listeners
   sessions  list or end a user's sessions through a replica's admin listener
-  keys      generate an encryption key and a hash key
+  keys      generate session keys; how to rotate them without a restart
   version   print the version
   help      show this help, or a command's help: envoy-bff help serve
 
@@ -38,14 +38,19 @@ reference.
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	// SIGHUP re-reads the session key files; caught from the start, so one
+	// sent early never ends the process.
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv, reload)
 	stop()
 	os.Exit(code)
 }
 
 // run dispatches a command line; it returns the process exit code (2 for
-// usage errors) so tests can drive it without exiting.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+// usage errors) so tests can drive it without exiting. reload delivers
+// SIGHUP to serve (nil: never).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool), reload <-chan os.Signal) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -53,14 +58,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	switch args[0] {
 	case "-h", "--help", "-help", "help":
 		if len(args) > 1 {
-			return run(ctx, []string{args[1], "--help"}, stdout, stderr, lookup)
+			return run(ctx, []string{args[1], "--help"}, stdout, stderr, lookup, reload)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	case "version":
 		return runVersion(args[1:], stdout, stderr)
 	case "serve":
-		return runServe(ctx, args[1:], stdout, stderr, lookup)
+		return runServe(ctx, args[1:], stdout, stderr, lookup, reload)
 	case "sessions":
 		return runSessions(ctx, args[1:], stdout, stderr, lookup)
 	case "keys":

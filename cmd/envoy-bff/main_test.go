@@ -22,6 +22,9 @@ func TestCommands(t *testing.T) {
 		{[]string{"keys"}, 2, "Usage: envoy-bff keys generate"},
 		{[]string{"keys", "generate", "--id", "bad id!"}, 2, "envoy-bff keys generate:"},
 		{[]string{"keys", "generate", "--id", "k2"}, 0, "ENVOY_BFF_SESSION_ENCRYPTION_KEYS=k2:"},
+		{[]string{"keys", "generate", "--help"}, 0, "3. Retire:"},
+		{[]string{"keys", "--help"}, 0, "1. Add: envoy-bff keys generate --id k2 --format keys-file"},
+		{[]string{"keys", "generate", "--format", "yaml"}, 2, "--format must be all, keys-file or hash-key-file"},
 		{[]string{"sessions", "list", "--help"}, 0, "-sub"},
 		{[]string{"help", "sessions"}, 0, "envoy-bff sessions revoke"},
 		{[]string{"sessions"}, 2, "Usage:"},
@@ -38,7 +41,7 @@ func TestCommands(t *testing.T) {
 		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
 			t.Parallel()
 			var out, errOut strings.Builder
-			code := run(t.Context(), tc.args, &out, &errOut, env(nil))
+			code := run(t.Context(), tc.args, &out, &errOut, env(nil), nil)
 			if code != tc.wantCode {
 				t.Errorf("code = %d, want %d\nstdout: %s\nstderr: %s", code, tc.wantCode, out.String(), errOut.String())
 			}
@@ -55,7 +58,7 @@ func TestKeysGenerateLoads(t *testing.T) {
 	t.Parallel()
 	gen := func() map[string]string {
 		var out, errOut strings.Builder
-		if code := run(t.Context(), []string{"keys", "generate", "--id", "k7"}, &out, &errOut, env(nil)); code != 0 {
+		if code := run(t.Context(), []string{"keys", "generate", "--id", "k7"}, &out, &errOut, env(nil), nil); code != 0 {
 			t.Fatalf("keys generate: %d %s", code, errOut.String())
 		}
 		m := map[string]string{}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +29,7 @@ import (
 	"github.com/envoy-bff/envoy-bff/session"
 )
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool), reload <-chan os.Signal) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	configPath := fs.String("config", "", "path to the YAML config file (ENVOY_BFF_* variables override it)")
 	check := fs.Bool("check", false, "validate the configuration, print the problems, and exit")
@@ -39,7 +40,8 @@ Runs three listeners: the ext_authz gRPC server Envoy calls for every API
 request, the browser endpoints (/bff/login, /bff/callback, /bff/user,
 /bff/logout) and the admin listener (/healthz, /readyz, /metrics).
 SIGINT or SIGTERM stops it gracefully: readiness turns false, in-flight
-checks drain, then the process exits.
+checks drain, then the process exits. SIGHUP re-reads the session key files
+(session.encryption_keys_file, session.hash_key_file); see envoy-bff keys.
 
 Flags:
 `)
@@ -58,7 +60,7 @@ Flags:
 		return 0
 	}
 	logger := newLogger(cfg.Log, stderr)
-	if err := serve(ctx, cfg, logger); err != nil {
+	if err := serve(ctx, cfg, logger, reload); err != nil {
 		logger.Error("envoy-bff stopped", "error", err)
 		return 1
 	}
@@ -75,7 +77,7 @@ func newLogger(c logConfig, w io.Writer) *slog.Logger {
 }
 
 // serve wires the packages together and runs until ctx ends.
-func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan os.Signal) error {
 	now := time.Now
 	backend, err := session.OpenBackend(cfg.Session, now)
 	if err != nil {
@@ -89,6 +91,11 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if sw, ok := backend.(interface{ Run(context.Context) }); ok {
 		bg.Go(func() { sw.Run(runCtx) })
 	}
+	keys, err := session.NewKeyReloader(cfg.Session, backend.KeyRing(), logger)
+	if err != nil {
+		return err
+	}
+	bg.Go(func() { keys.Run(runCtx, reload) })
 
 	var draining atomic.Bool
 	reg := prometheus.NewRegistry()

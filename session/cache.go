@@ -92,6 +92,10 @@ type cacheEntry struct {
 	s     *sessionpb.Session
 	ref   Ref
 	until time.Time
+	// keys is the ring's key set the record was opened under: after a
+	// rotation (a removed key must end the sessions it sealed) the entry
+	// no longer serves.
+	keys *keySet
 }
 
 // cacheStats are the cache's counters, read by Stats.
@@ -147,7 +151,7 @@ func (c *Cache) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
 		c.mu.RLock()
 		e := c.byID[id]
 		c.mu.RUnlock()
-		if e != nil && now.Before(e.until) {
+		if e != nil && now.Before(e.until) && e.keys == c.store.ring.set.Load() {
 			c.stats.hits.Add(1)
 			return e.s, nil
 		}
@@ -156,13 +160,14 @@ func (c *Cache) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
 	c.mu.RLock()
 	epoch := c.epoch
 	c.mu.RUnlock()
+	keys := c.store.ring.set.Load() // before opening: a rotation meanwhile makes the entry stale
 	hash := c.store.ring.HashID(id)
 	s, err := c.store.getHashed(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
 	if live {
-		c.put(id, Ref(hash), s, epoch, now)
+		c.put(id, Ref(hash), s, keys, epoch, now)
 	}
 	return s, nil
 }
@@ -277,7 +282,7 @@ func (c *Cache) live(now time.Time) bool {
 }
 
 // put stores s unless an invalidation came in since epoch was read.
-func (c *Cache) put(id ID, ref Ref, s *sessionpb.Session, epoch uint64, now time.Time) {
+func (c *Cache) put(id ID, ref Ref, s *sessionpb.Session, keys *keySet, epoch uint64, now time.Time) {
 	until := now.Add(c.ttl)
 	if abs := time.UnixMilli(s.GetAbsoluteExpiresAtUnixMs()); abs.Before(until) {
 		until = abs
@@ -296,7 +301,7 @@ func (c *Cache) put(id ID, ref Ref, s *sessionpb.Session, epoch uint64, now time
 			break
 		}
 	}
-	c.byID[id] = &cacheEntry{s: s, ref: ref, until: until}
+	c.byID[id] = &cacheEntry{s: s, ref: ref, until: until, keys: keys}
 	c.byRef[ref] = id
 }
 

@@ -278,3 +278,37 @@ func TestCacheHoldsAtMostMaxEntries(t *testing.T) {
 		t.Fatalf("cache holds %d, want 3", n)
 	}
 }
+
+// A removed key ends the sessions it sealed (they read as not found); the
+// cache must not keep serving them after the rotation.
+func TestCacheForgetsSessionsOfARemovedKey(t *testing.T) {
+	t.Parallel()
+	cfg := sessiontest.Config()
+	cfg.KeyPrefix = "rot:"
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sessiontest.StartRedis(t)}, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = client.Close() })
+	ring := sessiontest.KeyRing(t)
+	store := session.NewRedisStore(client, cfg, ring, nil)
+	cache, err := session.NewCache(store, session.CacheConfig{TTL: time.Minute, MaxEntries: 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); cache.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "cache subscribed", func() bool { return cache.Stats().Live })
+
+	id := newSession(t, store, "carol")
+	for range 2 {
+		if _, err := cache.Get(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ring.Rotate(session.KeyList{{ID: "k2", Secret: secretB}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.Get(ctx, id); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("after its key was removed: err = %v, want ErrNotFound", err)
+	}
+}

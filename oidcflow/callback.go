@@ -132,6 +132,7 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *se
 		nonce:       ls.GetNonce(),
 		checkNonce:  true,
 		accessToken: tok.AccessToken,
+		now:         h.now(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errLoginFailed, err)

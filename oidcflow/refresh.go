@@ -233,7 +233,7 @@ func (r *Refresher) redeem(ctx context.Context, d *discovered, cur *sessionpb.Se
 		next.Scope = sc
 	}
 	if raw := tokenString(tok, "id_token"); raw != "" {
-		id, err := verifyIDToken(pctx, d.verifier, raw, idCheck{clientID: r.cfg.ClientID, accessToken: tok.AccessToken})
+		id, err := verifyIDToken(pctx, d.verifier, raw, idCheck{clientID: r.cfg.ClientID, accessToken: tok.AccessToken, now: r.now()})
 		if err != nil {
 			return nil, fmt.Errorf("refreshed id token: %w", err)
 		}

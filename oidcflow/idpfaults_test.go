@@ -440,3 +440,65 @@ func (e *env) mustGet(id session.ID) *sessionpb.Session {
 	}
 	return rec
 }
+
+// TestDiscoveryBackoff: retries double from 200 ms and stop growing at 30 s,
+// however long the provider stays down.
+func TestDiscoveryBackoff(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		attempt int
+		want    time.Duration
+	}{
+		{1, 200 * time.Millisecond}, {2, 400 * time.Millisecond}, {3, 800 * time.Millisecond},
+		{8, 25600 * time.Millisecond}, {9, 30 * time.Second}, {10, 30 * time.Second}, {1 << 30, 30 * time.Second},
+	} {
+		if got := discoveryBackoff(tc.attempt); got != tc.want {
+			t.Errorf("discoveryBackoff(%d) = %s, want %s", tc.attempt, got, tc.want)
+		}
+	}
+}
+
+// TestDiscoveryRetries covers T62 at start: not ready while the provider's
+// discovery fails, one request per attempt, waits that grow, and ready
+// without a restart once it answers.
+func TestDiscoveryRetries(t *testing.T) {
+	t.Parallel()
+	t.Run("T62_down_at_start_backs_off_then_ready", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, notStarted())
+		var failed atomic.Int64
+		e.hook(oidctest.PathDiscovery, func(w http.ResponseWriter, _ *http.Request) {
+			failed.Add(1)
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		})
+		done := make(chan error, 1)
+		go func() { done <- e.h.Start(t.Context()) }()
+		waitFor(t, func() bool { return strings.Count(e.logs.String(), "discovery failed") >= 3 })
+		if e.h.Ready() {
+			t.Fatal("ready while discovery fails")
+		}
+		wantError(t, e.browser().get("/bff/login"), http.StatusServiceUnavailable, "provider_unavailable")
+		logs := e.logs.String()
+		for i, want := range []string{"attempt=1 backoff=200ms", "attempt=2 backoff=400ms", "attempt=3 backoff=800ms"} {
+			if !strings.Contains(logs, want) {
+				t.Fatalf("retry %d: no %q in\n%s", i+1, want, logs)
+			}
+		}
+		e.hook(oidctest.PathDiscovery, nil)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("discovery did not recover")
+		}
+		if n, logged := failed.Load(), int64(strings.Count(e.logs.String(), "discovery failed")); n != logged {
+			t.Fatalf("%d failed discovery requests but %d logged attempts: retries beyond the schedule", n, logged)
+		}
+		if !e.h.Ready() || e.provider.Stats().DiscoveryRequests != 1 {
+			t.Fatalf("ready %v after %d successful discovery requests", e.h.Ready(), e.provider.Stats().DiscoveryRequests)
+		}
+		e.browser().login("/")
+	})
+}

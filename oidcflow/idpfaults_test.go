@@ -313,6 +313,50 @@ func TestKeySetFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("T62_rotation_during_a_key_set_outage_keeps_the_session", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		id, rec := e.loggedIn()
+		if _, err := e.provider.RotateKey(); err != nil {
+			t.Fatal(err)
+		}
+		e.hook(oidctest.PathJWKS, func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) })
+		e.clock.Advance(6 * time.Minute) // expired: the refresh must succeed to serve anything
+		got, err := e.h.Refresher().Refresh(t.Context(), id, rec)
+		if err != nil {
+			t.Fatalf("refresh whose ID token is under a key that cannot be fetched: %v", err)
+		}
+		stored := e.mustGet(id)
+		if got.GetAccessToken() == rec.GetAccessToken() || stored.GetRefreshToken() != got.GetRefreshToken() ||
+			stored.GetRefreshToken() == rec.GetRefreshToken() || stored.GetIdToken() != rec.GetIdToken() {
+			t.Fatal("want the new access and refresh tokens saved and the verified ID token kept")
+		}
+		if !strings.Contains(e.logs.String(), "key set is unavailable") {
+			t.Fatal("the unchecked ID token is not logged")
+		}
+		// The key set is back: the next refresh checks and takes the new ID token.
+		e.hook(oidctest.PathJWKS, nil)
+		e.clock.Advance(6 * time.Minute)
+		again, err := e.h.Refresher().Refresh(t.Context(), id, stored)
+		if err != nil || again.GetIdToken() == rec.GetIdToken() {
+			t.Fatalf("refresh after the outage: %v", err)
+		}
+	})
+
+	t.Run("T62_login_under_a_new_key_during_a_key_set_outage_503", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		e.hook(oidctest.PathJWKS, func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) })
+		b := e.browser()
+		r := b.get(b.authorize(b.startLogin("/")))
+		wantError(t, r, http.StatusServiceUnavailable, "provider_unavailable")
+		if r.setCookie("__Host-bff") != "" || e.store.creates.Load() != 0 {
+			t.Fatal("a session without a verified ID token")
+		}
+		e.hook(oidctest.PathJWKS, nil)
+		e.browser().login("/")
+	})
+
 	t.Run("T62_rotated_key_one_refetch_for_id_tokens", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)

@@ -156,10 +156,17 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 	}
 	endpoint := op.Endpoint()
 	endpoint.AuthStyle = authStyle(p.cfg.ClientSecret, meta.TokenEndpointAuthMethods)
-	// The verifier's key set fetches with our client; cancellation is ignored there.
-	verifier := op.VerifierContext(p.clientContext(context.WithoutCancel(ctx)), &oidc.Config{
-		ClientID: p.cfg.ClientID,
-		Now:      p.now,
+	// One key set for ID and logout tokens, fetched with our bounded client.
+	keys := newJWKSCache(meta.JWKSURI, p.client, jwksCooldown, p.now)
+	algs := allowedAlgs(meta.SigningAlgs)
+	algNames := make([]string, len(algs))
+	for i, a := range algs {
+		algNames[i] = string(a)
+	}
+	verifier := oidc.NewVerifier(p.cfg.Issuer, idTokenKeys{cache: keys, algs: algs}, &oidc.Config{
+		ClientID:             p.cfg.ClientID,
+		Now:                  p.now,
+		SupportedSigningAlgs: algNames,
 	})
 	return &discovered{
 		oauth2: oauth2.Config{
@@ -173,8 +180,7 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 		endSession: meta.EndSessionEndpoint,
 		revocation: meta.RevocationEndpoint,
 		issParam:   meta.IssParameterSupported,
-		logout: newLogoutVerifier(p.cfg.Issuer, p.cfg.ClientID,
-			newJWKSCache(meta.JWKSURI, p.client, jwksCooldown, p.now), meta.SigningAlgs, p.now),
+		logout:     newLogoutVerifier(p.cfg.Issuer, p.cfg.ClientID, keys, meta.SigningAlgs, p.now),
 	}, nil
 }
 

@@ -54,7 +54,9 @@ type idCheck struct {
 // verifyIDToken runs go-oidc's verifier (signature by the provider's JWKS,
 // exact issuer, audience containing client_id, expiry), then compares the
 // nonce in constant time and checks azp: if present it must be client_id,
-// and a token for several audiences must carry it.
+// and a token for several audiences must carry it. A refusal wraps
+// errIDToken; a key set that could not be fetched wraps
+// ErrProviderUnavailable and errKeysUnavailable instead.
 func verifyIDToken(ctx context.Context, v *oidc.IDTokenVerifier, raw string, c idCheck) (*verifiedID, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("%w: none in the token response", errIDToken)
@@ -62,9 +64,13 @@ func verifyIDToken(ctx context.Context, v *oidc.IDTokenVerifier, raw string, c i
 	if len(raw) > maxIDTokenLen {
 		return nil, fmt.Errorf("%w: longer than %d bytes", errIDToken, maxIDTokenLen)
 	}
+	ctx, keyErr := withKeyErrors(ctx)
 	tok, err := v.Verify(ctx, raw)
 	var expired *oidc.TokenExpiredError
 	switch {
+	case err != nil && keyErr.err != nil:
+		// The provider's key set could not be fetched: its failure, not the token's.
+		return nil, fmt.Errorf("%w: verify id token: %w", ErrProviderUnavailable, keyErr.err)
 	case errors.As(err, &expired):
 		// Just issued and already expired: the provider's clock is behind ours.
 		return nil, fmt.Errorf("%w: expired %s before our clock's now; if the provider just issued it, its clock and ours differ by more than its lifetime: %w",

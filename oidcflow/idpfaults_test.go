@@ -546,3 +546,39 @@ func TestDiscoveryRetries(t *testing.T) {
 		e.browser().login("/")
 	})
 }
+
+// TestRefreshSaveFirst covers T61's ordering: tokens from a refresh are
+// handed out only after the fenced write that stores the new refresh token
+// succeeded; a write that fails hands out nothing new.
+func TestRefreshSaveFirst(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		advance time.Duration
+		wantOld bool
+	}{
+		{"T61_write_fails_expired_token_error", 6 * time.Minute, false},
+		{"T61_write_fails_valid_token_keeps_the_old_one", due, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			id, rec := e.loggedIn()
+			e.clock.Advance(tc.advance)
+			e.store.failWith("Update", errStoreDown)
+			got, err := e.h.Refresher().Refresh(t.Context(), id, rec)
+			if e.provider.Stats().RefreshTokenGrants != 1 {
+				t.Fatal("the provider was not asked")
+			}
+			switch {
+			case tc.wantOld && (err != nil || got.GetAccessToken() != rec.GetAccessToken()):
+				t.Fatalf("valid token, failed write: %v; want the old access token", err)
+			case !tc.wantOld && (!errors.Is(err, session.ErrUnavailable) || got != nil):
+				t.Fatalf("expired token, failed write: %v; want the store's error and no token", err)
+			}
+			if !strings.Contains(e.logs.String(), "refreshed tokens could not be saved") {
+				t.Fatal("the lost refresh is not logged")
+			}
+		})
+	}
+}

@@ -52,13 +52,23 @@ func TestLogoutRacingRefresh(t *testing.T) {
 			e.t.Errorf("back-channel logout: %d %s", r.Status, r.Body)
 		}
 	}
-	for name, logout := range map[string]logoutFunc{"user_logout": userLogout, "backchannel_logout": backchannel} {
+	memory := func(t *testing.T) *env { return newEnv(t, onlyPresented) }
+	onRedis := func(t *testing.T) *env { e, _ := newRedisEnv(t, 0, onlyPresented); return e }
+	for _, tc := range []struct {
+		name     string
+		newStore func(t *testing.T) *env
+		logout   logoutFunc
+	}{
+		{"user_logout_memory", memory, userLogout}, {"backchannel_logout_memory", memory, backchannel},
+		{"user_logout_redis", onRedis, userLogout}, {"backchannel_logout_redis", onRedis, backchannel},
+	} {
+		name, newStoreEnv, logout := tc.name, tc.newStore, tc.logout
 		// The provider has rotated the token and its answer is on the way
 		// when the logout deletes the session: the refresher's fenced write
 		// finds nothing and revokes what it got.
 		t.Run("T66_"+name+"_while_the_refresh_answer_is_held", func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, onlyPresented)
+			e := newStoreEnv(t)
 			b := e.browser()
 			b.login("/")
 			id := b.sessionID()
@@ -90,7 +100,7 @@ func TestLogoutRacingRefresh(t *testing.T) {
 		// it never revoked.
 		t.Run("T66_"+name+"_refresh_saved_during_the_logouts_revocation", func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, onlyPresented)
+			e := newStoreEnv(t)
 			b := e.browser()
 			b.login("/")
 			id := b.sessionID()

@@ -132,8 +132,12 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *se
 		nonce:       ls.GetNonce(),
 		checkNonce:  true,
 		accessToken: tok.AccessToken,
+		now:         h.now(),
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrProviderUnavailable): // the key set could not be fetched: try again later
+		return nil, err
+	case err != nil:
 		return nil, fmt.Errorf("%w: %w", errLoginFailed, err)
 	}
 	now := h.now()

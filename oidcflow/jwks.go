@@ -26,10 +26,16 @@ const (
 // errUnknownKeyID means no key in the provider's set has the token's kid.
 var errUnknownKeyID = errors.New("no provider key with that kid")
 
-// jwksCache holds the provider's signing keys for logout tokens. A kid it
-// does not know triggers at most one refetch per cooldown, shared by every
-// concurrent caller, so forged tokens with random kids cannot make it hammer
-// the provider (T37). A failed or unacceptable fetch keeps the previous set.
+// errKeysUnavailable means the provider's key set could not be fetched (and
+// the key asked for is not among those kept from before).
+var errKeysUnavailable = errors.New("provider key set unavailable")
+
+// jwksCache holds the provider's signing keys, for ID tokens and logout
+// tokens alike. A kid it does not know in a logout token triggers at most
+// one refetch per cooldown, shared by every concurrent caller, so forged
+// tokens with random kids cannot make it hammer the provider (T37); an ID
+// token's unknown kid refetches at once (see lookup). A failed or
+// unacceptable fetch keeps the previous set (T40, T62).
 type jwksCache struct {
 	url      string
 	client   *http.Client
@@ -40,6 +46,7 @@ type jwksCache struct {
 	keys      map[string]jose.JSONWebKey
 	lastFetch time.Time
 	inflight  chan struct{} // closed when the running fetch ends
+	fetchErr  error         // the last fetch's failure, nil after a success
 	nfetch    int
 }
 
@@ -50,9 +57,19 @@ func newJWKSCache(url string, client *http.Client, cooldown time.Duration, now f
 	return &jwksCache{url: url, client: client, cooldown: cooldown, now: now}
 }
 
-// key returns the key named kid, fetching the set first if it is unknown and
-// the cooldown allows.
+// key returns the key named kid for a logout token, fetching the set first
+// if it is unknown and the cooldown allows.
 func (c *jwksCache) key(ctx context.Context, kid string) (*jose.JSONWebKey, error) {
+	return c.lookup(ctx, kid, false)
+}
+
+// lookup returns the key named kid. An unknown kid refetches the set, once
+// per cooldown for untrusted callers (logout tokens anyone can post), at
+// once for trusted ones (ID tokens straight from the token endpoint); every
+// caller waits for the fetch already running rather than starting another.
+// When the set cannot be fetched and kid is not known, the error wraps
+// errKeysUnavailable: the provider failed, which proves nothing about the token.
+func (c *jwksCache) lookup(ctx context.Context, kid string, trusted bool) (*jose.JSONWebKey, error) {
 	c.mu.Lock()
 	if k, ok := c.keys[kid]; ok {
 		c.mu.Unlock()
@@ -60,7 +77,7 @@ func (c *jwksCache) key(ctx context.Context, kid string) (*jose.JSONWebKey, erro
 	}
 	wait := c.inflight
 	if wait == nil {
-		if !c.lastFetch.IsZero() && c.now().Sub(c.lastFetch) < c.cooldown {
+		if !trusted && !c.lastFetch.IsZero() && c.now().Sub(c.lastFetch) < c.cooldown {
 			c.mu.Unlock()
 			return nil, errUnknownKeyID
 		}
@@ -76,6 +93,7 @@ func (c *jwksCache) key(ctx context.Context, kid string) (*jose.JSONWebKey, erro
 		if err == nil {
 			c.keys = keys
 		}
+		c.fetchErr = err
 		c.inflight = nil
 		close(wait)
 		c.mu.Unlock()
@@ -92,7 +110,30 @@ func (c *jwksCache) key(ctx context.Context, kid string) (*jose.JSONWebKey, erro
 	if k, ok := c.keys[kid]; ok {
 		return &k, nil
 	}
+	if c.fetchErr != nil {
+		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, c.fetchErr)
+	}
 	return nil, errUnknownKeyID
+}
+
+// all returns every key, fetching the set first if it was never fetched
+// (for a token without kid).
+func (c *jwksCache) all(ctx context.Context) ([]jose.JSONWebKey, error) {
+	c.mu.Lock()
+	loaded := c.keys != nil
+	c.mu.Unlock()
+	if !loaded {
+		if _, err := c.lookup(ctx, "", true); err != nil && !errors.Is(err, errUnknownKeyID) {
+			return nil, err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]jose.JSONWebKey, 0, len(c.keys))
+	for _, k := range c.keys {
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // fetches reports how many fetches were started.

@@ -1,6 +1,7 @@
 package oidcflow
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -8,12 +9,14 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 	"github.com/envoy-bff/envoy-bff/session"
 )
 
 // logout answers GET <prefix>/logout?sid=…. The sid must be this session's
 // (compared in constant time), so a cross-site link cannot log anyone out
-// (T16). On a match it revokes the refresh token if a Revoker is set (a
+// (T16). On a match it revokes the refresh token if a Revoker is set, and
+// any refresh token a racing refresh saved meanwhile (T66; a
 // failure is logged, never fatal: T9), deletes the session, clears the
 // cookie and sends the browser to the provider's end_session_endpoint. An
 // anonymous caller is simply sent home.
@@ -39,10 +42,8 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: session %s", errInvalidSID, idTag(id))
 	}
 	if h.revoker != nil {
-		if err := h.revoker.Revoke(ctx, rec); err != nil {
-			h.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: refresh token revocation failed; deleting the session anyway",
-				slog.String("session", idTag(id)), slog.Any("error", err))
-		}
+		revokeLatest(ctx, h.revoker, rec, func(ctx context.Context) (*sessionpb.Session, error) { return h.store.Get(ctx, id) },
+			h.logger, slog.String("session", idTag(id)))
 	}
 	if err := h.store.Delete(ctx, id); err != nil {
 		// Keep the cookie: the user can retry, and no one is told they are out while the record lives.

@@ -48,16 +48,7 @@ type logoutVerifier struct {
 // newLogoutVerifier allows the provider's advertised ID-token algorithms
 // that are also asymmetric (RS256 alone when none are).
 func newLogoutVerifier(issuer, clientID string, keys *jwksCache, algs []string, now func() time.Time) *logoutVerifier {
-	v := &logoutVerifier{issuer: issuer, clientID: clientID, keys: keys, now: now}
-	for _, a := range algs {
-		if alg := jose.SignatureAlgorithm(a); slices.Contains(logoutAlgs, alg) {
-			v.algs = append(v.algs, alg)
-		}
-	}
-	if len(v.algs) == 0 {
-		v.algs = []jose.SignatureAlgorithm{jose.RS256}
-	}
-	return v
+	return &logoutVerifier{issuer: issuer, clientID: clientID, keys: keys, algs: allowedAlgs(algs), now: now}
 }
 
 // verify returns the token's claims, or an error wrapping

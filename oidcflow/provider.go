@@ -87,7 +87,6 @@ func NewProvider(cfg Config, client *http.Client, logger *slog.Logger, now func(
 func (p *Provider) Start(ctx context.Context) error {
 	p.startMu.Lock()
 	defer p.startMu.Unlock()
-	backoff := discoveryMinBackoff
 	for attempt := 1; p.state.Load() == nil; attempt++ {
 		d, err := p.discover(ctx)
 		if err == nil {
@@ -97,6 +96,7 @@ func (p *Provider) Start(ctx context.Context) error {
 				slog.Bool("end_session", d.endSession != ""), slog.Bool("iss_parameter", d.issParam))
 			return nil
 		}
+		backoff := discoveryBackoff(attempt)
 		p.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: provider discovery failed; retrying",
 			slog.String("issuer", p.cfg.Issuer), slog.Int("attempt", attempt),
 			slog.Duration("backoff", backoff), slog.Any("error", err))
@@ -107,9 +107,19 @@ func (p *Provider) Start(ctx context.Context) error {
 			return fmt.Errorf("discover provider %s: %w", p.cfg.Issuer, ctx.Err())
 		case <-t.C:
 		}
-		backoff = min(2*backoff, discoveryMaxBackoff)
 	}
 	return nil
+}
+
+// discoveryBackoff is the wait after the attempt-th failed discovery:
+// doubling from discoveryMinBackoff, capped at discoveryMaxBackoff, so a
+// provider that is down for long is asked twice a minute, not in a loop.
+func discoveryBackoff(attempt int) time.Duration {
+	d := discoveryMinBackoff
+	for i := 1; i < attempt && d < discoveryMaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, discoveryMaxBackoff)
 }
 
 // Ready reports whether discovery has succeeded, for /readyz.
@@ -146,10 +156,17 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 	}
 	endpoint := op.Endpoint()
 	endpoint.AuthStyle = authStyle(p.cfg.ClientSecret, meta.TokenEndpointAuthMethods)
-	// The verifier's key set fetches with our client; cancellation is ignored there.
-	verifier := op.VerifierContext(p.clientContext(context.WithoutCancel(ctx)), &oidc.Config{
-		ClientID: p.cfg.ClientID,
-		Now:      p.now,
+	// One key set for ID and logout tokens, fetched with our bounded client.
+	keys := newJWKSCache(meta.JWKSURI, p.client, jwksCooldown, p.now)
+	algs := allowedAlgs(meta.SigningAlgs)
+	algNames := make([]string, len(algs))
+	for i, a := range algs {
+		algNames[i] = string(a)
+	}
+	verifier := oidc.NewVerifier(p.cfg.Issuer, idTokenKeys{cache: keys, algs: algs}, &oidc.Config{
+		ClientID:             p.cfg.ClientID,
+		Now:                  p.now,
+		SupportedSigningAlgs: algNames,
 	})
 	return &discovered{
 		oauth2: oauth2.Config{
@@ -163,8 +180,7 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 		endSession: meta.EndSessionEndpoint,
 		revocation: meta.RevocationEndpoint,
 		issParam:   meta.IssParameterSupported,
-		logout: newLogoutVerifier(p.cfg.Issuer, p.cfg.ClientID,
-			newJWKSCache(meta.JWKSURI, p.client, jwksCooldown, p.now), meta.SigningAlgs, p.now),
+		logout:     newLogoutVerifier(p.cfg.Issuer, p.cfg.ClientID, keys, meta.SigningAlgs, p.now),
 	}, nil
 }
 
@@ -215,38 +231,65 @@ type limitTransport struct {
 	limit int64
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements http.RoundTripper. A response that announces more
+// than the limit fails before its body is read at all.
 func (t limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
 		return nil, err
+	}
+	if resp.ContentLength > t.limit {
+		_ = resp.Body.Close() // unread: the connection is dropped, not drained
+		return nil, fmt.Errorf("%s %s: %w (Content-Length %d)", req.Method, req.URL.Redacted(), errResponseTooLarge, resp.ContentLength)
 	}
 	resp.Body = &limitedBody{rc: resp.Body, left: t.limit}
 	return resp, nil
 }
 
 // limitedBody reads at most left bytes, then fails instead of truncating.
+// It fails in the very read that reaches the limit when more follows,
+// because some readers stop at the limit themselves: x/oauth2 reads at most
+// 1 MiB of a token response and parses what it got, so a padded response
+// would otherwise pass as whole (a truncated refresh token, or a JSON
+// object followed by megabytes of spaces).
 type limitedBody struct {
 	rc   io.ReadCloser
 	left int64
+	err  error // sticky errResponseTooLarge
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
 	if b.left <= 0 {
-		// One more byte would exceed the limit: probe for it.
-		var one [1]byte
-		n, err := b.rc.Read(one[:])
-		if n > 0 {
-			return 0, errResponseTooLarge
-		}
-		return 0, err
+		return 0, b.probe()
 	}
 	if int64(len(p)) > b.left {
 		p = p[:b.left]
 	}
 	n, err := b.rc.Read(p)
 	b.left -= int64(n)
+	if b.left == 0 && err == nil {
+		err = b.probe()
+	}
 	return n, err
+}
+
+// probe reads one byte past the limit: EOF means the body fit exactly.
+func (b *limitedBody) probe() error {
+	var one [1]byte
+	for range 100 { // a Reader may return 0, nil; never spin without bound
+		n, err := b.rc.Read(one[:])
+		if n > 0 {
+			b.err = errResponseTooLarge
+			return b.err
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return io.ErrNoProgress
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }

@@ -233,8 +233,18 @@ func (r *Refresher) redeem(ctx context.Context, d *discovered, cur *sessionpb.Se
 		next.Scope = sc
 	}
 	if raw := tokenString(tok, "id_token"); raw != "" {
-		id, err := verifyIDToken(pctx, d.verifier, raw, idCheck{clientID: r.cfg.ClientID, accessToken: tok.AccessToken})
-		if err != nil {
+		id, err := verifyIDToken(pctx, d.verifier, raw, idCheck{clientID: r.cfg.ClientID, accessToken: tok.AccessToken, now: r.now()})
+		switch {
+		case errors.Is(err, errKeysUnavailable):
+			// The provider has rotated the refresh token already; dropping its
+			// answer would lose the new one and end the session at the next
+			// refresh. The answer came from the token endpoint for this
+			// session's own grant, so its tokens are kept, and the ID token
+			// and claims verified before stay until one can be checked.
+			r.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: refreshed id token not checked: the provider's key set is unavailable; keeping the previous id token",
+				slog.Any("error", err))
+			return next, nil
+		case err != nil:
 			return nil, fmt.Errorf("refreshed id token: %w", err)
 		}
 		if id.token.Issuer != cur.GetIssuer() || id.token.Subject != cur.GetSubject() {

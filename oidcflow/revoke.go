@@ -63,6 +63,32 @@ func (p *providerRevoker) Revoke(ctx context.Context, s *sessionpb.Session) erro
 	return nil
 }
 
+// maxRevokeRounds bounds how often an ending session's record is read again
+// for a refresh token saved while the previous one was being revoked.
+const maxRevokeRounds = 3
+
+// revokeLatest revokes rec's refresh token and then, for as long as a
+// refresh replaced the record while that call was out, the newer token too:
+// the refresher's fenced write succeeds until the record is deleted, so a
+// refresh racing a logout would otherwise leave a live refresh token in the
+// record the logout deletes next (T66). What is left is a write landing
+// between the last read and the delete, one store round trip instead of a
+// provider call; a write after the delete is the refresher's to revoke.
+// Failures are logged, never fatal (T9).
+func revokeLatest(ctx context.Context, rv Revoker, rec *sessionpb.Session, reread func(context.Context) (*sessionpb.Session, error), logger *slog.Logger, tag slog.Attr) {
+	for range maxRevokeRounds {
+		if err := rv.Revoke(ctx, rec); err != nil {
+			logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: refresh token revocation failed; deleting the session anyway", tag, slog.Any("error", err))
+		}
+		cur, err := reread(ctx)
+		if err != nil || cur.GetRefreshToken() == "" || cur.GetRefreshToken() == rec.GetRefreshToken() {
+			return
+		}
+		logger.LogAttrs(ctx, slog.LevelInfo, "oidcflow: the session was refreshed while it was ending; revoking the new refresh token too", tag)
+		rec = cur
+	}
+}
+
 // Sessions ends and lists sessions the way logout does, for back-channel
 // logout and administration: each session's refresh token is revoked at the
 // provider first (a failure is logged, never fatal), then its record is
@@ -153,10 +179,8 @@ func (s *Sessions) end(ctx context.Context, ref session.Ref, subject string) (bo
 		tag = tag[:8] // enough to follow in logs, too little to name the key
 	}
 	if s.revoker != nil {
-		if err := s.revoker.Revoke(ctx, rec); err != nil {
-			s.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: refresh token revocation failed; deleting the session anyway",
-				slog.String("session_ref", tag), slog.Any("error", err))
-		}
+		revokeLatest(ctx, s.revoker, rec, func(ctx context.Context) (*sessionpb.Session, error) { return s.store.GetByRef(ctx, ref) },
+			s.logger, slog.String("session_ref", tag))
 	}
 	if err := s.store.DeleteByRef(ctx, ref); err != nil {
 		return false, fmt.Errorf("end session: %w", err)

@@ -7,12 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 )
 
 // maxIDTokenLen bounds an ID token before any parsing (T40).
 const maxIDTokenLen = 16 << 10
+
+// idTokenLeeway is how far in the future an ID token's iat may lie: the
+// clock skew tolerated between envoy-bff and the provider, as go-oidc
+// tolerates for nbf. A token issued later than that comes from a clock that
+// is wrong, and its exp cannot be trusted either (T41, T62).
+const idTokenLeeway = 5 * time.Minute
 
 // errIDToken is every reason an ID token is refused.
 var errIDToken = errors.New("id token rejected")
@@ -40,12 +47,16 @@ type idCheck struct {
 	checkNonce bool
 	// accessToken, if the token has at_hash, must match it.
 	accessToken string
+	// now is envoy-bff's clock, for the iat check.
+	now time.Time
 }
 
 // verifyIDToken runs go-oidc's verifier (signature by the provider's JWKS,
 // exact issuer, audience containing client_id, expiry), then compares the
 // nonce in constant time and checks azp: if present it must be client_id,
-// and a token for several audiences must carry it.
+// and a token for several audiences must carry it. A refusal wraps
+// errIDToken; a key set that could not be fetched wraps
+// ErrProviderUnavailable and errKeysUnavailable instead.
 func verifyIDToken(ctx context.Context, v *oidc.IDTokenVerifier, raw string, c idCheck) (*verifiedID, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("%w: none in the token response", errIDToken)
@@ -53,9 +64,23 @@ func verifyIDToken(ctx context.Context, v *oidc.IDTokenVerifier, raw string, c i
 	if len(raw) > maxIDTokenLen {
 		return nil, fmt.Errorf("%w: longer than %d bytes", errIDToken, maxIDTokenLen)
 	}
+	ctx, keyErr := withKeyErrors(ctx)
 	tok, err := v.Verify(ctx, raw)
-	if err != nil {
+	var expired *oidc.TokenExpiredError
+	switch {
+	case err != nil && keyErr.err != nil:
+		// The provider's key set could not be fetched: its failure, not the token's.
+		return nil, fmt.Errorf("%w: verify id token: %w", ErrProviderUnavailable, keyErr.err)
+	case errors.As(err, &expired):
+		// Just issued and already expired: the provider's clock is behind ours.
+		return nil, fmt.Errorf("%w: expired %s before our clock's now; if the provider just issued it, its clock and ours differ by more than its lifetime: %w",
+			errIDToken, c.now.Sub(expired.Expiry).Round(time.Second), err)
+	case err != nil:
 		return nil, fmt.Errorf("%w: %w", errIDToken, err)
+	}
+	if ahead := tok.IssuedAt.Sub(c.now); ahead > idTokenLeeway {
+		return nil, fmt.Errorf("%w: issued %s after our clock's now, beyond the %s leeway: the provider's clock and ours differ",
+			errIDToken, ahead.Round(time.Second), idTokenLeeway)
 	}
 	if c.checkNonce && (c.nonce == "" || subtle.ConstantTimeCompare([]byte(tok.Nonce), []byte(c.nonce)) != 1) {
 		return nil, fmt.Errorf("%w: nonce missing or wrong", errIDToken)

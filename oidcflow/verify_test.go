@@ -64,6 +64,8 @@ func TestVerifyIDToken(t *testing.T) {
 		{name: "T30_iss_inexact_trailing_slash", edit: func(c map[string]any) { c["iss"] = iss + "/" }},
 		{name: "T30_iss_other", edit: func(c map[string]any) { c["iss"] = "https://evil.example" }},
 		{name: "expired", edit: func(c map[string]any) { c["exp"] = now.Add(-time.Second).Unix() }},
+		{name: "T41_iat_in_the_future_beyond_leeway", edit: func(c map[string]any) { c["iat"] = now.Add(idTokenLeeway + time.Second).Unix() }},
+		{name: "iat_in_the_future_inside_leeway", edit: func(c map[string]any) { c["iat"] = now.Add(idTokenLeeway).Unix() }, ok: true},
 		{name: "at_hash_mismatch", edit: func(c map[string]any) { c["at_hash"] = atHash("another-at") }},
 		{name: "T34_bad_signature", edit: func(map[string]any) {}, signer: otherSigner},
 		{name: "T40_oversized", raw: strings.Repeat("a", maxIDTokenLen+1)},
@@ -82,7 +84,7 @@ func TestVerifyIDToken(t *testing.T) {
 				}
 				raw = sign(s, c)
 			}
-			got, err := verifyIDToken(t.Context(), verifier, raw, idCheck{clientID: client, nonce: nonce, checkNonce: true, accessToken: "the-at"})
+			got, err := verifyIDToken(t.Context(), verifier, raw, idCheck{clientID: client, nonce: nonce, checkNonce: true, accessToken: "the-at", now: now})
 			if tc.ok {
 				if err != nil || got.sid != "op-sid" || got.token.Subject != "u1" || !strings.Contains(string(got.claims), `"sub":"u1"`) {
 					t.Fatalf("valid token refused: %v", err)

@@ -37,6 +37,9 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request, issue
 	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
+	p.mu.Lock()
+	p.stats.DiscoveryRequests++
+	p.mu.Unlock()
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}
 	writeJSON(w, http.StatusOK, discovery{
 		Issuer:                            issuer,
@@ -68,6 +71,7 @@ func (p *Provider) handleJWKS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.mu.Lock()
+	p.stats.JWKSRequests++
 	set := jwks(p.keys)
 	p.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")

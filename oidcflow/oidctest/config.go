@@ -44,6 +44,10 @@ type ProviderConfig struct {
 	DisableRefreshRotation bool
 	// OmitSID leaves the `sid` claim out of every token (it is emitted by default).
 	OmitSID bool
+	// RevokeOnlyPresentedToken makes /revoke revoke just the token presented,
+	// not its whole family, as RFC 7009 allows and some providers do; a client
+	// must then revoke the refresh token it holds last, not an earlier one.
+	RevokeOnlyPresentedToken bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Rand is the source of codes, token IDs and keys (default crypto/rand.Reader).

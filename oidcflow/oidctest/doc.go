@@ -12,7 +12,8 @@
 //
 // Tests steer and observe it through hooks that are safe for concurrent use:
 // [Provider.Stats], [Provider.IsRevoked], [Provider.SetRefreshDelay],
-// [Provider.HoldRefreshes], [Provider.SetDown], [Provider.RotateKey] and
+// [Provider.HoldRefreshes], [Provider.HoldRefreshResponses],
+// [Provider.RevocationLog], [Provider.SetDown], [Provider.RotateKey] and
 // [Provider.MintLogoutToken].
 //
 // The caller owns the listener. Either give [ProviderConfig.Issuer] and mount

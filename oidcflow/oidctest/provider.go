@@ -35,7 +35,10 @@ type Provider struct {
 	refreshGate    chan struct{} // non-nil: refreshes wait until it is closed
 	holdNext       int           // the next holdNext refreshes wait for holdNextGate
 	holdNextGate   chan struct{}
-	held           atomic.Int64 // refreshes waiting at a gate now
+	responseGate   chan struct{} // non-nil: refresh answers wait, after issuing, until it is closed
+	heldResponses  atomic.Int64  // refresh answers waiting at responseGate now
+	revocationLog  []string      // tokens presented to /revoke by authenticated clients, in order
+	held           atomic.Int64  // refreshes waiting at a gate now
 	reuseInterval  time.Duration
 	families       []*family // in creation order
 	authorizeError string
@@ -122,6 +125,10 @@ type Stats struct {
 	ReuseIntervalGrants int
 	// Revocations counts /revoke requests by an authenticated client (RFC 7009 answers 200 even for unknown tokens).
 	Revocations int
+	// DiscoveryRequests counts requests for the discovery document.
+	DiscoveryRequests int
+	// JWKSRequests counts requests for the key set.
+	JWKSRequests int
 	// EndSessions counts /end_session requests.
 	EndSessions int
 	// UserinfoRequests counts /userinfo requests.
@@ -352,6 +359,42 @@ func (p *Provider) HoldNextRefreshes(n int) (release func()) {
 			close(gate)
 		})
 	}
+}
+
+// HoldRefreshResponses makes refresh_token grants run to completion (the
+// presented token rotated away, new tokens issued) and then wait to answer
+// until release is called: the provider has moved on while its answer is
+// still on the way, as when a response is slow on the network. release is
+// idempotent. A held answer whose client went away is lost, as on a real
+// network; the tokens stay issued.
+func (p *Provider) HoldRefreshResponses() (release func()) {
+	gate := make(chan struct{})
+	p.mu.Lock()
+	p.responseGate = gate
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			if p.responseGate == gate {
+				p.responseGate = nil
+			}
+			p.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// HeldRefreshResponses is how many issued refresh answers wait at
+// HoldRefreshResponses' gate now.
+func (p *Provider) HeldRefreshResponses() int { return int(p.heldResponses.Load()) }
+
+// RevocationLog returns every token presented to /revoke by an
+// authenticated client so far, in order, whether or not it was known.
+func (p *Provider) RevocationLog() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.revocationLog)
 }
 
 // HeldRefreshes is how many refresh requests are waiting at a hold now, so

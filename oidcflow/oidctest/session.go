@@ -75,10 +75,11 @@ func (p *Provider) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stats.Revocations++
+	p.revocationLog = append(p.revocationLog, tok)
 	if rt, ok := p.refreshTokens[tok]; ok {
 		if rt.fam.clientID == c.ID {
 			rt.revoked = true
-			rt.fam.revoked = true
+			rt.fam.revoked = rt.fam.revoked || !p.cfg.RevokeOnlyPresentedToken
 		}
 	} else {
 		var claims struct {

@@ -71,6 +71,9 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request, issuer st
 		resp, gerr = p.grantCode(c, form, issuer)
 	case "refresh_token":
 		resp, gerr = p.grantRefresh(r, c, form, issuer)
+		if gerr == nil {
+			p.holdResponse(r.Context())
+		}
 	case "client_credentials":
 		resp, gerr = p.grantClientCredentials(c, form, issuer)
 	case "":
@@ -226,6 +229,22 @@ func (p *Provider) grantRefresh(r *http.Request, c Client, form url.Values, issu
 		rt.fam.reuseIntervalGrants++
 	}
 	return resp, nil
+}
+
+// holdResponse waits at HoldRefreshResponses' gate, if one is set, or until the client gives up.
+func (p *Provider) holdResponse(ctx context.Context) {
+	p.mu.Lock()
+	gate := p.responseGate
+	p.mu.Unlock()
+	if gate == nil {
+		return
+	}
+	p.heldResponses.Add(1)
+	defer p.heldResponses.Add(-1)
+	select {
+	case <-gate:
+	case <-ctx.Done():
+	}
 }
 
 // waitRefresh waits for the test hooks' gate and delay, or for the client to give up.

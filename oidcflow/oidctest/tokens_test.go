@@ -48,7 +48,7 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 	if r := e.refresh(t, second.RefreshToken); r.Error != "invalid_grant" {
 		t.Errorf("newest RT still works after reuse: %d", r.Status)
 	}
-	want := Stats{Authorizations: 1, AuthorizationCodeGrants: 1, RefreshTokenGrants: 1, RefreshRequests: 3, InvalidGrants: 2, FamilyRevocations: 1}
+	want := Stats{Authorizations: 1, AuthorizationCodeGrants: 1, RefreshTokenGrants: 1, RefreshRequests: 3, InvalidGrants: 2, FamilyRevocations: 1, DiscoveryRequests: 1, JWKSRequests: 1}
 	if s := e.p.Stats(); s != want {
 		t.Errorf("stats %+v, want %+v", s, want)
 	}

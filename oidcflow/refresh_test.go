@@ -329,12 +329,10 @@ func TestRefresh(t *testing.T) {
 		release := e.provider.HoldRefreshes()
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
-		start := time.Now()
+		// The provider holds the refresh until release: only the waiter's own
+		// context can end this call.
 		if _, err := e.h.Refresher().Refresh(ctx, id, rec); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v", err)
-		}
-		if time.Since(start) > time.Second {
-			t.Fatal("the waiter did not give up with its context")
 		}
 		release()
 		// The attempt went on and saved its tokens: nothing was lost, no second refresh.

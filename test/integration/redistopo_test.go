@@ -205,7 +205,7 @@ func keyRing(cfg session.Config) *session.KeyRing {
 // published on one node reaching waiters subscribed on another.
 func TestRedisClusterStore(t *testing.T) {
 	t.Parallel()
-	_, tp := startCluster(t)
+	cluster, tp := startCluster(t)
 
 	t.Run("contract", func(t *testing.T) {
 		sessiontest.RunStoreTests(t, func(t *testing.T, now func() time.Time) session.Store {
@@ -248,6 +248,27 @@ func TestRedisClusterStore(t *testing.T) {
 			nodes[nodeOf(t, tp, perSession[0])] = true
 		}
 		// Proof that the Cluster really was exercised across nodes.
+		if len(nodes) < 2 {
+			t.Fatalf("12 sessions all on node(s) %v", nodes)
+		}
+	})
+
+	t.Run("one seed with cluster=true reaches every node", func(t *testing.T) {
+		// A configuration endpoint (one name in front of the Cluster) is one host.
+		cfg := tp.config()
+		cfg.Redis.URL = "redis://" + cluster.Addrs[1] + "?cluster=true"
+		s := tp.open(t, cfg, nil)
+		nodes := map[string]bool{}
+		for seed := byte(1); seed <= 12; seed++ {
+			id := sessiontest.ID(t, seed)
+			if err := s.Create(t.Context(), id, sessiontest.Record(time.Now())); err != nil {
+				t.Fatalf("session %d: %v", seed, err)
+			}
+			if _, err := s.Get(t.Context(), id); err != nil {
+				t.Fatalf("session %d: %v", seed, err)
+			}
+			nodes[nodeOf(t, tp, cfg.KeyPrefix+"{"+keyRing(cfg).HashID(id)+"}:s")] = true
+		}
 		if len(nodes) < 2 {
 			t.Fatalf("12 sessions all on node(s) %v", nodes)
 		}

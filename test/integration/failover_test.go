@@ -1,0 +1,356 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/envoy-bff/envoy-bff/session"
+	"github.com/envoy-bff/envoy-bff/session/sessiontest"
+	"github.com/envoy-bff/envoy-bff/test/harness"
+)
+
+// Failover load: a few workers, each pacing its calls, so two cores shared
+// with other suites keep up; bounded in count as well as in time.
+const (
+	failoverCheckWorkers = 3
+	failoverStoreWorkers = 2
+	failoverUsers        = 4
+	failoverPace         = 5 * time.Millisecond
+	failoverMaxCalls     = 20000 // per worker
+	failoverBaseline     = time.Second
+	// failoverSettle is how long after the Sentinels announce the new master
+	// the clients may still fail: go-redis hears the announcement on its own
+	// Sentinel subscription and drops its connections to the old master.
+	failoverSettle = 3 * time.Second
+	// failoverVerify is how long the load runs after the settle time; every
+	// call in it must succeed.
+	failoverVerify = 2 * time.Second
+	// failoverAnnounceLimit bounds the wait for +switch-master.
+	failoverAnnounceLimit = 30 * time.Second
+)
+
+// call is one load call's outcome: ok, unavailable (503), conflict (an
+// Update lost the compare-and-set), notFound (401 or ErrNotFound: a session
+// ended), or other.
+type call struct {
+	start, end   time.Time
+	kind, worker string // kind: check or store
+	outcome      string
+	detail       string
+}
+
+// callLog collects the load's calls from every worker.
+type callLog struct {
+	mu    sync.Mutex
+	calls []call
+}
+
+func (l *callLog) add(c call) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls = append(l.calls, c)
+}
+
+func (l *callLog) all() []call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := append([]call(nil), l.calls...)
+	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
+	return out
+}
+
+// TestRedisFailover is T55 on a real Sentinel deployment (master, replica,
+// three Sentinels) under a real envoy-bff replica: while Checks (session
+// reads through the replica's gRPC ext_authz) and direct store Gets and
+// compare-and-set Updates run, the master fails over, either by
+// SENTINEL FAILOVER or by being killed. Errors are 503s confined to the
+// failover window — every call started once the new master was announced
+// plus failoverSettle succeeds, with nothing restarted — no call ever
+// answers "not found" for a live session, and every session is readable
+// afterwards.
+func TestRedisFailover(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		trigger func(t *testing.T, s *harness.RedisSentinel)
+	}{
+		{
+			name: "T55_sentinel_failover_command",
+			trigger: func(t *testing.T, s *harness.RedisSentinel) {
+				if err := s.Failover(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "T55_master_killed",
+			trigger: func(t *testing.T, s *harness.RedisSentinel) {
+				_ = s.Master.Signal(syscall.SIGKILL) // as a crash: the Sentinels notice within down-after-milliseconds
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sent, tp := startSentinel(t, 3)
+			stack := startStack(t, harness.Options{
+				RedisURL: sent.URL(),
+				BFFConfig: func(doc map[string]any) {
+					doc["log"] = map[string]any{"level": "info", "format": "json"}
+				},
+			})
+			runFailover(t, sent, tp, stack, tc.trigger)
+		})
+	}
+}
+
+func runFailover(t *testing.T, sent *harness.RedisSentinel, tp *topology, stack *harness.Stack, trigger func(*testing.T, *harness.RedisSentinel)) {
+	checks := dialAll(t, stack)
+	var cookies []string
+	for range failoverUsers {
+		cookies = append(cookies, loginUser(t, stack).cookie)
+	}
+	// Sessions the store workers own, one each, written through OpenBackend
+	// on the Sentinel URL as a replica writes them.
+	cfg := tp.config()
+	cfg.Redis.ReadTimeout, cfg.Redis.WriteTimeout = session.DefaultConfig().Redis.ReadTimeout, session.DefaultConfig().Redis.WriteTimeout
+	store := tp.open(t, cfg, nil)
+	ids := make([]session.ID, failoverStoreWorkers)
+	for i := range ids {
+		ids[i] = sessiontest.ID(t, byte(i+1))
+		if err := store.Create(t.Context(), ids[i], sessiontest.Record(time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every session reached the replica before the failover: what T55 is
+	// about is the failover, not asynchronous replication's last writes (T57).
+	if n, err := tp.raw.Do(t.Context(), "WAIT", 1, 5000).Int(); err != nil || n < 1 {
+		t.Fatalf("WAIT 1: %d replicas acknowledged (%v)", n, err)
+	}
+
+	announced := watchSwitch(t, sent)
+	log := &callLog{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range failoverCheckWorkers {
+		wg.Go(func() { checkWorker(t, log, fmt.Sprintf("check-%d", w+1), checks[0], cookies, stop) })
+	}
+	for w := range failoverStoreWorkers {
+		wg.Go(func() { storeWorker(t, log, fmt.Sprintf("store-%d", w+1), store, ids[w], stop) })
+	}
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopLoad)
+
+	time.Sleep(failoverBaseline)
+	oldMaster := sent.MasterAddr
+	triggered := time.Now()
+	trigger(t, sent)
+	var announcedAt time.Time
+	var newMaster string
+	select {
+	case a := <-announced:
+		announcedAt, newMaster = a.at, a.addr
+	case <-time.After(failoverAnnounceLimit):
+		stopLoad()
+		t.Fatalf("no +switch-master within %s of the failover", failoverAnnounceLimit)
+	}
+	healthyFrom := announcedAt.Add(failoverSettle)
+	time.Sleep(time.Until(healthyFrom.Add(failoverVerify)))
+	stopLoad()
+
+	if newMaster == oldMaster || newMaster != sent.ReplicaAddr {
+		t.Fatalf("Sentinels announced master %s; want the replica %s in place of %s", newMaster, sent.ReplicaAddr, oldMaster)
+	}
+	calls := log.all()
+	var (
+		byOutcome            = map[string]int{}
+		firstErr, lastErr    time.Time
+		baselineOK, verifyOK int
+		failures             []string
+	)
+	for _, c := range calls {
+		byOutcome[c.kind+" "+c.outcome]++
+		if c.outcome != "ok" && c.outcome != "conflict" {
+			if firstErr.IsZero() {
+				firstErr = c.start
+			}
+			lastErr = maxTime(lastErr, c.end)
+		}
+		switch {
+		case c.outcome == "notFound":
+			failures = append(failures, fmt.Sprintf("%s at +%s: a live session answered not found: %s", c.worker, c.start.Sub(triggered), c.detail))
+		case c.outcome == "other":
+			failures = append(failures, fmt.Sprintf("%s at +%s: neither ok nor 503: %s", c.worker, c.start.Sub(triggered), c.detail))
+		case c.end.Before(triggered):
+			if c.outcome != "ok" { // a conflict too: each worker alone writes its session
+				failures = append(failures, fmt.Sprintf("%s before the failover: %s", c.worker, c.detail))
+			}
+			baselineOK++
+		case !c.start.Before(healthyFrom):
+			if c.outcome != "ok" {
+				failures = append(failures, fmt.Sprintf("%s at +%s, %s after the announcement: %s", c.worker,
+					c.start.Sub(triggered), c.start.Sub(announcedAt), c.detail))
+			}
+			verifyOK++
+		}
+	}
+	window := time.Duration(0)
+	if !firstErr.IsZero() {
+		window = lastErr.Sub(firstErr)
+	}
+	t.Logf("failover: new master announced %d ms after the trigger; %d calls %v; error window %d ms (first error +%d ms, last error +%d ms after the trigger)",
+		announcedAt.Sub(triggered).Milliseconds(), len(calls), byOutcome, window.Milliseconds(),
+		msSince(firstErr, triggered), msSince(lastErr, triggered))
+	if len(failures) > 0 {
+		if len(failures) > 10 {
+			failures = append(failures[:10], fmt.Sprintf("… and %d more", len(failures)-10))
+		}
+		t.Errorf("%d calls broke T55:\n%s", len(failures), strings.Join(failures, "\n"))
+	}
+	// Proof that the load ran on both sides of the failover.
+	if baselineOK < 20 || verifyOK < 20 {
+		t.Errorf("%d successful calls before the failover and %d after it settled; the load did not run", baselineOK, verifyOK)
+	}
+
+	// No session was deleted: every one is readable, through the replica
+	// and from the store, on the new master, without restarting anything.
+	for i, c := range cookies {
+		if r := mustCheck(t, checks[0], c); r.Status != 200 {
+			t.Errorf("user %d after the failover: %d %s", i, r.Status, r.Body)
+		}
+	}
+	for i, id := range ids {
+		if _, err := store.Get(t.Context(), id); err != nil {
+			t.Errorf("store session %d after the failover: %v", i, err)
+		}
+	}
+	if got, err := sent.CurrentMaster(t.Context()); err != nil || got != newMaster {
+		t.Errorf("Sentinel's master now %s (%v), want %s", got, err, newMaster)
+	}
+}
+
+func msSince(at, since time.Time) int64 {
+	if at.IsZero() {
+		return 0
+	}
+	return at.Sub(since).Milliseconds()
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// announcement is a Sentinel's +switch-master: when it was heard and the
+// new master's address.
+type announcement struct {
+	at   time.Time
+	addr string
+}
+
+// watchSwitch subscribes to the first Sentinel's +switch-master before the
+// failover, so its announcement is not missed.
+func watchSwitch(t *testing.T, sent *harness.RedisSentinel) <-chan announcement {
+	t.Helper()
+	c := redis.NewSentinelClient(&redis.Options{Addr: sent.SentinelAddrs[0]})
+	t.Cleanup(func() { _ = c.Close() })
+	sub := c.Subscribe(t.Context(), "+switch-master")
+	if _, err := sub.Receive(t.Context()); err != nil {
+		t.Fatalf("subscribe to +switch-master: %v", err)
+	}
+	out := make(chan announcement, 1)
+	go func() {
+		for m := range sub.Channel() {
+			// <name> <old ip> <old port> <new ip> <new port>
+			if f := strings.Fields(m.Payload); len(f) == 5 && f[0] == sent.MasterName {
+				out <- announcement{at: time.Now(), addr: f[3] + ":" + f[4]}
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { _ = sub.Close() })
+	return out
+}
+
+// checkWorker sends Checks for the users' sessions, round robin, to one
+// replica until stop: 200, or 503 session_store_unavailable; a 401 would
+// mean the failover ended a live session.
+func checkWorker(t *testing.T, log *callLog, name string, c *harness.CheckClient, cookies []string, stop <-chan struct{}) {
+	for i := range failoverMaxCalls {
+		select {
+		case <-stop:
+			return
+		case <-time.After(failoverPace):
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		r, err := c.API(ctx, "/api/whoami", cookies[i%len(cookies)])
+		cancel()
+		cl := call{start: start, end: time.Now(), kind: "check", worker: name}
+		switch {
+		case err != nil:
+			cl.outcome, cl.detail = "other", err.Error()
+		case r.Status == 200:
+			cl.outcome = "ok"
+		case r.Status == 503 && strings.Contains(r.Body, "session_store_unavailable"):
+			cl.outcome, cl.detail = "unavailable", r.Body
+		case r.Status == 401:
+			cl.outcome, cl.detail = "notFound", r.Body
+		default:
+			cl.outcome, cl.detail = "other", fmt.Sprintf("%d %s", r.Status, r.Body)
+		}
+		log.add(cl)
+	}
+}
+
+// storeWorker reads and updates its own session (Get, then a
+// compare-and-set Update on the generation read) until stop. Within the
+// failover window a conflict is an answer, not a failure (the read came
+// from one master and the write went to the other); the next round reads
+// again. Outside it nobody else writes the session, so none may occur.
+func storeWorker(t *testing.T, log *callLog, name string, store session.Store, id session.ID, stop <-chan struct{}) {
+	for range failoverMaxCalls {
+		select {
+		case <-stop:
+			return
+		case <-time.After(failoverPace):
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		err := getUpdate(ctx, store, id)
+		cancel()
+		cl := call{start: start, end: time.Now(), kind: "store", worker: name, outcome: "ok"}
+		switch {
+		case err == nil:
+		case errors.Is(err, session.ErrConflict):
+			cl.outcome, cl.detail = "conflict", err.Error()
+		case errors.Is(err, session.ErrNotFound):
+			cl.outcome, cl.detail = "notFound", err.Error()
+		case errors.Is(err, session.ErrUnavailable):
+			cl.outcome, cl.detail = "unavailable", err.Error()
+		default:
+			cl.outcome, cl.detail = "other", err.Error()
+		}
+		log.add(cl)
+	}
+}
+
+func getUpdate(ctx context.Context, store session.Store, id session.ID) error {
+	s, err := store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	s.AccessTokenExpiresAtUnixMs = time.Now().Add(time.Minute).UnixMilli() // Get's record is the caller's own
+	return store.Update(ctx, id, s, s.GetGeneration())
+}

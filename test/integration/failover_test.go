@@ -82,9 +82,14 @@ func TestRedisFailover(t *testing.T) {
 	tests := []struct {
 		name    string
 		trigger func(t *testing.T, s *harness.RedisSentinel)
+		// demoted: the old master lives on, and the load runs until the
+		// Sentinels have made it a replica of the new one, so a client still
+		// writing to it would see READONLY.
+		demoted bool
 	}{
 		{
-			name: "T55_sentinel_failover_command",
+			name:    "T55_sentinel_failover_command",
+			demoted: true,
 			trigger: func(t *testing.T, s *harness.RedisSentinel) {
 				if err := s.Failover(t.Context()); err != nil {
 					t.Fatal(err)
@@ -108,12 +113,12 @@ func TestRedisFailover(t *testing.T) {
 					doc["log"] = map[string]any{"level": "info", "format": "json"}
 				},
 			})
-			runFailover(t, sent, tp, stack, tc.trigger)
+			runFailover(t, sent, tp, stack, tc.trigger, tc.demoted)
 		})
 	}
 }
 
-func runFailover(t *testing.T, sent *harness.RedisSentinel, tp *topology, stack *harness.Stack, trigger func(*testing.T, *harness.RedisSentinel)) {
+func runFailover(t *testing.T, sent *harness.RedisSentinel, tp *topology, stack *harness.Stack, trigger func(*testing.T, *harness.RedisSentinel), demoted bool) {
 	checks := dialAll(t, stack)
 	var cookies []string
 	for range failoverUsers {
@@ -164,7 +169,12 @@ func runFailover(t *testing.T, sent *harness.RedisSentinel, tp *topology, stack 
 		t.Fatalf("no +switch-master within %s of the failover", failoverAnnounceLimit)
 	}
 	healthyFrom := announcedAt.Add(failoverSettle)
-	time.Sleep(time.Until(healthyFrom.Add(failoverVerify)))
+	time.Sleep(time.Until(healthyFrom))
+	var demotedAt time.Time
+	if demoted {
+		demotedAt = waitReplicaOf(t, sent.MasterAddr, newMaster)
+	}
+	time.Sleep(time.Until(maxTime(healthyFrom, demotedAt).Add(failoverVerify)))
 	stopLoad()
 
 	if newMaster == oldMaster || newMaster != sent.ReplicaAddr {
@@ -207,8 +217,8 @@ func runFailover(t *testing.T, sent *harness.RedisSentinel, tp *topology, stack 
 	if !firstErr.IsZero() {
 		window = lastErr.Sub(firstErr)
 	}
-	t.Logf("failover: new master announced %d ms after the trigger; %d calls %v; error window %d ms (first error +%d ms, last error +%d ms after the trigger)",
-		announcedAt.Sub(triggered).Milliseconds(), len(calls), byOutcome, window.Milliseconds(),
+	t.Logf("failover: new master announced %d ms after the trigger, old master a replica after %d ms; %d calls %v; error window %d ms (first error +%d ms, last error +%d ms after the trigger)",
+		announcedAt.Sub(triggered).Milliseconds(), msSince(demotedAt, triggered), len(calls), byOutcome, window.Milliseconds(),
 		msSince(firstErr, triggered), msSince(lastErr, triggered))
 	if len(failures) > 0 {
 		if len(failures) > 10 {
@@ -250,6 +260,27 @@ func maxTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// waitReplicaOf waits (bounded) until the server at addr reports itself a
+// replica of master with its link up, and says when.
+func waitReplicaOf(t *testing.T, addr, master string) time.Time {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	host, port, _ := strings.Cut(master, ":")
+	var last string
+	for range 300 { // 300 × 100 ms: the Sentinels reconfigure it within about 20 s
+		info, err := c.Info(t.Context(), "replication").Result()
+		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_host:"+host+"\r") &&
+			strings.Contains(info, "master_port:"+port+"\r") && strings.Contains(info, "master_link_status:up") {
+			return time.Now()
+		}
+		last = fmt.Sprint(info, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("old master %s never became a replica of %s; last INFO:\n%s", addr, master, last)
+	return time.Time{}
 }
 
 // announcement is a Sentinel's +switch-master: when it was heard and the

@@ -251,6 +251,40 @@ func (s *RedisSentinel) Failover(ctx context.Context) error {
 	return nil
 }
 
+// WaitReplicated waits until the replica has everything the master held
+// when it was called (its replication offset caught up), so a failover
+// after it loses no write made before it.
+func (s *RedisSentinel) WaitReplicated(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m := redis.NewClient(&redis.Options{Addr: s.MasterAddr, DialTimeout: time.Second})
+	defer m.Close()
+	info, err := m.Info(ctx, "replication").Result()
+	if err != nil {
+		return fmt.Errorf("read the master's replication offset: %w", err)
+	}
+	want, ok := infoInt(info, "master_repl_offset")
+	if !ok {
+		return fmt.Errorf("read the master's replication offset: no master_repl_offset in\n%s", info)
+	}
+	return waitRedis(ctx, s.ReplicaAddr, "replica offset "+strconv.FormatInt(want, 10), func(ctx context.Context, c *redis.Client) (bool, error) {
+		info, err := c.Info(ctx, "replication").Result()
+		got, ok := infoInt(info, "slave_repl_offset")
+		return ok && got >= want, err
+	})
+}
+
+// infoInt reads one integer field of an INFO reply.
+func infoInt(info, field string) (int64, bool) {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
 // Processes are every process of the deployment.
 func (s *RedisSentinel) Processes() []*Process {
 	var ps []*Process

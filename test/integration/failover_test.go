@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -52,6 +53,9 @@ type call struct {
 type callLog struct {
 	mu    sync.Mutex
 	calls []call
+	// lost counts acknowledged Updates a later Get no longer saw: written to
+	// the old master and not replicated before the switch.
+	lost atomic.Int64
 }
 
 func (l *callLog) add(c call) {
@@ -136,10 +140,22 @@ func runFailover(t *testing.T, sent *harness.RedisSentinel, tp *topology, stack 
 			t.Fatal(err)
 		}
 	}
+	// Two stores as two replicas, for lock releases across the failover:
+	// their release subscriptions start now, on the old master.
+	lockCfg := tp.config()
+	lockCfg.LockTTL, lockCfg.LockPollInterval = 30*time.Second, 20*time.Second
+	var lockers [2]*session.RedisStore
+	for i := range lockers {
+		lockers[i] = session.NewRedisStore(tp.client(), lockCfg, keyRing(lockCfg), nil)
+		t.Cleanup(func() { _ = lockers[i].Close() })
+	}
+	if err := wakeRound(t, lockers, sessiontest.ID(t, 100)); err != nil {
+		t.Fatalf("before the failover: %v", err)
+	}
 	// Every session reached the replica before the failover: what T55 is
 	// about is the failover, not asynchronous replication's last writes (T57).
-	if n, err := tp.raw.Do(t.Context(), "WAIT", 1, 5000).Int(); err != nil || n < 1 {
-		t.Fatalf("WAIT 1: %d replicas acknowledged (%v)", n, err)
+	if err := sent.WaitReplicated(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 
 	announced := watchSwitch(t, sent)
@@ -217,9 +233,13 @@ func runFailover(t *testing.T, sent *harness.RedisSentinel, tp *topology, stack 
 	if !firstErr.IsZero() {
 		window = lastErr.Sub(firstErr)
 	}
-	t.Logf("failover: new master announced %d ms after the trigger, old master a replica after %d ms; %d calls %v; error window %d ms (first error +%d ms, last error +%d ms after the trigger)",
-		announcedAt.Sub(triggered).Milliseconds(), msSince(demotedAt, triggered), len(calls), byOutcome, window.Milliseconds(),
-		msSince(firstErr, triggered), msSince(lastErr, triggered))
+	demotion := "-"
+	if demoted {
+		demotion = fmt.Sprintf("%d ms", demotedAt.Sub(triggered).Milliseconds())
+	}
+	t.Logf("failover: new master announced %d ms after the trigger, old master a replica after %s; %d calls %v; error window %d ms (first error +%d ms, last error +%d ms after the trigger); %d acknowledged updates lost",
+		announcedAt.Sub(triggered).Milliseconds(), demotion, len(calls), byOutcome, window.Milliseconds(),
+		msSince(firstErr, triggered), msSince(lastErr, triggered), log.lost.Load())
 	if len(failures) > 0 {
 		if len(failures) > 10 {
 			failures = append(failures[:10], fmt.Sprintf("… and %d more", len(failures)-10))
@@ -246,6 +266,37 @@ func runFailover(t *testing.T, sent *harness.RedisSentinel, tp *topology, stack 
 	if got, err := sent.CurrentMaster(t.Context()); err != nil || got != newMaster {
 		t.Errorf("Sentinel's master now %s (%v), want %s", got, err, newMaster)
 	}
+	// Lock releases still reach the other replica's waiters, through
+	// subscriptions made before the failover.
+	if err := wakeRound(t, lockers, sessiontest.ID(t, 101)); err != nil {
+		t.Errorf("after the failover: %v", err)
+	}
+}
+
+// wakeRound takes a session lock on one store and releases it while the
+// other waits: with a 20 s poll interval and a 5 s deadline, only the
+// published release ends the wait in time.
+func wakeRound(t *testing.T, st [2]*session.RedisStore, id session.ID) error {
+	t.Helper()
+	key := session.SessionLock(id)
+	lease, err := st[0].TryLock(t.Context(), key)
+	if err != nil {
+		return fmt.Errorf("take the lock: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		done <- st[1].WaitUnlock(ctx, key)
+	}()
+	time.Sleep(200 * time.Millisecond) // the waiter is waiting
+	if err := lease.Release(t.Context()); err != nil {
+		return fmt.Errorf("release the lock: %w", err)
+	}
+	if err := <-done; err != nil {
+		return fmt.Errorf("the other store's waiter was not woken by the release: %w", err)
+	}
+	return nil
 }
 
 func msSince(at, since time.Time) int64 {
@@ -351,6 +402,7 @@ func checkWorker(t *testing.T, log *callLog, name string, c *harness.CheckClient
 // from one master and the write went to the other); the next round reads
 // again. Outside it nobody else writes the session, so none may occur.
 func storeWorker(t *testing.T, log *callLog, name string, store session.Store, id session.ID, stop <-chan struct{}) {
+	var acked uint64 // the generation of this worker's last acknowledged Update
 	for range failoverMaxCalls {
 		select {
 		case <-stop:
@@ -359,8 +411,14 @@ func storeWorker(t *testing.T, log *callLog, name string, store session.Store, i
 		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		err := getUpdate(ctx, store, id)
+		read, written, err := getUpdate(ctx, store, id)
 		cancel()
+		if read != 0 && read < acked {
+			log.lost.Add(int64(acked - read))
+		}
+		if err == nil {
+			acked = written
+		}
 		cl := call{start: start, end: time.Now(), kind: "store", worker: name, outcome: "ok"}
 		switch {
 		case err == nil:
@@ -377,11 +435,17 @@ func storeWorker(t *testing.T, log *callLog, name string, store session.Store, i
 	}
 }
 
-func getUpdate(ctx context.Context, store session.Store, id session.ID) error {
+// getUpdate reads the session and writes it back with a compare-and-set on
+// the generation read; it returns both generations (0 when not reached).
+func getUpdate(ctx context.Context, store session.Store, id session.ID) (read, written uint64, err error) {
 	s, err := store.Get(ctx, id)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
+	read = s.GetGeneration()
 	s.AccessTokenExpiresAtUnixMs = time.Now().Add(time.Minute).UnixMilli() // Get's record is the caller's own
-	return store.Update(ctx, id, s, s.GetGeneration())
+	if err := store.Update(ctx, id, s, read); err != nil {
+		return read, 0, err
+	}
+	return read, s.GetGeneration(), nil
 }

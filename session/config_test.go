@@ -69,6 +69,8 @@ func TestConfigValidate(t *testing.T) {
 			want: []string{"redis.url: master_name must be given once and not be empty"}},
 		{name: "redis_url_sentinel_and_cluster", mutate: func(c *session.Config) { c.Redis.URL = "redis://s1:26379?master_name=m&cluster=true" },
 			want: []string{"redis.url: master_name (Sentinel) and cluster=true exclude each other"}},
+		{name: "redis_url_sentinel_password_without_sentinel", mutate: func(c *session.Config) { c.Redis.URL = "redis://h:1?sentinel_password=hunter2" },
+			want: []string{"redis.url: sentinel_username and sentinel_password need master_name"}},
 		{name: "redis_url_unix_cluster", mutate: func(c *session.Config) { c.Redis.URL = "unix:///run/redis.sock?addr=n2:7001" },
 			want: []string{"redis.url: Sentinel and Cluster need redis:// or rediss://"}},
 		{name: "redis_timeouts_and_pool", mutate: func(c *session.Config) { c.Redis = session.RedisConfig{URL: "redis://h:1"} },

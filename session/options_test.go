@@ -54,6 +54,16 @@ func TestRedisOptions(t *testing.T) {
 			o.SentinelPassword != "pw" || o.Password != "pw" {
 			t.Errorf("sentinel options = %+v", o)
 		}
+		// Sentinels with credentials of their own, or none.
+		for url, want := range map[string][2]string{
+			"redis://u:pw@s1:26379/3?master_name=m&sentinel_password=":                        {"", ""},
+			"redis://u:pw@s1:26379/3?master_name=m&sentinel_username=su&sentinel_password=sp": {"su", "sp"},
+		} {
+			c.URL = url
+			if o, err = redisOptions(c); err != nil || o.SentinelUsername != want[0] || o.SentinelPassword != want[1] || o.Password != "pw" {
+				t.Errorf("%s: sentinel options = %+v, %v", url, o, err)
+			}
+		}
 		c.URL = "redis://n1:7000?addr=n2:7001&addr=n3:7002"
 		if o, err = redisOptions(c); err != nil || len(o.Addrs) != 3 || o.MasterName != "" {
 			t.Errorf("cluster options = %+v, %v", o, err)

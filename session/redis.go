@@ -261,6 +261,11 @@ type topology struct {
 	master  string
 	extra   []string
 	cluster bool
+	// sentinelAuth is set when the URL names the Sentinels' own
+	// credentials (sentinel_username, sentinel_password); otherwise they
+	// are the URL's.
+	sentinelAuth                   bool
+	sentinelUsername, sentinelPass string
 }
 
 // errURLForm is a URL neither net/url nor go-redis can read. It says the
@@ -274,7 +279,7 @@ var errURLForm = errors.New("redis.url: cannot be parsed; the form is redis://[u
 // refused instead, and set through session.redis.* where envoy-bff
 // supports them.
 var urlParams = map[string]bool{
-	"master_name": true, "addr": true, "cluster": true, // topology, taken out here
+	"master_name": true, "addr": true, "cluster": true, "sentinel_username": true, "sentinel_password": true, // topology, taken out here
 	"db": true, "protocol": true, "client_name": true, "skip_verify": true, // go-redis's, kept
 }
 
@@ -289,7 +294,7 @@ func splitTopology(raw string) (single string, top topology, err error) {
 	q := u.Query()
 	for name := range q {
 		if !urlParams[name] {
-			return "", top, fmt.Errorf("redis.url: query parameter %q is not supported (only master_name, addr, cluster, db, protocol, client_name, skip_verify; timeouts and pool size are session.redis.* settings)", name)
+			return "", top, fmt.Errorf("redis.url: query parameter %q is not supported (only master_name, addr, sentinel_username, sentinel_password, cluster, db, protocol, client_name, skip_verify; timeouts and pool size are session.redis.* settings)", name)
 		}
 	}
 	if vs, ok := q["master_name"]; ok {
@@ -303,6 +308,24 @@ func splitTopology(raw string) (single string, top topology, err error) {
 			return "", top, errors.New("redis.url: cluster must be true or false")
 		}
 		top.cluster = vs[0] == "true"
+	}
+	for _, name := range []string{"sentinel_username", "sentinel_password"} {
+		vs, ok := q[name]
+		if !ok {
+			continue
+		}
+		if len(vs) != 1 {
+			return "", top, fmt.Errorf("redis.url: %s must be given at most once", name)
+		}
+		top.sentinelAuth = true
+		if name == "sentinel_username" {
+			top.sentinelUsername = vs[0]
+		} else {
+			top.sentinelPass = vs[0]
+		}
+	}
+	if top.sentinelAuth && top.master == "" {
+		return "", top, errors.New("redis.url: sentinel_username and sentinel_password need master_name")
 	}
 	for _, a := range q["addr"] {
 		if h, p, err := net.SplitHostPort(a); err != nil || h == "" || p == "" {
@@ -319,6 +342,8 @@ func splitTopology(raw string) (single string, top topology, err error) {
 	q.Del("master_name")
 	q.Del("addr")
 	q.Del("cluster")
+	q.Del("sentinel_username")
+	q.Del("sentinel_password")
 	u.RawQuery = q.Encode()
 	return u.String(), top, nil
 }
@@ -328,9 +353,12 @@ func splitTopology(raw string) (single string, top topology, err error) {
 //
 // Beyond go-redis's single-node URL, query parameters pick the topology, as
 // go-redis's UniversalClient does from its options: master_name=<name>
-// makes the URL's hosts Sentinels of that master; each addr=<host:port> adds
-// a host, and several hosts without master_name make a Cluster client;
-// cluster=true makes one host (a configuration endpoint) a Cluster seed.
+// makes the URL's hosts Sentinels of that master, which authenticate with
+// the URL's credentials unless sentinel_username/sentinel_password say
+// otherwise (an empty sentinel_password= for Sentinels without one); each
+// addr=<host:port> adds a host, and several hosts without master_name make
+// a Cluster client; cluster=true makes one host (a configuration endpoint)
+// a Cluster seed.
 func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 	single, top, err := splitTopology(c.URL)
 	if err != nil {
@@ -364,7 +392,12 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		// Envoy's budget instead of dialling five times.
 		DialerRetries: 1,
 	}
-	if top.master != "" {
+	switch {
+	case top.sentinelAuth:
+		// Sentinels with credentials of their own, or none (an empty
+		// sentinel_password= in front of a master that has a password).
+		u.SentinelUsername, u.SentinelPassword = top.sentinelUsername, top.sentinelPass
+	case top.master != "":
 		// Sentinels authenticate like the master unless told otherwise.
 		u.SentinelUsername, u.SentinelPassword = o.Username, o.Password
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,8 +42,8 @@ func startRedisOn(ctx context.Context, dir, name string, port int, args []string
 		if exited, werr := p.Exited(); exited {
 			return nil, fmt.Errorf("%s exited while starting (%v):\n%s", name, werr, p.Tail(2000))
 		}
-		if redisPing(addr) == nil {
-			return p, nil
+		if err := redisPing(addr); err == nil || strings.HasPrefix(err.Error(), "-NOAUTH") {
+			return p, nil // a server with a password answers, refusing
 		}
 		select {
 		case <-ctx.Done():
@@ -97,42 +98,75 @@ type RedisSentinel struct {
 	Sentinels     []*Process
 	SentinelAddrs []string
 
-	closeOnce sync.Once
+	password, sentinelPassword string
+	closeOnce                  sync.Once
+}
+
+// data are client options for a data node at addr.
+func (s *RedisSentinel) data(addr string) *redis.Options {
+	return &redis.Options{Addr: addr, Password: s.password, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1}
+}
+
+// sentinel are client options for a Sentinel at addr.
+func (s *RedisSentinel) sentinel(addr string) *redis.Options {
+	return &redis.Options{Addr: addr, Password: s.sentinelPassword, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1}
+}
+
+// SentinelOptions shapes a Sentinel deployment.
+type SentinelOptions struct {
+	// Sentinels is how many Sentinels watch the master: 1 to 3 (default 3).
+	Sentinels int
+	// Password, when set, is the data nodes' requirepass (and the
+	// replica's masterauth, and the Sentinels' auth-pass).
+	Password string
+	// SentinelPassword, when set, is the Sentinels' own requirepass.
+	SentinelPassword string
 }
 
 // StartSentinel starts a master, a replica that has finished its first
-// sync, and n Sentinels (1 to 3, quorum a majority of them) that all see the
-// master, the replica and each other, so a failover can start at once.
-// Close stops every process. Nothing is persisted; each Sentinel's config
-// file lives in dir.
-func StartSentinel(ctx context.Context, dir string, n int) (_ *RedisSentinel, err error) {
+// sync, and Sentinels (quorum a majority of them) that all see the master,
+// the replica and each other, so a failover can start at once. Close stops
+// every process. Nothing is persisted; each Sentinel's config file lives in
+// dir.
+func StartSentinel(ctx context.Context, dir string, o SentinelOptions) (_ *RedisSentinel, err error) {
+	n := o.Sentinels
+	if n == 0 {
+		n = 3
+	}
 	if n < 1 || n > 3 {
 		return nil, fmt.Errorf("start sentinel: %d sentinels, want 1 to 3", n)
 	}
 	ctx, cancel := context.WithTimeout(ctx, topologyStartTimeout)
 	defer cancel()
-	s := &RedisSentinel{MasterName: "bffmaster"}
+	s := &RedisSentinel{MasterName: "bffmaster", password: o.Password, sentinelPassword: o.SentinelPassword}
+	dataArgs := func(port int) []string {
+		args := serverArgs(dir, port)
+		if o.Password != "" {
+			args = append(args, "--requirepass", o.Password, "--masterauth", o.Password)
+		}
+		return args
+	}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
 	p, port, err := startRetrying(ctx, FreePort, func(port int) (*Process, error) {
-		return startRedisOn(ctx, dir, "redis-master-"+strconv.Itoa(port), port, serverArgs(dir, port))
+		return startRedisOn(ctx, dir, "redis-master-"+strconv.Itoa(port), port, dataArgs(port))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start sentinel master: %w", err)
 	}
 	s.Master, s.MasterAddr = p, "127.0.0.1:"+strconv.Itoa(port)
 	p, port, err = startRetrying(ctx, FreePort, func(port int) (*Process, error) {
-		args := append(serverArgs(dir, port), "--replicaof", "127.0.0.1", strings.TrimPrefix(s.MasterAddr, "127.0.0.1:"))
+		args := append(dataArgs(port), "--replicaof", "127.0.0.1", strings.TrimPrefix(s.MasterAddr, "127.0.0.1:"))
 		return startRedisOn(ctx, dir, "redis-replica-"+strconv.Itoa(port), port, args)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start sentinel replica: %w", err)
 	}
 	s.Replica, s.ReplicaAddr = p, "127.0.0.1:"+strconv.Itoa(port)
-	if err := waitRedis(ctx, s.ReplicaAddr, "replica in sync", func(ctx context.Context, c *redis.Client) (bool, error) {
+	if err := waitRedis(ctx, s.data(s.ReplicaAddr), "replica in sync", func(ctx context.Context, c *redis.Client) (bool, error) {
 		info, err := c.Info(ctx, "replication").Result()
 		return strings.Contains(info, "master_link_status:up"), err
 	}); err != nil {
@@ -147,7 +181,7 @@ func StartSentinel(ctx context.Context, dir string, n int) (_ *RedisSentinel, er
 			// Short timings so a test's failover takes seconds: the master
 			// is down after 1 s without an answer, and a failed election is
 			// retried after 6 s (failover-timeout) rather than the default 3 min.
-			text := strings.Join([]string{
+			lines := []string{
 				"port " + strconv.Itoa(port),
 				"bind 127.0.0.1",
 				"dir " + dir,
@@ -155,8 +189,14 @@ func StartSentinel(ctx context.Context, dir string, n int) (_ *RedisSentinel, er
 				"sentinel down-after-milliseconds " + s.MasterName + " 1000",
 				"sentinel failover-timeout " + s.MasterName + " 6000",
 				"sentinel parallel-syncs " + s.MasterName + " 1",
-				"",
-			}, "\n")
+			}
+			if o.Password != "" {
+				lines = append(lines, "sentinel auth-pass "+s.MasterName+" "+o.Password)
+			}
+			if o.SentinelPassword != "" {
+				lines = append(lines, "requirepass "+o.SentinelPassword)
+			}
+			text := strings.Join(append(lines, ""), "\n")
 			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 				return nil, fmt.Errorf("write sentinel config: %w", err)
 			}
@@ -169,7 +209,7 @@ func StartSentinel(ctx context.Context, dir string, n int) (_ *RedisSentinel, er
 		s.SentinelAddrs = append(s.SentinelAddrs, "127.0.0.1:"+strconv.Itoa(port))
 	}
 	for _, addr := range s.SentinelAddrs {
-		if err := waitRedis(ctx, addr, "sentinel sees the replica and its peers", func(ctx context.Context, c *redis.Client) (bool, error) {
+		if err := waitRedis(ctx, s.sentinel(addr), "sentinel sees the replica and its peers", func(ctx context.Context, c *redis.Client) (bool, error) {
 			return s.sentinelReady(ctx, c, n-1)
 		}); err != nil {
 			return nil, err
@@ -217,18 +257,27 @@ func fields(v any) map[string]string {
 }
 
 // URL is the session.redis.url of this deployment: the first Sentinel as
-// the URL's host, the others as addr= parameters, and master_name.
+// the URL's host, the others as addr= parameters, and master_name; the
+// data nodes' password as the URL's, and the Sentinels' as
+// sentinel_password when it differs.
 func (s *RedisSentinel) URL() string {
-	u := "redis://" + s.SentinelAddrs[0] + "/0?master_name=" + s.MasterName
+	auth := ""
+	if s.password != "" {
+		auth = ":" + url.QueryEscape(s.password) + "@"
+	}
+	u := "redis://" + auth + s.SentinelAddrs[0] + "/0?master_name=" + s.MasterName
 	for _, a := range s.SentinelAddrs[1:] {
 		u += "&addr=" + a
+	}
+	if s.sentinelPassword != s.password {
+		u += "&sentinel_password=" + url.QueryEscape(s.sentinelPassword)
 	}
 	return u
 }
 
 // CurrentMaster asks the first Sentinel which address it holds for master.
 func (s *RedisSentinel) CurrentMaster(ctx context.Context) (string, error) {
-	c := redis.NewSentinelClient(&redis.Options{Addr: s.SentinelAddrs[0], DialTimeout: time.Second})
+	c := redis.NewSentinelClient(s.sentinel(s.SentinelAddrs[0]))
 	defer c.Close()
 	hp, err := c.GetMasterAddrByName(ctx, s.MasterName).Result()
 	if err != nil {
@@ -243,7 +292,7 @@ func (s *RedisSentinel) CurrentMaster(ctx context.Context) (string, error) {
 // Failover makes the first Sentinel fail the master over to the replica at
 // once (SENTINEL FAILOVER), without waiting for the master to fail.
 func (s *RedisSentinel) Failover(ctx context.Context) error {
-	c := redis.NewSentinelClient(&redis.Options{Addr: s.SentinelAddrs[0], DialTimeout: time.Second})
+	c := redis.NewSentinelClient(s.sentinel(s.SentinelAddrs[0]))
 	defer c.Close()
 	if err := c.Failover(ctx, s.MasterName).Err(); err != nil {
 		return fmt.Errorf("sentinel failover: %w", err)
@@ -257,7 +306,7 @@ func (s *RedisSentinel) Failover(ctx context.Context) error {
 func (s *RedisSentinel) WaitReplicated(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	m := redis.NewClient(&redis.Options{Addr: s.MasterAddr, DialTimeout: time.Second})
+	m := redis.NewClient(s.data(s.MasterAddr))
 	defer m.Close()
 	info, err := m.Info(ctx, "replication").Result()
 	if err != nil {
@@ -267,7 +316,7 @@ func (s *RedisSentinel) WaitReplicated(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("read the master's replication offset: no master_repl_offset in\n%s", info)
 	}
-	return waitRedis(ctx, s.ReplicaAddr, "replica offset "+strconv.FormatInt(want, 10), func(ctx context.Context, c *redis.Client) (bool, error) {
+	return waitRedis(ctx, s.data(s.ReplicaAddr), "replica offset "+strconv.FormatInt(want, 10), func(ctx context.Context, c *redis.Client) (bool, error) {
 		info, err := c.Info(ctx, "replication").Result()
 		got, ok := infoInt(info, "slave_repl_offset")
 		return ok && got >= want, err
@@ -360,7 +409,7 @@ func StartCluster(ctx context.Context, dir string, n int) (_ *RedisCluster, err 
 		return nil, fmt.Errorf("redis-cli --cluster create: %w\n%s", err, out)
 	}
 	for _, addr := range c.Addrs {
-		if err := waitRedis(ctx, addr, "cluster_state:ok", func(ctx context.Context, cl *redis.Client) (bool, error) {
+		if err := waitRedis(ctx, &redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1}, "cluster_state:ok", func(ctx context.Context, cl *redis.Client) (bool, error) {
 			info, err := cl.ClusterInfo(ctx).Result()
 			return strings.Contains(info, "cluster_state:ok") &&
 				strings.Contains(info, "cluster_slots_ok:16384") &&
@@ -415,10 +464,11 @@ func (c *RedisCluster) Close() {
 	c.closeOnce.Do(func() { stopAll(c.Nodes) })
 }
 
-// waitRedis polls cond against the server at addr every 50 ms until it
+// waitRedis polls cond against the server opts names every 50 ms until it
 // holds or ctx ends; the last error or "not yet" is in the failure.
-func waitRedis(ctx context.Context, addr, what string, cond func(context.Context, *redis.Client) (bool, error)) error {
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
+func waitRedis(ctx context.Context, opts *redis.Options, what string, cond func(context.Context, *redis.Client) (bool, error)) error {
+	addr := opts.Addr
+	c := redis.NewClient(opts)
 	defer c.Close()
 	last := errors.New("not yet")
 	for {

@@ -110,7 +110,7 @@ func TestRedisFailover(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			sent, tp := startSentinel(t, 3)
+			sent, tp := startSentinel(t, harness.SentinelOptions{Sentinels: 3})
 			stack := startStack(t, harness.Options{
 				RedisURL: sent.URL(),
 				BFFConfig: func(doc map[string]any) {

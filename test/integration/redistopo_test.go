@@ -48,11 +48,11 @@ func startCluster(t *testing.T) (*harness.RedisCluster, *topology) {
 	return c, &topology{url: c.URL(), raw: raw, client: client}
 }
 
-func startSentinel(t *testing.T, sentinels int) (*harness.RedisSentinel, *topology) {
+func startSentinel(t *testing.T, o harness.SentinelOptions) (*harness.RedisSentinel, *topology) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancel()
-	s, err := harness.StartSentinel(ctx, t.TempDir(), sentinels)
+	s, err := harness.StartSentinel(ctx, t.TempDir(), o)
 	if err != nil {
 		t.Fatalf("start sentinel: %v", err)
 	}
@@ -63,7 +63,9 @@ func startSentinel(t *testing.T, sentinels int) (*harness.RedisSentinel, *topolo
 		s.Close()
 	})
 	client := func() redis.UniversalClient {
-		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs})
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs, Password: o.Password, SentinelPassword: o.SentinelPassword,
+		})
 	}
 	raw := client()
 	t.Cleanup(func() { _ = raw.Close() })
@@ -350,8 +352,44 @@ func nodeOf(t *testing.T, tp *topology, key string) string {
 // URL form.
 func TestRedisSentinelStore(t *testing.T) {
 	t.Parallel()
-	_, tp := startSentinel(t, 3)
+	_, tp := startSentinel(t, harness.SentinelOptions{Sentinels: 3})
 	sessiontest.RunStoreTests(t, func(t *testing.T, now func() time.Time) session.Store {
 		return tp.store(t, now)
 	})
+}
+
+// TestRedisSentinelAuth: the Sentinel URL form reaches a master with a
+// password whether its Sentinels share that password, have none
+// (sentinel_password= empty) or have their own (sentinel_password=…).
+func TestRedisSentinelAuth(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name             string
+		sentinelPassword string
+		wantParam        string // what the URL carries for the Sentinels
+	}{
+		{name: "sentinels_share_the_password", sentinelPassword: "data-pw", wantParam: ""},
+		{name: "sentinels_without_a_password", sentinelPassword: "", wantParam: "sentinel_password=&"},
+		{name: "sentinels_with_their_own", sentinelPassword: "sentinel-pw", wantParam: "sentinel_password=sentinel-pw"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, tp := startSentinel(t, harness.SentinelOptions{Sentinels: 1, Password: "data-pw", SentinelPassword: tc.sentinelPassword})
+			if !strings.Contains(tp.url+"&", tc.wantParam) || tc.wantParam == "" && strings.Contains(tp.url, "sentinel_password") {
+				t.Fatalf("URL %s does not carry %q", tp.url, tc.wantParam)
+			}
+			s := tp.open(t, tp.config(), nil)
+			if err := s.Ping(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			id := sessiontest.ID(t, 1)
+			if err := s.Create(t.Context(), id, sessiontest.Record(time.Now())); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Get(t.Context(), id); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -393,3 +393,57 @@ func TestRedisSentinelAuth(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisClusterReplicas drives two real envoy-bff replicas on the
+// Cluster URL through Envoy: logins whose sessions land on different nodes,
+// a refresh on the other replica (lock, compare-and-set, release across
+// nodes), then logout ends the session on both (T8).
+func TestRedisClusterReplicas(t *testing.T) {
+	t.Parallel()
+	cluster, tp := startCluster(t)
+	s := startStack(t, harness.Options{
+		Replicas:       2,
+		RedisURL:       cluster.URL(),
+		AccessTokenTTL: 2 * time.Second,
+		BFFConfig: func(doc map[string]any) {
+			doc["log"] = map[string]any{"level": "info", "format": "json"}
+			doc["session"].(map[string]any)["lock_ttl"] = "3s"
+			doc["oidc"].(map[string]any)["provider_timeout"] = "2s"
+		},
+	})
+	checks := dialAll(t, s)
+	var users []*scaleUser
+	nodes := map[string]bool{}
+	for range 6 {
+		u := loginUser(t, s)
+		users = append(users, u)
+		for _, k := range tp.keys(t, "bff:{*}:s") {
+			nodes[nodeOf(t, tp, k)] = true
+		}
+	}
+	if len(nodes) < 2 {
+		t.Fatalf("6 sessions all on node(s) %v", nodes)
+	}
+	for i, u := range users {
+		old := u.lastBearer(t, checks[0])
+		if fresh := untilNewBearer(t, checks[1], u.cookie, old); fresh == "" {
+			t.Fatalf("user %d: no refresh through replica 2 on the Cluster", i)
+		}
+		if r := mustCheck(t, checks[0], u.cookie); r.Status != 200 {
+			t.Fatalf("user %d on replica 1 after the refresh: %d %s", i, r.Status, r.Body)
+		}
+	}
+	b := users[0].browser
+	logout, _ := b.api("/bff/user").json(t)["logoutUrl"].(string)
+	if r := b.get(logout); r.Status != 302 {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	}
+	for i, c := range checks {
+		if r := mustCheck(t, c, users[0].cookie); r.Status != 401 {
+			t.Fatalf("T8 replica %d after logout: %d %s", i+1, r.Status, r.Body)
+		}
+	}
+	if got, err := s.ReadSession(t.Context(), strings.TrimPrefix(users[1].cookie, "__Host-bff=")); err != nil || got.GetSubject() == "" {
+		t.Fatalf("another user's session, read from the Cluster: %v %v", got, err)
+	}
+}

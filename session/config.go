@@ -206,8 +206,7 @@ func (r RedisConfig) validate() []error {
 	if r.URL == "" {
 		errs = append(errs, errors.New("redis.url: required when backend is redis"))
 	} else if _, err := redisOptions(r); err != nil {
-		// The parser's message may quote the URL and its password: keep it out.
-		errs = append(errs, errors.New("redis.url: must be redis://[user:pass@]host:port[/db][?master_name=…&addr=host:port…], rediss://… or unix://…"))
+		errs = append(errs, err) // redisOptions never quotes the URL, which may hold a password
 	}
 	for _, d := range []struct {
 		field string

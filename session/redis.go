@@ -326,47 +326,129 @@ func OpenBackend(cfg Config, now func() time.Time) (Backend, error) {
 	return NewRedisStore(redis.NewUniversalClient(opts), cfg, ring, now), nil
 }
 
-// splitTopology takes master_name and addr out of a Redis URL's query,
-// leaving a URL go-redis's ParseURL accepts.
-func splitTopology(raw string) (single, master string, extra []string, err error) {
+// topology is what a Redis URL's query says beyond go-redis's single-node
+// URL: the Sentinel master's name, the extra hosts, and whether one host is
+// a Cluster's seed.
+type topology struct {
+	master  string
+	extra   []string
+	cluster bool
+	// sentinelAuth is set when the URL names the Sentinels' own
+	// credentials (sentinel_username, sentinel_password); otherwise they
+	// are the URL's.
+	sentinelAuth                   bool
+	sentinelUsername, sentinelPass string
+}
+
+// errURLForm is a URL neither net/url nor go-redis can read. It says the
+// form rather than the parser's message, which may quote the password.
+var errURLForm = errors.New("redis.url: cannot be parsed; the form is redis://[user:pass@]host:port[/db], rediss://… or unix://…, " +
+	"with ?master_name=<name>&addr=host:port… for Sentinel, ?addr=host:port… or ?cluster=true for Cluster")
+
+// urlParams are the query parameters a session.redis.url may carry. The
+// other parameters go-redis's ParseURL knows (pool_size, max_retries, …)
+// would be silently dropped on the way to the UniversalClient: they are
+// refused instead, and set through session.redis.* where envoy-bff
+// supports them.
+var urlParams = map[string]bool{
+	"master_name": true, "addr": true, "cluster": true, "sentinel_username": true, "sentinel_password": true, // topology, taken out here
+	"db": true, "protocol": true, "client_name": true, "skip_verify": true, // go-redis's, kept
+}
+
+// splitTopology takes master_name, addr and cluster out of a Redis URL's
+// query, leaving a URL go-redis's ParseURL accepts. Its errors never quote
+// the URL, which may hold a password.
+func splitTopology(raw string) (single string, top topology, err error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", "", nil, errors.New("redis.url: cannot be parsed")
+		return "", top, errURLForm
 	}
 	q := u.Query()
-	master = q.Get("master_name")
-	for _, a := range q["addr"] {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return "", "", nil, errors.New("redis.url: addr must be host:port")
+	for name := range q {
+		if !urlParams[name] {
+			return "", top, fmt.Errorf("redis.url: query parameter %q is not supported (only master_name, addr, sentinel_username, sentinel_password, cluster, db, protocol, client_name, skip_verify; timeouts and pool size are session.redis.* settings)", name)
 		}
-		extra = append(extra, a)
+	}
+	if vs, ok := q["master_name"]; ok {
+		if len(vs) != 1 || vs[0] == "" {
+			return "", top, errors.New("redis.url: master_name must be given once and not be empty")
+		}
+		top.master = vs[0]
+	}
+	if vs, ok := q["cluster"]; ok {
+		if len(vs) != 1 || (vs[0] != "true" && vs[0] != "false") {
+			return "", top, errors.New("redis.url: cluster must be true or false")
+		}
+		top.cluster = vs[0] == "true"
+	}
+	for _, name := range []string{"sentinel_username", "sentinel_password"} {
+		vs, ok := q[name]
+		if !ok {
+			continue
+		}
+		if len(vs) != 1 {
+			return "", top, fmt.Errorf("redis.url: %s must be given at most once", name)
+		}
+		top.sentinelAuth = true
+		if name == "sentinel_username" {
+			top.sentinelUsername = vs[0]
+		} else {
+			top.sentinelPass = vs[0]
+		}
+	}
+	if top.sentinelAuth && top.master == "" {
+		return "", top, errors.New("redis.url: sentinel_username and sentinel_password need master_name")
+	}
+	for _, a := range q["addr"] {
+		if h, p, err := net.SplitHostPort(a); err != nil || h == "" || p == "" {
+			return "", top, errors.New("redis.url: addr must be host:port")
+		}
+		top.extra = append(top.extra, a)
+	}
+	switch {
+	case top.master != "" && top.cluster:
+		return "", top, errors.New("redis.url: master_name (Sentinel) and cluster=true exclude each other")
+	case (top.master != "" || top.cluster || len(top.extra) > 0) && u.Scheme == "unix":
+		return "", top, errors.New("redis.url: Sentinel and Cluster need redis:// or rediss:// hosts, not unix://")
 	}
 	q.Del("master_name")
 	q.Del("addr")
+	q.Del("cluster")
+	q.Del("sentinel_username")
+	q.Del("sentinel_password")
 	u.RawQuery = q.Encode()
-	return u.String(), master, extra, nil
+	return u.String(), top, nil
 }
 
 // redisOptions turns the URL and settings into client options. Context
 // deadlines are honoured, so a caller's budget bounds every command.
 //
-// Beyond go-redis's single-node URL, two query parameters pick the
-// topology, as go-redis's UniversalClient does from its options:
-// master_name=<name> makes the URL's hosts Sentinels of that master, and
-// each addr=<host:port> adds a host (several hosts without master_name make
-// a Cluster client).
+// Beyond go-redis's single-node URL, query parameters pick the topology, as
+// go-redis's UniversalClient does from its options: master_name=<name>
+// makes the URL's hosts Sentinels of that master, which authenticate with
+// the URL's credentials unless sentinel_username/sentinel_password say
+// otherwise (an empty sentinel_password= for Sentinels without one); each
+// addr=<host:port> adds a host, and several hosts without master_name make
+// a Cluster client; cluster=true makes one host (a configuration endpoint)
+// a Cluster seed.
 func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
-	single, master, extra, err := splitTopology(c.URL)
+	single, top, err := splitTopology(c.URL)
 	if err != nil {
 		return nil, err
 	}
 	o, err := redis.ParseURL(single)
 	if err != nil {
-		return nil, errors.New("redis.url: cannot be parsed") // the parser's message may hold the password
+		return nil, errURLForm
+	}
+	isCluster := top.master == "" && (top.cluster || len(top.extra) > 0)
+	if isCluster && o.DB != 0 {
+		// go-redis's Cluster client would ignore it: every key would land in database 0.
+		return nil, errors.New("redis.url: a Cluster has only database 0; drop the /<db> or db=")
 	}
 	u := &redis.UniversalOptions{
-		Addrs:                 append([]string{o.Addr}, extra...),
-		MasterName:            master,
+		Addrs:                 append([]string{o.Addr}, top.extra...),
+		MasterName:            top.master,
+		IsClusterMode:         isCluster,
 		ClientName:            o.ClientName,
 		DB:                    o.DB,
 		Protocol:              o.Protocol,
@@ -382,9 +464,21 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		// Envoy's budget instead of dialling five times.
 		DialerRetries: 1,
 	}
-	if master != "" {
+	switch {
+	case top.sentinelAuth:
+		// Sentinels with credentials of their own, or none (an empty
+		// sentinel_password= in front of a master that has a password).
+		u.SentinelUsername, u.SentinelPassword = top.sentinelUsername, top.sentinelPass
+	case top.master != "":
 		// Sentinels authenticate like the master unless told otherwise.
 		u.SentinelUsername, u.SentinelPassword = o.Username, o.Password
+	}
+	if u.TLSConfig != nil && (top.master != "" || isCluster) {
+		// ParseURL names the URL's first host as every connection's TLS
+		// server name; the nodes of a Cluster and the master behind
+		// Sentinels are other hosts. Left empty, each connection verifies
+		// the certificate against the host it dials.
+		u.TLSConfig.ServerName = ""
 	}
 	if o.Network == "unix" {
 		u.Dialer = func(ctx context.Context, _, addr string) (net.Conn, error) {

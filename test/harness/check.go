@@ -36,6 +36,9 @@ type CheckResult struct {
 	Status int
 	Bearer string
 	Body   string
+	// Header holds a denial's response headers (retry-after, set-cookie),
+	// keyed in lower case.
+	Header map[string][]string
 }
 
 // API checks GET path on a route with the user policy, carrying cookie and
@@ -58,7 +61,12 @@ func (c *CheckClient) API(ctx context.Context, path, cookie string) (CheckResult
 		return CheckResult{Status: 200, Bearer: bearer(ok.GetHeaders())}, nil
 	}
 	d := resp.GetDeniedResponse()
-	return CheckResult{Status: int(d.GetStatus().GetCode()), Body: d.GetBody()}, nil
+	h := map[string][]string{}
+	for _, o := range d.GetHeaders() {
+		k := strings.ToLower(o.GetHeader().GetKey())
+		h[k] = append(h[k], o.GetHeader().GetValue())
+	}
+	return CheckResult{Status: int(d.GetStatus().GetCode()), Body: d.GetBody(), Header: h}, nil
 }
 
 // bearer returns the token of the authorization header a pass sets.

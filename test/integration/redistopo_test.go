@@ -400,6 +400,13 @@ func TestRedisSentinelAuth(t *testing.T) {
 // nodes), then logout ends the session on both (T8).
 func TestRedisClusterReplicas(t *testing.T) {
 	t.Parallel()
+	t.Run("no_cache", func(t *testing.T) { t.Parallel(); testRedisClusterReplicas(t, false) })
+	// The session cache's change messages and acknowledgements cross nodes
+	// through the Cluster bus: refreshes and the logout still reach both.
+	t.Run("session_cache", func(t *testing.T) { t.Parallel(); testRedisClusterReplicas(t, true) })
+}
+
+func testRedisClusterReplicas(t *testing.T, cached bool) {
 	cluster, tp := startCluster(t)
 	s := startStack(t, harness.Options{
 		Replicas:       2,
@@ -409,6 +416,9 @@ func TestRedisClusterReplicas(t *testing.T) {
 			doc["log"] = map[string]any{"level": "info", "format": "json"}
 			doc["session"].(map[string]any)["lock_ttl"] = "3s"
 			doc["oidc"].(map[string]any)["provider_timeout"] = "2s"
+			if cached {
+				doc["session"].(map[string]any)["cache"] = map[string]any{"ttl": "30s"}
+			}
 		},
 	})
 	checks := dialAll(t, s)
@@ -445,5 +455,19 @@ func TestRedisClusterReplicas(t *testing.T) {
 	}
 	if got, err := s.ReadSession(t.Context(), strings.TrimPrefix(users[1].cookie, "__Host-bff=")); err != nil || got.GetSubject() == "" {
 		t.Fatalf("another user's session, read from the Cluster: %v %v", got, err)
+	}
+	if cached {
+		for i, b := range s.BFFs {
+			// Two reads in a row of one session: the second is served from
+			// the cache (a refresh between them would make it a miss, so a
+			// few pairs).
+			for range 5 {
+				mustCheck(t, checks[i], users[1].cookie)
+				mustCheck(t, checks[i], users[1].cookie)
+			}
+			if hits := metric(t, b, "envoy_bff_session_cache_hits_total"); hits == 0 {
+				t.Errorf("replica %d: no reads served from its cache on the Cluster", i+1)
+			}
+		}
 	}
 }

@@ -305,6 +305,7 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		ReadTimeout:           c.ReadTimeout,
 		WriteTimeout:          c.WriteTimeout,
 		PoolSize:              c.PoolSize,
+		PoolTimeout:           c.PoolTimeout,
 		ContextTimeoutEnabled: true,
 		// Fail fast when Redis is down: the caller answers 503 within
 		// Envoy's budget instead of dialling five times.

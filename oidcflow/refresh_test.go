@@ -189,6 +189,41 @@ func TestRefresh(t *testing.T) {
 		}
 	})
 
+	t.Run("T57_rotated_token_lost_in_failover_rejected", func(t *testing.T) {
+		t.Parallel()
+		// The case itself, not a made-up token: a refresh rotated RT1 to RT2
+		// and wrote RT2, then a failover promoted a replica that never got
+		// that write, so the store holds RT1 again. The provider has seen
+		// RT1 used: invalid_grant (reuse), and the session ends cleanly.
+		e := newEnv(t)
+		id, rec := e.loggedIn()
+		e.clock.Advance(due)
+		fresh, err := e.h.Refresher().Refresh(t.Context(), id, rec)
+		if err != nil || fresh.GetRefreshToken() == rec.GetRefreshToken() {
+			t.Fatalf("first refresh: %v", err)
+		}
+		lost := e.tamper(id, func(s *sessionpb.Session) {
+			s.RefreshToken, s.AccessToken, s.IdToken = rec.GetRefreshToken(), rec.GetAccessToken(), rec.GetIdToken()
+			s.AccessTokenExpiresAtUnixMs, s.AccessTokenIssuedAtUnixMs = rec.GetAccessTokenExpiresAtUnixMs(), rec.GetAccessTokenIssuedAtUnixMs()
+		})
+		e.clock.Advance(time.Minute) // RT1's access token has expired: a refresh is needed
+		_, err = e.h.Refresher().Refresh(t.Context(), id, lost)
+		if !errors.Is(err, ErrRefreshRejected) {
+			t.Fatalf("refresh with the lost RT1 = %v, want ErrRefreshRejected", err)
+		}
+		if _, err := e.store.Get(t.Context(), id); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("session not deleted: %v", err)
+		}
+		if st := e.provider.Stats(); st.InvalidGrants != 1 || st.RefreshTokenGrants != 1 {
+			t.Fatalf("provider saw %+v; want one grant and one invalid_grant for the reused token", st)
+		}
+		for _, tok := range []string{rec.GetRefreshToken(), fresh.GetRefreshToken()} {
+			if strings.Contains(e.logs.String(), tok) {
+				t.Fatal("refresh token in the log")
+			}
+		}
+	})
+
 	t.Run("T42_changed_subject_rejected", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)

@@ -17,8 +17,7 @@ import (
 	"github.com/envoy-bff/envoy-bff/test/harness"
 )
 
-// TestRedisFaults covers SECURITY-TESTS T52–T54, T56 and T58 (and T57
-// end to end) with real redis-server processes behind real Envoy and
+// TestRedisFaults covers SECURITY-TESTS T52–T54 and T56–T58 with real redis-server processes behind real Envoy and
 // envoy-bff. Every fault is real: a refused port, latency on the wire, a
 // read-only replica, maxmemory, a dataset loading, a restart. Only absence
 // (redis.Nil) may end a session; every other fault is envoy-bff's own 503
@@ -271,6 +270,53 @@ func TestRedisFaults(t *testing.T) {
 			t.Fatalf("restarted Redis holds %d sessions, want none", len(got))
 		}
 		e.login(t) // a fresh login works at once
+	})
+
+	t.Run("T57_rotated_token_lost_in_failover_clean_401_and_metric", func(t *testing.T) {
+		t.Parallel()
+		e := startFaultEnv(t, faultOptions{direct: true, accessTokenTTL: 4 * time.Second})
+		b := e.login(t)
+		keys := e.sessionKeys(t, e.rdb)
+		if len(keys) != 1 {
+			t.Fatalf("%d session records after one login", len(keys))
+		}
+		// What the replica a failover promotes still holds: the record before
+		// the refresh below (with RT1), byte for byte.
+		before, err := e.rdb.Dump(t.Context(), keys[0]).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := e.stack.ReadSession(t.Context(), b.cookies["__Host-bff"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the access token to expire", func() bool {
+			return time.Now().UnixMilli() > rec.GetAccessTokenExpiresAtUnixMs()+100
+		})
+		e.expectWorks(t, b) // refreshes: RT1 rotated to RT2, RT2 written
+		if f := familyOf(t, e.stack.Provider, rec.GetSid()); len(f.RefreshGrants) != 1 {
+			t.Fatalf("provider granted %d refreshes, want 1", len(f.RefreshGrants))
+		}
+		// The failover: the write of RT2 is lost.
+		if err := e.rdb.RestoreReplace(t.Context(), keys[0], time.Hour, before).Err(); err != nil {
+			t.Fatal(err)
+		}
+		const rejected = `envoy_bff_token_refreshes_total{kind="session",outcome="rejected"}`
+		was := metric(t, e.stack.BFFs[0], rejected)
+		r := b.api("/api/whoami")
+		if r.Status != 401 || errCode(r) != "session_expired" {
+			t.Fatalf("API with the lost refresh token: %d %s, want 401 session_expired", r.Status, r.Body)
+		}
+		if _, ok := b.cookies["__Host-bff"]; ok {
+			t.Fatal("the session cookie was not cleared")
+		}
+		if got := metric(t, e.stack.BFFs[0], rejected); got != was+1 {
+			t.Fatalf("%s went from %v to %v, want +1", rejected, was, got)
+		}
+		if got := e.sessionKeys(t, e.rdb); len(got) != 0 {
+			t.Fatalf("the rejected session is still stored (%d records)", len(got))
+		}
+		e.login(t) // and signing in again works
 	})
 
 	t.Run("T58_oom_during_callback_503_no_half_written_session", func(t *testing.T) {

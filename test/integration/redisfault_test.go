@@ -17,12 +17,13 @@ import (
 	"github.com/envoy-bff/envoy-bff/test/harness"
 )
 
-// TestRedisFaults covers SECURITY-TESTS T52–T54 and T56–T58 with real redis-server processes behind real Envoy and
-// envoy-bff. Every fault is real: a refused port, latency on the wire, a
-// read-only replica, maxmemory, a dataset loading, a restart. Only absence
+// TestRedisFaults covers SECURITY-TESTS T52–T54 and T56–T58 with real
+// redis-server processes behind real Envoy and envoy-bff. Every fault is
+// real: a refused port, latency on the wire, a read-only replica,
+// maxmemory, a dataset loading, a restart, a lost write. Only absence
 // (redis.Nil) may end a session; every other fault is envoy-bff's own 503
-// session_store_unavailable with Retry-After, the cookie kept, and the
-// same cookie working again once the fault is gone, without a restart.
+// with Retry-After, the cookie kept, and the same cookie working again once
+// the fault is gone, without a restart.
 func TestRedisFaults(t *testing.T) {
 	t.Parallel()
 

@@ -87,16 +87,19 @@ func TestRedisFaults(t *testing.T) {
 
 	t.Run("T53_slow_refresh_own_deadline_503_before_envoy", func(t *testing.T) {
 		t.Parallel()
-		// Each round trip takes 1.6s, inside a 2s read_timeout, so go-redis
-		// never gives up by itself; a Check whose access token has expired
-		// needs at least four of them (read, lock, re-read, write): 6.4s,
-		// past Envoy's 5s. Only envoy-bff's own deadline (check_timeout
-		// 4.5s, or 50ms before the deadline Envoy sends) can answer in time.
+		// Each round trip takes 1.6s, well inside a 2.5s read_timeout, so
+		// go-redis never gives up by itself; a Check whose access token has
+		// expired needs at least four of them (read, lock, re-read, write):
+		// 6.4s, past Envoy's 5s. Only envoy-bff's own deadline (check_timeout
+		// 4s, or 50ms before the deadline Envoy sends) can answer in time.
 		// Access tokens live 4s (not less: a JWT's exp has whole seconds, and
 		// the refresh lead must stay longer than that rounding).
 		e := startFaultEnv(t, faultOptions{accessTokenTTL: 4 * time.Second, bff: func(doc map[string]any) {
-			doc["session"].(map[string]any)["redis"].(map[string]any)["read_timeout"] = "2s"
-			doc["authz"] = map[string]any{"check_timeout": "4500ms"}
+			// One command: 200ms + 300ms + 500ms + 2.5s = 3.5s, inside check_timeout.
+			doc["session"].(map[string]any)["redis"].(map[string]any)["read_timeout"] = "2500ms"
+			doc["session"].(map[string]any)["redis"].(map[string]any)["dial_timeout"] = "300ms"
+			doc["session"].(map[string]any)["redis"].(map[string]any)["pool_timeout"] = "200ms"
+			doc["authz"] = map[string]any{"check_timeout": "4s"}
 		}})
 		b := e.login(t)
 		bff := e.stack.BFFs[0]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/envoy-bff/envoy-bff/session"
 )
@@ -28,6 +29,14 @@ type Config struct {
 	// LoginPath is where unauthenticated navigations are redirected on routes
 	// that allow it; returnUrl carries the original path.
 	LoginPath string `yaml:"login_path"`
+	// CheckTimeout bounds the store and refresh work of one Check, so a slow
+	// or hung Redis (or provider) gets envoy-bff's own 503 with retry-after
+	// before Envoy's ext_authz timeout (5s in envoy/envoy.yaml.tmpl) answers
+	// a bare 503 for it. It MUST be shorter than that timeout, and longer
+	// than one Redis command can take (session.RedisConfig.CommandBudget).
+	// Check also ends checkReserve before the deadline Envoy sends, whichever
+	// comes first.
+	CheckTimeout time.Duration `yaml:"check_timeout"`
 }
 
 // PathRule assigns a policy to a path or a path prefix. Set exactly one of
@@ -64,11 +73,21 @@ func (c Config) ClientTokenNames() []string {
 	return slices.Compact(names)
 }
 
+// Bounds and default of Config.CheckTimeout. The default leaves 2s of
+// Envoy's 5s for the network and Envoy itself, and fits one Redis command
+// under session.DefaultConfig (2.5s worst case) with room for the refresh.
+const (
+	defaultCheckTimeout = 3 * time.Second
+	minCheckTimeout     = 10 * time.Millisecond
+	maxCheckTimeout     = time.Minute
+)
+
 // DefaultConfig is fail-closed: every path needs a session.
 func DefaultConfig() Config {
 	return Config{
 		DefaultPolicy: PolicyUser,
 		LoginPath:     "/bff/login",
+		CheckTimeout:  defaultCheckTimeout,
 	}
 }
 
@@ -141,6 +160,10 @@ func (c Config) Validate() error {
 	}
 	if !isLocalPath(c.LoginPath) {
 		errs = append(errs, fmt.Errorf("login_path: must be a local path such as /bff/login, got %q", c.LoginPath))
+	}
+	if c.CheckTimeout < minCheckTimeout || c.CheckTimeout > maxCheckTimeout {
+		errs = append(errs, fmt.Errorf("check_timeout: must be between %s and %s (and shorter than Envoy's ext_authz timeout), got %s",
+			minCheckTimeout, maxCheckTimeout, c.CheckTimeout))
 	}
 	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/envoy-bff/envoy-bff/oidcflow"
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
@@ -37,6 +38,7 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 		}
 		return decision{}, errAntiforgery
 	}
+	req.deadline = s.deadline(ctx)
 	if req.policy == PolicyClient {
 		return s.clientToken(ctx, req) // the session, if any, plays no part
 	}
@@ -51,6 +53,12 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 		return s.anonymous(ctx, req, fmt.Errorf("%w: %w", errSessionUnknown, err)) // T2: no store call
 	}
 
+	// One deadline for the store and the refresh: a slow Redis answers 503
+	// session_store_unavailable before Envoy's own timeout answers for us
+	// (T53). Only here and in clientToken, so Checks that never reach the
+	// store pay nothing for it.
+	ctx, cancel := context.WithDeadline(ctx, req.deadline)
+	defer cancel()
 	sess, err := s.sessions.Get(ctx, id)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
@@ -79,6 +87,24 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 		return s.anonymous(ctx, req, err)
 	}
 	return decision{token: sess.GetAccessToken(), claims: sess.GetClaimsJson()}, nil
+}
+
+// checkReserve is what a Check keeps of the deadline Envoy sends, to render
+// and send its answer before Envoy stops waiting.
+const checkReserve = 50 * time.Millisecond
+
+// deadline is when this Check's store and refresh work must end:
+// check_timeout from now, or checkReserve before the deadline Envoy sent
+// (its ext_authz timeout, as grpc-timeout), whichever is first. It is wall
+// clock time, as context deadlines are, never the injected clock.
+func (s *Server) deadline(ctx context.Context) time.Time {
+	d := time.Now().Add(s.timeout)
+	if envoy, ok := ctx.Deadline(); ok {
+		if e := envoy.Add(-checkReserve); e.Before(d) {
+			d = e
+		}
+	}
+	return d
 }
 
 // refresh hands the session to the Refresher, which alone decides whether
@@ -135,6 +161,8 @@ func (s *Server) clientToken(ctx context.Context, req *request) (decision, error
 	if s.clients == nil {
 		return decision{}, errClientTokenUnknown
 	}
+	ctx, cancel := context.WithDeadline(ctx, req.deadline)
+	defer cancel()
 	tok, err := s.clients.Token(ctx, req.clientToken)
 	switch {
 	case errors.Is(err, oidcflow.ErrUnknownClientToken):

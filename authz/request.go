@@ -3,6 +3,7 @@ package authz
 import (
 	"cmp"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -44,6 +45,9 @@ type request struct {
 	antiforgery      string
 	antiforgeryCount int
 	cookie           string // the whole Cookie header, "" if none
+	// deadline ends the Check's store and refresh work (Server.deadline);
+	// decide sets it, parse leaves it zero.
+	deadline time.Time
 }
 
 // parser turns CheckRequests into requests. It is built once by NewServer.

@@ -81,6 +81,7 @@ type Server struct {
 	now         func() time.Time
 	metrics     *Metrics
 	loginPath   string
+	timeout     time.Duration    // Config.CheckTimeout
 	identity    []identityHeader // sorted by header name
 	responses   responses
 }
@@ -133,6 +134,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		now:         deps.Now,
 		metrics:     deps.Metrics,
 		loginPath:   cfg.LoginPath,
+		timeout:     cfg.CheckTimeout,
 	}
 	for _, h := range slices.Sorted(maps.Keys(cfg.IdentityHeaders)) {
 		s.identity = append(s.identity, identityHeader{header: strings.ToLower(h), claim: cfg.IdentityHeaders[h]})

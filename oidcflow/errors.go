@@ -22,6 +22,9 @@ var (
 	// (invalid_client, unauthorized_client and similar): a configuration
 	// problem to alert on, not a reason to end anyone's session.
 	ErrClientRejected = errors.New("provider rejected the client")
+	// errRefreshOutlived means a refresh ended after the access token it
+	// obtained had expired: transient, the session is kept.
+	errRefreshOutlived = errors.New("the refreshed access token expired before the refresh ended")
 	// ErrInvalidReturnURL means a returnUrl is not a local path.
 	ErrInvalidReturnURL = errors.New("return url is not a local path")
 )

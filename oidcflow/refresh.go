@@ -86,6 +86,12 @@ func (r *Refresher) Refresh(ctx context.Context, id session.ID, s *sessionpb.Ses
 	select {
 	case <-f.done:
 		err = f.err
+		if err == nil && !stillValid(f.val, r.now()) {
+			// The attempt (a hung store or provider) outlived the token it
+			// brought back, or a caller joined it late: an expired token is
+			// never handed on. The next request renews it again.
+			err = fmt.Errorf("refresh session %s: %w", idTag(id), errRefreshOutlived)
+		}
 	case <-ctx.Done():
 		err = fmt.Errorf("refresh session %s: %w", idTag(id), ctx.Err())
 	}

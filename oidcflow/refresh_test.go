@@ -97,6 +97,46 @@ func TestRefresh(t *testing.T) {
 		}
 	})
 
+	t.Run("T53_attempt_outlived_by_its_token_never_passes_it", func(t *testing.T) {
+		t.Parallel()
+		// A store or provider so slow that the token a refresh brings back
+		// has expired by the time the attempt ends: a caller must get an
+		// error (503), never that token.
+		e := newEnv(t)
+		id, rec := e.loggedIn()
+		e.clock.Advance(6 * time.Minute) // expired: callers wait for the refresh
+		release := e.provider.HoldRefreshes()
+		type result struct {
+			s   *sessionpb.Session
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			got, err := e.h.Refresher().Refresh(t.Context(), id, rec)
+			done <- result{got, err}
+		}()
+		waitFor(t, func() bool { return e.provider.Stats().RefreshRequests == 1 })
+		e.clock.Advance(6 * time.Minute) // longer than the new token's 5 minutes
+		release()
+		r := <-done
+		if r.err == nil {
+			t.Fatalf("Refresh passed a token that expired at %d, now %d",
+				r.s.GetAccessTokenExpiresAtUnixMs(), e.clock.Now().UnixMilli())
+		}
+		if errors.Is(r.err, ErrRefreshRejected) || errors.Is(r.err, session.ErrNotFound) {
+			t.Fatalf("a slow refresh is no reason to end the session: %v", r.err)
+		}
+		if _, err := e.store.Get(t.Context(), id); err != nil {
+			t.Fatalf("session lost: %v", err)
+		}
+		// The next caller renews again and gets a token it can use.
+		stored, _ := e.store.Get(t.Context(), id)
+		got, err := e.h.Refresher().Refresh(t.Context(), id, stored)
+		if err != nil || got.GetAccessTokenExpiresAtUnixMs() <= e.clock.Now().UnixMilli() {
+			t.Fatalf("next refresh: %v", err)
+		}
+	})
+
 	t.Run("T61_rotated_refresh_token_saved", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
@@ -146,6 +186,41 @@ func TestRefresh(t *testing.T) {
 		}
 		if strings.Contains(e.logs.String(), "rotated-away") {
 			t.Fatal("refresh token in the log")
+		}
+	})
+
+	t.Run("T57_rotated_token_lost_in_failover_rejected", func(t *testing.T) {
+		t.Parallel()
+		// The case itself, not a made-up token: a refresh rotated RT1 to RT2
+		// and wrote RT2, then a failover promoted a replica that never got
+		// that write, so the store holds RT1 again. The provider has seen
+		// RT1 used: invalid_grant (reuse), and the session ends cleanly.
+		e := newEnv(t)
+		id, rec := e.loggedIn()
+		e.clock.Advance(due)
+		fresh, err := e.h.Refresher().Refresh(t.Context(), id, rec)
+		if err != nil || fresh.GetRefreshToken() == rec.GetRefreshToken() {
+			t.Fatalf("first refresh: %v", err)
+		}
+		lost := e.tamper(id, func(s *sessionpb.Session) {
+			s.RefreshToken, s.AccessToken, s.IdToken = rec.GetRefreshToken(), rec.GetAccessToken(), rec.GetIdToken()
+			s.AccessTokenExpiresAtUnixMs, s.AccessTokenIssuedAtUnixMs = rec.GetAccessTokenExpiresAtUnixMs(), rec.GetAccessTokenIssuedAtUnixMs()
+		})
+		e.clock.Advance(time.Minute) // RT1's access token has expired: a refresh is needed
+		_, err = e.h.Refresher().Refresh(t.Context(), id, lost)
+		if !errors.Is(err, ErrRefreshRejected) {
+			t.Fatalf("refresh with the lost RT1 = %v, want ErrRefreshRejected", err)
+		}
+		if _, err := e.store.Get(t.Context(), id); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("session not deleted: %v", err)
+		}
+		if st := e.provider.Stats(); st.InvalidGrants != 1 || st.RefreshTokenGrants != 1 {
+			t.Fatalf("provider saw %+v; want one grant and one invalid_grant for the reused token", st)
+		}
+		for _, tok := range []string{rec.GetRefreshToken(), fresh.GetRefreshToken()} {
+			if strings.Contains(e.logs.String(), tok) {
+				t.Fatal("refresh token in the log")
+			}
 		}
 	})
 

@@ -58,8 +58,20 @@ type RedisConfig struct {
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds sending one command.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
-	// PoolSize is the number of connections per replica.
+	// PoolSize is the number of connections per replica. A command that finds
+	// all of them busy waits up to PoolTimeout for one.
 	PoolSize int `yaml:"pool_size"`
+	// PoolTimeout bounds that wait (go-redis would default to read_timeout+1s).
+	PoolTimeout time.Duration `yaml:"pool_timeout"`
+}
+
+// CommandBudget is the longest one Redis command can take under these
+// settings before go-redis gives up on it: waiting for a pooled connection,
+// dialling a new one, sending, and reading the reply. A caller's deadline
+// (authz.check_timeout) must be longer, or no command could ever finish in
+// it; go-redis's retries beyond the first attempt are cut by that deadline.
+func (r RedisConfig) CommandBudget() time.Duration {
+	return r.PoolTimeout + r.DialTimeout + r.WriteTimeout + r.ReadTimeout
 }
 
 // Key is one entry of the encryption key ring.
@@ -123,6 +135,7 @@ func DefaultConfig() Config {
 			ReadTimeout:  500 * time.Millisecond,
 			WriteTimeout: 500 * time.Millisecond,
 			PoolSize:     32,
+			PoolTimeout:  500 * time.Millisecond,
 		},
 		KeyPrefix:        "bff:",
 		IdleTimeout:      2 * time.Hour,
@@ -211,7 +224,7 @@ func (r RedisConfig) validate() []error {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"redis.dial_timeout", r.DialTimeout}, {"redis.read_timeout", r.ReadTimeout}, {"redis.write_timeout", r.WriteTimeout}} {
+	}{{"redis.dial_timeout", r.DialTimeout}, {"redis.read_timeout", r.ReadTimeout}, {"redis.write_timeout", r.WriteTimeout}, {"redis.pool_timeout", r.PoolTimeout}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", d.field))
 		}

@@ -87,7 +87,7 @@ func TestConfigValidate(t *testing.T) {
 			want: []string{"redis.url: Sentinel and Cluster need redis:// or rediss://"}},
 		{name: "redis_timeouts_and_pool", mutate: func(c *session.Config) { c.Redis = session.RedisConfig{URL: "redis://h:1"} },
 			want: []string{"redis.dial_timeout: must be positive", "redis.read_timeout: must be positive",
-				"redis.write_timeout: must be positive", "redis.pool_size: must be positive"}},
+				"redis.write_timeout: must be positive", "redis.pool_timeout: must be positive", "redis.pool_size: must be positive"}},
 		{name: "durations", mutate: func(c *session.Config) { c.IdleTimeout, c.AbsoluteLifetime, c.LoginStateTTL = 0, 0, -1 },
 			want: []string{"idle_timeout: must be at least 1ms", "absolute_lifetime: must be at least 1ms", "login_state_ttl: must be at least 1ms"}},
 		{name: "idle_beyond_absolute", mutate: func(c *session.Config) { c.IdleTimeout = 13 * time.Hour },
@@ -225,5 +225,15 @@ func TestKeyListYAML(t *testing.T) {
 				t.Errorf("keys = %v", c.EncryptionKeys)
 			}
 		})
+	}
+}
+
+// TestCommandBudget: the default Redis settings let one command finish
+// inside authz's default check_timeout (3s), as the config loader requires.
+func TestCommandBudget(t *testing.T) {
+	t.Parallel()
+	r := session.DefaultConfig().Redis
+	if got, want := r.CommandBudget(), 2500*time.Millisecond; got != want {
+		t.Fatalf("CommandBudget = %s, want pool 500ms + dial 1s + write 500ms + read 500ms = %s", got, want)
 	}
 }

@@ -86,7 +86,9 @@ func (m *MemoryStore) Get(_ context.Context, id ID) (*sessionpb.Session, error) 
 	sealed := e.sealed // never modified in place, so safe to use unlocked
 	m.mem.mu.Unlock()
 
-	s, err := openSession(m.ring, hash, sealed)
+	// The store key is also the record's additional data: reuse it rather
+	// than build it again (one allocation less on every Check).
+	s, err := decodeSession(m.ring.open(key, sealed))
 	if err != nil {
 		return nil, notFound(op, err)
 	}

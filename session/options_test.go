@@ -37,7 +37,7 @@ func TestRedisOptions(t *testing.T) {
 				t.Errorf("options = %+v", o)
 			}
 			if o.DialTimeout != time.Second || o.ReadTimeout != 500*time.Millisecond || o.WriteTimeout != 500*time.Millisecond ||
-				o.PoolSize != 32 || !o.ContextTimeoutEnabled {
+				o.PoolSize != 32 || o.PoolTimeout != 500*time.Millisecond || !o.ContextTimeoutEnabled {
 				t.Errorf("timeouts/pool = %v %v %v %d %v", o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolSize, o.ContextTimeoutEnabled)
 			}
 		})

@@ -182,13 +182,35 @@ func (r *RedisStore) Create(ctx context.Context, id ID, s *sessionpb.Session) er
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	if err := r.addToIndexes(ctx, Ref(n.hash), s, r.now()); err != nil {
+	ref := Ref(n.hash)
+	if err := r.addToIndexes(ctx, ref, s, r.now()); err != nil {
+		r.undoIndexes(ctx, ref, s, err)
 		return unavailable(op, err)
 	}
 	if err := r.client.Set(ctx, r.sessionKey(n.hash), n.sealed, n.ttl).Err(); err != nil {
+		r.undoIndexes(ctx, ref, s, err)
 		return unavailable(op, err)
 	}
 	return nil
+}
+
+// undoIndexes removes the index entries of a session whose record Redis
+// refused to write, so a failed login leaves nothing half-written (T58).
+// A script that has begun writing may go on under OOM, so the indexes can
+// land while the record's SET is refused. Only a Redis error reply (OOM,
+// READONLY, LOADING…) proves the record did not land: after a timeout or a
+// lost connection the SET may have been applied, and a live session must
+// never drop out of its indexes (back-channel logout finds it there), so
+// those entries stay until FindSessions prunes them. Best effort; ZREM is
+// allowed under OOM.
+func (r *RedisStore) undoIndexes(ctx context.Context, ref Ref, s *sessionpb.Session, cause error) {
+	var refused redis.Error
+	if !errors.As(cause, &refused) || errors.Is(cause, redis.Nil) {
+		return
+	}
+	for _, idx := range indexesOf(r.ring, s) {
+		_ = r.client.ZRem(ctx, r.redisIndexKey(idx), string(ref)).Err()
+	}
 }
 
 // Update implements Store as an atomic compare-and-set in Redis. On success
@@ -459,6 +481,7 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		ReadTimeout:           c.ReadTimeout,
 		WriteTimeout:          c.WriteTimeout,
 		PoolSize:              c.PoolSize,
+		PoolTimeout:           c.PoolTimeout,
 		ContextTimeoutEnabled: true,
 		// Fail fast when Redis is down: the caller answers 503 within
 		// Envoy's budget instead of dialling five times.

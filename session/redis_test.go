@@ -348,3 +348,30 @@ func TestOpenBackend(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisStoreCreateRefusedLeavesNothing covers T58 at the store: under
+// OOM (maxmemory far below use, noeviction) Redis lets the index script
+// run, since its first write is not one that grows memory, but refuses the
+// record's SET. Create must fail as unavailable and leave no key behind:
+// no record, and no index entry naming a session that never existed.
+func TestRedisStoreCreateRefusedLeavesNothing(t *testing.T) {
+	t.Parallel()
+	env := newRedisEnv(t) // its own server: OOM would disturb the other tests
+	s := env.store(t, nil)
+	ctx := t.Context()
+	for _, kv := range [][2]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if err := env.client.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.client.Set(ctx, "probe", "x", time.Minute).Err(); err == nil || !strings.HasPrefix(err.Error(), "OOM") {
+		t.Fatalf("Redis should refuse writes with OOM, SET answered %v", err)
+	}
+	err := s.Create(ctx, sessiontest.ID(t, 1), sessiontest.Record(time.Now()))
+	if !errors.Is(err, session.ErrUnavailable) || !strings.Contains(err.Error(), "OOM") {
+		t.Fatalf("Create under OOM = %v, want ErrUnavailable carrying the OOM reply", err)
+	}
+	if keys, err := env.client.Keys(ctx, "*").Result(); err != nil || len(keys) != 0 {
+		t.Fatalf("after a refused Create Redis holds %q (%v), want nothing", keys, err)
+	}
+}

@@ -137,6 +137,14 @@ func (c config) crossCheck() []error {
 		errs = append(errs, fmt.Errorf("session.lock_ttl: must be longer than oidc.provider_timeout (%s), got %s",
 			c.OIDC.ProviderTimeout, c.Session.LockTTL))
 	}
+	if c.Session.Backend == session.BackendRedis && c.Authz.CheckTimeout > 0 {
+		// A Check that cannot fit one Redis command always times out: every
+		// request would be a 503 while Redis is perfectly healthy.
+		if b := c.Session.Redis.CommandBudget(); c.Authz.CheckTimeout <= b {
+			errs = append(errs, fmt.Errorf("authz.check_timeout: must be longer than one Redis command can take "+
+				"(session.redis pool_timeout + dial_timeout + write_timeout + read_timeout = %s), got %s", b, c.Authz.CheckTimeout))
+		}
+	}
 	for _, name := range c.Authz.ClientTokenNames() {
 		if _, ok := c.OIDC.ClientTokens[name]; !ok {
 			errs = append(errs, fmt.Errorf("oidc.client_tokens: %q is used by an authz rule with a client policy but not defined", name))

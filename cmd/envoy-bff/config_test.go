@@ -122,6 +122,27 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{"session.lock_ttl: must be longer than oidc.provider_timeout (3s), got 2s"},
 		},
 		{
+			name: "check timeout fits the default Redis settings",
+			file: "testdata/valid.yaml",
+			check: func(t *testing.T, c config) {
+				if c.Authz.CheckTimeout != 3*time.Second || c.Session.Redis.PoolTimeout != 500*time.Millisecond {
+					t.Errorf("defaults: check_timeout %s, pool_timeout %s", c.Authz.CheckTimeout, c.Session.Redis.PoolTimeout)
+				}
+			},
+		},
+		{
+			name:    "check timeout shorter than one Redis command",
+			file:    "testdata/valid.yaml",
+			env:     map[string]string{"ENVOY_BFF_AUTHZ_CHECK_TIMEOUT": "2s", "ENVOY_BFF_SESSION_REDIS_READ_TIMEOUT": "1s"},
+			wantErr: []string{"authz.check_timeout: must be longer than one Redis command can take", "= 3s), got 2s"},
+		},
+		{
+			name:    "check timeout out of bounds",
+			file:    "testdata/valid.yaml",
+			env:     map[string]string{"ENVOY_BFF_AUTHZ_CHECK_TIMEOUT": "0s", "ENVOY_BFF_SESSION_REDIS_POOL_TIMEOUT": "0s"},
+			wantErr: []string{"authz.check_timeout: must be between", "session.redis.pool_timeout: must be positive"},
+		},
+		{
 			name:    "admin beyond loopback needs a token",
 			file:    "testdata/valid.yaml",
 			env:     map[string]string{"ENVOY_BFF_LISTEN_ADMIN": "0.0.0.0:9003"},

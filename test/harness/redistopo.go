@@ -27,6 +27,15 @@ const (
 // startRedisOn runs redis-server (or, with args naming a config file and
 // --sentinel, a Sentinel) on port, waiting until it answers PING.
 func startRedisOn(ctx context.Context, dir, name string, port int, args []string) (*Process, error) {
+	// A server with a password answers, refusing: it is up.
+	return startRedisAccepting(ctx, dir, name, port, args, func(err error) bool {
+		return err == nil || strings.HasPrefix(err.Error(), "-NOAUTH")
+	})
+}
+
+// startRedisAccepting starts a redis-server and waits until its answer to
+// PING satisfies up.
+func startRedisAccepting(ctx context.Context, dir, name string, port int, args []string, up func(error) bool) (*Process, error) {
 	bin, err := findBinary("REDIS_SERVER_BIN", "redis-server", "run `make bootstrap` or apt-get install redis-server")
 	if err != nil {
 		return nil, err
@@ -42,8 +51,8 @@ func startRedisOn(ctx context.Context, dir, name string, port int, args []string
 		if exited, werr := p.Exited(); exited {
 			return nil, fmt.Errorf("%s exited while starting (%v):\n%s", name, werr, p.Tail(2000))
 		}
-		if err := redisPing(addr); err == nil || strings.HasPrefix(err.Error(), "-NOAUTH") {
-			return p, nil // a server with a password answers, refusing
+		if up(redisPing(addr)) {
+			return p, nil
 		}
 		select {
 		case <-ctx.Done():

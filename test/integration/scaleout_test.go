@@ -58,6 +58,11 @@ func TestScaleOut(t *testing.T) {
 			doc["log"] = map[string]any{"level": "info", "format": "json"}
 			doc["session"].(map[string]any)["lock_ttl"] = scaleLockTTL.String()
 			doc["oidc"].(map[string]any)["provider_timeout"] = scaleProviderLimit.String()
+			// The paused-holder case keeps one Check in flight across a
+			// SIGSTOP longer than the default authz.check_timeout (3s); its
+			// direct gRPC caller waits 30s, so the Check may too. Through
+			// Envoy, Envoy's own deadline still bounds every Check.
+			doc["authz"] = map[string]any{"check_timeout": "30s"}
 		},
 	})
 	checks := dialAll(t, s)

@@ -1,0 +1,154 @@
+package authz
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+	"github.com/envoy-bff/envoy-bff/session"
+)
+
+// hangingStore stands in for a Redis that accepted the command and never
+// answers: Get blocks until its context ends, and records that context's
+// deadline. The real store's fault paths run against redis-server in
+// test/integration (TestRedisFaults); here only Check's own deadline matters.
+type hangingStore struct {
+	mu       sync.Mutex
+	deadline time.Time
+	had      bool
+	hangGet  bool
+}
+
+func (h *hangingStore) Get(ctx context.Context, _ session.ID) (*sessionpb.Session, error) {
+	h.mu.Lock()
+	h.deadline, h.had = ctx.Deadline()
+	h.mu.Unlock()
+	if !h.hangGet {
+		rec := validRecord()
+		rec.AccessTokenExpiresAtUnixMs = t0.Add(-time.Second).UnixMilli() // expired: refresh needed
+		return rec, nil
+	}
+	select {
+	case <-ctx.Done():
+		return nil, &storeErr{ctx.Err()}
+	case <-time.After(10 * time.Second): // no deadline: the test fails on had, not on go test's timeout
+		return nil, &storeErr{context.DeadlineExceeded}
+	}
+}
+
+func (h *hangingStore) Delete(context.Context, session.ID) error { return nil }
+
+// storeErr wraps a context error as the Redis store does: unavailable, never not-found.
+type storeErr struct{ cause error }
+
+func (e *storeErr) Error() string {
+	return "get session: session store unavailable: " + e.cause.Error()
+}
+func (e *storeErr) Unwrap() []error {
+	return []error{session.ErrUnavailable, e.cause}
+}
+
+// hangingRefresher is a provider (or refresh lock) that never answers.
+type hangingRefresher struct{}
+
+func (hangingRefresher) Refresh(ctx context.Context, _ session.ID, _ *sessionpb.Session) (*sessionpb.Session, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(10 * time.Second):
+		return nil, context.DeadlineExceeded
+	}
+}
+
+// TestCheckDeadline covers T53 inside the package: the store and refresh
+// work of one Check ends at check_timeout, or checkReserve before the
+// deadline Envoy sent, and the answer is a 503 that keeps the session.
+func TestCheckDeadline(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name       string
+		timeout    time.Duration
+		envoy      time.Duration // the caller's deadline from now; 0 for none
+		hangGet    bool
+		wantCode   string
+		wantCapped bool // the store saw Envoy's deadline minus checkReserve
+	}{
+		{name: "T53_hung_store_503_store_unavailable", timeout: 50 * time.Millisecond, hangGet: true, wantCode: "session_store_unavailable"},
+		{name: "T53_hung_refresh_503_refresh_unavailable", timeout: 50 * time.Millisecond, wantCode: "token_refresh_unavailable"},
+		{name: "T53_envoy_deadline_first", timeout: time.Minute, envoy: 200 * time.Millisecond, hangGet: true,
+			wantCode: "session_store_unavailable", wantCapped: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			hs := &hangingStore{hangGet: tc.hangGet}
+			e := newEnv(t, func(c *Config, d *Deps) {
+				c.CheckTimeout = tc.timeout
+				d.Sessions = hs
+				d.Refresher = hangingRefresher{}
+			})
+			ctx := t.Context()
+			var envoyDeadline time.Time
+			if tc.envoy > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.envoy)
+				defer cancel()
+				envoyDeadline, _ = ctx.Deadline()
+			}
+			before := time.Now()
+			resp, err := e.srv.Check(ctx, creq("GET", "/api/orders", e.apiHeaders(), userRoute()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status(resp) != 503 || errorCode(t, resp) != tc.wantCode {
+				t.Fatalf("got %d %q, want 503 %s", status(resp), errorCode(t, resp), tc.wantCode)
+			}
+			if deniedHeader(resp, "retry-after") == "" || clearsCookie(resp) {
+				t.Fatalf("a fault must say retry-after and keep the cookie: %v", resp.GetDeniedResponse().GetHeaders())
+			}
+			hs.mu.Lock()
+			got, had := hs.deadline, hs.had
+			hs.mu.Unlock()
+			switch {
+			case !had:
+				t.Fatal("the store ran without a deadline")
+			case tc.wantCapped && !got.Equal(envoyDeadline.Add(-checkReserve)):
+				t.Fatalf("store deadline %s, want Envoy's %s minus %s", got, envoyDeadline, checkReserve)
+			case !tc.wantCapped && (got.Before(before.Add(tc.timeout)) || got.After(time.Now().Add(tc.timeout))):
+				t.Fatalf("store deadline %s is not check_timeout (%s) after the Check began", got, tc.timeout)
+			}
+		})
+	}
+}
+
+// TestCheckTimeoutConfig: check_timeout is bounded, and errors name it.
+func TestCheckTimeoutConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		d    time.Duration
+		ok   bool
+	}{
+		{"default", DefaultConfig().CheckTimeout, true},
+		{"zero", 0, false},
+		{"too_short", time.Millisecond, false},
+		{"too_long", 2 * time.Minute, false},
+		{"short", 10 * time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := DefaultConfig()
+			c.CheckTimeout = tc.d
+			err := c.Validate()
+			if tc.ok != (err == nil) {
+				t.Fatalf("check_timeout %s: %v", tc.d, err)
+			}
+			if err != nil && !strings.Contains(err.Error(), "check_timeout: must be between") {
+				t.Fatalf("error does not name the field: %v", err)
+			}
+		})
+	}
+}

@@ -52,6 +52,7 @@ func AdminHandler(s *Sessions, token string, logger *slog.Logger) http.Handler {
 			adminFault(w, r, logger, err)
 			return
 		}
+		s.metrics.loggedOut(logoutAdmin, n)
 		logger.LogAttrs(r.Context(), slog.LevelInfo, "admin: sessions ended", slog.String("sub", sub), slog.Int("sessions_ended", n))
 		writeJSON(w, http.StatusOK, map[string]int{"ended": n})
 	})
@@ -70,6 +71,7 @@ func AdminHandler(s *Sessions, token string, logger *slog.Logger) http.Handler {
 			adminError(w, http.StatusNotFound, "not_found", "no such session")
 			return
 		}
+		s.metrics.loggedOut(logoutAdmin, 1)
 		writeJSON(w, http.StatusOK, map[string]int{"ended": 1})
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -73,6 +73,7 @@ type Handler struct {
 	rand        io.Reader
 	lifetime    time.Duration
 	revoker     Revoker
+	metrics     *Metrics
 
 	sessions *Sessions
 
@@ -118,11 +119,12 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 		rand:         deps.Rand,
 		lifetime:     deps.AbsoluteLifetime,
 		revoker:      deps.Revoker,
+		metrics:      deps.Metrics,
 		loginPath:    cfg.PathPrefix + "/login",
 		callbackPath: cfg.PathPrefix + "/callback",
 		userPath:     cfg.PathPrefix + "/user",
 		logoutPath:   cfg.PathPrefix + "/logout",
-		sessions:     &Sessions{issuer: cfg.Issuer, store: deps.Store, revoker: deps.Revoker, logger: deps.Logger},
+		sessions:     &Sessions{issuer: cfg.Issuer, store: deps.Store, revoker: deps.Revoker, logger: deps.Logger, metrics: deps.Metrics},
 
 		backchannelPath: cfg.PathPrefix + "/backchannel-logout",
 	}, nil
@@ -201,7 +203,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.deny(w, r, errMethod, false)
 		return
 	}
-	if err := serve(w, r); err != nil {
+	err := serve(w, r)
+	if r.URL.Path == h.callbackPath {
+		outcome := loginOK
+		if err != nil {
+			outcome = denialFor(err).code
+		}
+		h.metrics.login(outcome)
+	}
+	if err != nil {
 		h.deny(w, r, err, page)
 	}
 }

@@ -93,6 +93,9 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	var draining atomic.Bool
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if backend, err = session.Instrument(backend, reg); err != nil { // after Run: the sweeper is the raw store's
+		return err
+	}
 	metrics, err := oidcflow.NewMetrics(reg)
 	if err != nil {
 		return err

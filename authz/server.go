@@ -37,6 +37,13 @@ type TokenRefresher interface {
 	Refresh(ctx context.Context, id session.ID, s *sessionpb.Session) (*sessionpb.Session, error)
 }
 
+// dueReporter is a TokenRefresher that can say, without a call that might
+// block, whether Refresh would do anything for a record (oidcflow.Refresher).
+type dueReporter interface {
+	// Due reports whether s's access token is due for a refresh now.
+	Due(s *sessionpb.Session) bool
+}
+
 // ClientTokenSource hands out client-credentials tokens by name
 // (oidcflow.ClientTokens): cached, shared by replicas, renewed under a lock.
 type ClientTokenSource interface {
@@ -74,6 +81,7 @@ type Server struct {
 	parser      parser
 	sessions    SessionReader
 	refresher   TokenRefresher
+	due         dueReporter // the refresher, when it reports Due
 	clients     ClientTokenSource
 	cookie      session.CookieConfig
 	antiforgery oidcflow.AntiforgeryConfig
@@ -138,6 +146,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		s.identity = append(s.identity, identityHeader{header: strings.ToLower(h), claim: cfg.IdentityHeaders[h]})
 	}
 	slices.SortFunc(s.identity, func(a, b identityHeader) int { return strings.Compare(a.header, b.header) })
+	s.due, _ = deps.Refresher.(dueReporter)
 	s.responses = newResponses(s.identity, deps.Cookie.ClearCookie())
 	return s, nil
 }
@@ -168,7 +177,7 @@ func (s *Server) deny(ctx context.Context, req *request, err error) *authv3.Chec
 		level = slog.LevelWarn
 	}
 	s.logger.LogAttrs(ctx, level, "authz: denied",
-		slog.String("x-request-id", req.id),
+		slog.String(oidcflow.RequestIDAttr, req.id),
 		slog.String("method", req.method),
 		slog.String("path", req.path), // normalised, never the query
 		slog.String("policy", string(req.policy)),

@@ -1,6 +1,7 @@
 package oidcflow
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
@@ -24,9 +25,7 @@ const AdminPathSessions = "/admin/sessions"
 // (compared in constant time); without one the listener must stay on
 // loopback, which the config loader enforces.
 func AdminHandler(s *Sessions, token string, logger *slog.Logger) http.Handler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = requestIDLogger(logger)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+AdminPathSessions, func(w http.ResponseWriter, r *http.Request) {
 		sub := r.URL.Query().Get("sub")
@@ -75,6 +74,7 @@ func AdminHandler(s *Sessions, token string, logger *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]int{"ended": 1})
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = withRequestID(w, r, rand.Reader)
 		if token != "" {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {

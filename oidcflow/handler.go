@@ -31,7 +31,8 @@ type Deps struct {
 	Cookie session.CookieConfig
 	// Antiforgery is the header /user requires. Required.
 	Antiforgery AntiforgeryConfig
-	// Logger receives one line per denial and per provider problem; nil discards.
+	// Logger receives one line per denial and per provider problem; nil
+	// discards. Lines about a request carry its request_id (x-request-id).
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -139,9 +140,7 @@ func (d Deps) withDefaults(cfg Config) (Deps, error) {
 	if d.Store == nil {
 		return Deps{}, errors.New("oidcflow: deps.Store: required")
 	}
-	if d.Logger == nil {
-		d.Logger = slog.New(slog.DiscardHandler)
-	}
+	d.Logger = requestIDLogger(d.Logger)
 	if d.Now == nil {
 		d.Now = time.Now
 	}
@@ -178,6 +177,7 @@ func (h *Handler) Provider() *Provider { return h.provider }
 
 // ServeHTTP routes the four endpoints; everything is GET (or HEAD).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = withRequestID(w, r, h.rand)
 	var serve func(http.ResponseWriter, *http.Request) error
 	page := true // navigations get a page on failure, fetches JSON
 	switch r.URL.Path {

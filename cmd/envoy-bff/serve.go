@@ -199,6 +199,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	// then in-flight checks and browser requests finish.
 	draining.Store(true)
 	healthSrv.Shutdown()
+	if d := cfg.Listen.DrainDelay; d > 0 && runErr == nil {
+		// Still serving: Envoy's health checks need a moment to see
+		// NOT_SERVING and send new checks elsewhere.
+		logger.Info("draining: unready, still serving", "drain_delay", d.String())
+		time.Sleep(d)
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Listen.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/envoy-bff/envoy-bff/oidcflow"
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
@@ -71,6 +72,10 @@ type Deps struct {
 	Now func() time.Time
 	// Metrics counts and times checks; nil records nothing.
 	Metrics *Metrics
+	// Tracer makes one span per Check, a child of the trace context Envoy
+	// sent (gRPC metadata, else the request's traceparent); nil makes none
+	// and costs Check nothing.
+	Tracer trace.Tracer
 }
 
 // Server answers envoy.service.auth.v3.Authorization/Check. It is safe for
@@ -88,6 +93,7 @@ type Server struct {
 	logger      *slog.Logger
 	now         func() time.Time
 	metrics     *Metrics
+	tracer      trace.Tracer
 	loginPath   string
 	identity    []identityHeader // sorted by header name
 	responses   responses
@@ -140,6 +146,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		logger:      logger,
 		now:         deps.Now,
 		metrics:     deps.Metrics,
+		tracer:      deps.Tracer,
 		loginPath:   cfg.LoginPath,
 	}
 	for _, h := range slices.Sorted(maps.Keys(cfg.IdentityHeaders)) {
@@ -154,18 +161,39 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 // Check answers Envoy. Known conditions are answers, never gRPC errors, so
 // Envoy's failure mode never decides for us.
 func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if s.tracer != nil {
+		return s.tracedCheck(ctx, in), nil
+	}
+	return s.check(ctx, in, nil), nil
+}
+
+// checked is what a traced Check's span reports of the request.
+type checked struct {
+	req    request
+	answer string
+}
+
+// check is Check without tracing; out, when not nil, receives the parsed
+// request and the answer for the span.
+func (s *Server) check(ctx context.Context, in *authv3.CheckRequest, out *checked) *authv3.CheckResponse {
 	start := time.Now()
 	req, err := s.parser.parse(in)
 	if err == nil {
 		var d decision
 		if d, err = s.decide(ctx, &req); err == nil {
 			s.metrics.observe(req.policy, "ok", start)
-			return s.responses.ok(&req, d, s.cookie, s.identity), nil
+			if out != nil {
+				*out = checked{req: req, answer: "ok"}
+			}
+			return s.responses.ok(&req, d, s.cookie, s.identity)
 		}
 	}
 	resp := s.deny(ctx, &req, err)
 	s.metrics.observe(req.policy, resp.GetStatus().GetMessage(), start)
-	return resp, nil
+	if out != nil {
+		*out = checked{req: req, answer: resp.GetStatus().GetMessage()}
+	}
+	return resp
 }
 
 // deny logs the denial and renders it: the table's precomputed answer, or a

@@ -27,6 +27,7 @@ type config struct {
 	OIDC        oidcflow.Config            `yaml:"oidc"`
 	Antiforgery oidcflow.AntiforgeryConfig `yaml:"antiforgery"`
 	Authz       authz.Config               `yaml:"authz"`
+	Tracing     tracingConfig              `yaml:"tracing"`
 }
 
 // listenConfig is where the three listeners bind.
@@ -67,6 +68,7 @@ func defaultConfig() config {
 		OIDC:        oidcflow.DefaultConfig(),
 		Antiforgery: oidcflow.AntiforgeryConfig{Header: "X-CSRF", Value: "1"},
 		Authz:       authz.DefaultConfig(),
+		Tracing:     defaultTracingConfig(),
 	}
 }
 
@@ -134,6 +136,7 @@ func (c config) validate() []error {
 	section("oidc", c.OIDC.Validate())
 	section("antiforgery", validateAntiforgery(c.Antiforgery))
 	section("authz", c.Authz.Validate())
+	section("tracing", c.Tracing.validate())
 	errs = append(errs, c.crossCheck()...)
 	return errs
 }

@@ -101,7 +101,20 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return err
 	}
 
-	httpClient := &http.Client{Timeout: cfg.OIDC.ProviderTimeout}
+	traces, err := startTracing(ctx, cfg.Tracing)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush what is buffered; a collector that is down costs this long at most.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := traces.shutdown(fctx); err != nil {
+			logger.Warn("tracing: flush on shutdown failed", "error", err)
+		}
+	}()
+
+	httpClient := &http.Client{Timeout: cfg.OIDC.ProviderTimeout, Transport: traces.transport(http.DefaultTransport)}
 	flowDeps := oidcflow.Deps{
 		Store:            backend,
 		Cookie:           cfg.Session.Cookie,
@@ -137,6 +150,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		Antiforgery:  cfg.Antiforgery,
 		Logger:       logger,
 		Now:          now,
+		Tracer:       traces.tracer(),
 	})
 	if err != nil {
 		return fmt.Errorf("build authorization server: %w", err)
@@ -163,7 +177,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	healthpb.RegisterHealthServer(grpcServer, healthSrv)
 
 	browser := &http.Server{
-		Handler:           flow,
+		Handler:           traces.handler(flow),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -8,8 +8,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/envoy-bff/envoy-bff/test/harness"
 )
@@ -60,6 +65,61 @@ func TestRollingRestart(t *testing.T) {
 	if r.total == 0 || r.ok != r.total {
 		t.Logf("Envoy's counters:\n%s", envoyStats(s.Envoy, "cluster.bff_grpc.", "ext_authz"))
 		t.Fatalf("%d of %d API calls failed during the rolling restart; first: %v", r.total-r.ok, r.total, r.failures)
+	}
+}
+
+// TestDrain: on SIGTERM a replica first turns unready — /readyz 503
+// draining, gRPC health NOT_SERVING — and keeps answering checks, on
+// existing connections and new ones, for its drain delay; then it exits
+// cleanly.
+func TestDrain(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, harness.Options{BFFConfig: func(doc map[string]any) {
+		doc["listen"] = map[string]any{"drain_delay": "10s"} // the margin for the checks below
+	}})
+	u := loginUser(t, s)
+	b := s.BFFs[0]
+	c := dialAll(t, s)[0]
+	if r := mustCheck(t, c, u.cookie); r.Status != 200 {
+		t.Fatalf("before SIGTERM: %d", r.Status)
+	}
+	if err := b.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "/readyz to say draining", func() bool {
+		resp, err := http.Get("http://" + b.AdminAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 503 && strings.TrimSpace(string(body)) == "draining"
+	})
+	conn, err := grpc.NewClient(b.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("gRPC health while draining: %v, %v; want NOT_SERVING", h.GetStatus(), err)
+	}
+	if r := mustCheck(t, c, u.cookie); r.Status != 200 || r.Bearer == "" {
+		t.Fatalf("a check while draining: %d", r.Status)
+	}
+	fresh, err := harness.DialCheck(b.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if r := mustCheck(t, fresh, u.cookie); r.Status != 200 {
+		t.Fatalf("a check on a new connection while draining: %d", r.Status)
+	}
+	b.Stop(30 * time.Second) // already signalled: waits for the exit
+	if exited, err := b.Exited(); !exited || err != nil {
+		t.Fatalf("after draining: exited %v, %v", exited, err)
 	}
 }
 

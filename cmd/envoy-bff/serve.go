@@ -38,8 +38,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 Runs three listeners: the ext_authz gRPC server Envoy calls for every API
 request, the browser endpoints (/bff/login, /bff/callback, /bff/user,
 /bff/logout) and the admin listener (/healthz, /readyz, /metrics).
-SIGINT or SIGTERM stops it gracefully: readiness turns false, in-flight
-checks drain, then the process exits.
+SIGINT or SIGTERM stops it gracefully: readiness and gRPC health turn
+false, it keeps serving for listen.drain_delay, in-flight checks drain,
+then the process exits.
 
 Flags:
 `)

@@ -23,7 +23,8 @@ import (
 // clients for the whole test; each replica in turn gets SIGTERM, turns
 // NOT_SERVING, keeps answering for its drain delay while Envoy's health
 // checks move the checks elsewhere, exits cleanly and comes back. Not one
-// request fails: every answer is a 200 from the API with the user's token.
+// request fails: every answer is a 200 from the API with the user's token,
+// or from /bff/user with the user's claims.
 func TestRollingRestart(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, harness.Options{Replicas: 3, Redis: true, BFFConfig: func(doc map[string]any) {
@@ -61,10 +62,10 @@ func TestRollingRestart(t *testing.T) {
 		return metric(t, last, `envoy_bff_checks_total{answer="ok",policy="user"}`) > 0
 	})
 	r := load.stop()
-	t.Logf("%d API calls during three restarts, %d ok", r.total, r.ok)
+	t.Logf("%d calls during three restarts, %d ok", r.total, r.ok)
 	if r.total == 0 || r.ok != r.total {
 		t.Logf("Envoy's counters:\n%s", envoyStats(s.Envoy, "cluster.bff_grpc.", "ext_authz"))
-		t.Fatalf("%d of %d API calls failed during the rolling restart; first: %v", r.total-r.ok, r.total, r.failures)
+		t.Fatalf("%d of %d calls failed during the rolling restart; first: %v", r.total-r.ok, r.total, r.failures)
 	}
 }
 
@@ -134,7 +135,7 @@ type load struct {
 
 // startLoad runs clients concurrent SPA-style callers through Envoy, spread
 // over the users' sessions, each pausing 10ms between calls, until stop
-// (or 200,000 calls each).
+// (or 200,000 calls each). Every fourth call is /bff/user, the rest the API.
 func startLoad(origin string, users []*scaleUser, clients int) *load {
 	l := &load{done: make(chan struct{})}
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
@@ -149,7 +150,11 @@ func startLoad(origin string, users []*scaleUser, clients int) *load {
 				default:
 				}
 				l.total.Add(1)
-				if msg := callAPI(hc, origin, u.cookie); msg != "" {
+				call := callAPI
+				if n%4 == 3 {
+					call = callUser // the browser endpoints restart too
+				}
+				if msg := call(hc, origin, u.cookie); msg != "" {
 					l.mu.Lock()
 					if len(l.failures) < 10 {
 						l.failures = append(l.failures, fmt.Sprintf("%s: %s", time.Now().Format("15:04:05.000"), msg))
@@ -164,6 +169,26 @@ func startLoad(origin string, users []*scaleUser, clients int) *load {
 	}
 	go func() { l.wg.Wait(); tr.CloseIdleConnections() }()
 	return l
+}
+
+// callUser asks /bff/user as the SPA does; "" means a 200 naming the demo user.
+func callUser(hc *http.Client, origin, cookie string) string {
+	req, err := http.NewRequest(http.MethodGet, origin+"/bff/user", nil)
+	if err != nil {
+		return err.Error()
+	}
+	req.Header.Set("Cookie", cookie)
+	req.Header.Set("X-CSRF", "1")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "/bff/user: " + err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"demo-user"`) {
+		return fmt.Sprintf("/bff/user: %d %s", resp.StatusCode, body)
+	}
+	return ""
 }
 
 // stop ends the load and returns its counts.

@@ -64,7 +64,7 @@ func TestRollingRestart(t *testing.T) {
 	r := load.stop()
 	t.Logf("%d calls during three restarts, %d ok", r.total, r.ok)
 	if r.total == 0 || r.ok != r.total {
-		t.Logf("Envoy's counters:\n%s", envoyStats(s.Envoy, "cluster.bff_grpc.", "ext_authz"))
+		t.Logf("Envoy's counters:\n%s", envoyStats(s.Envoy, "cluster.bff_grpc.", "cluster.bff_http.", "ext_authz"))
 		t.Fatalf("%d of %d calls failed during the rolling restart; first: %v", r.total-r.ok, r.total, r.failures)
 	}
 }

@@ -74,12 +74,12 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 		// The store should not have returned it; make sure it is gone (T6).
 		if err := s.sessions.Delete(ctx, id); err != nil {
 			s.logger.LogAttrs(ctx, slog.LevelWarn, "authz: delete expired session failed",
-				slog.String("x-request-id", req.id), slog.Any("error", err))
+				slog.String(oidcflow.RequestIDAttr, req.id), slog.Any("error", err))
 		}
 		return s.anonymous(ctx, req, errSessionUnknown)
 	}
 
-	sess, err = s.refresh(ctx, id, sess, nowMs)
+	sess, err = s.refresh(ctx, req.id, id, sess, nowMs)
 	switch {
 	case errors.Is(err, errStoreUnavailable), errors.Is(err, errRefreshFailed):
 		return decision{}, err // faults deny on every policy
@@ -111,7 +111,11 @@ func (s *Server) deadline(ctx context.Context) time.Time {
 // its access token is due (it returns sess itself when not) and keeps
 // passing a still-valid token when a refresh fails (T59). Without a
 // Refresher an expired token ends the request.
-func (s *Server) refresh(ctx context.Context, id session.ID, sess *sessionpb.Session, nowMs int64) (*sessionpb.Session, error) {
+//
+// The Refresher's log lines name the request: its context carries the
+// request ID, added only once a refresh is due (a Refresher that reports
+// Due), so the hot path allocates nothing for it.
+func (s *Server) refresh(ctx context.Context, reqID string, id session.ID, sess *sessionpb.Session, nowMs int64) (*sessionpb.Session, error) {
 	if s.refresher == nil {
 		exp := sess.GetAccessTokenExpiresAtUnixMs()
 		if sess.GetAccessToken() == "" || exp != 0 && nowMs >= exp {
@@ -119,7 +123,10 @@ func (s *Server) refresh(ctx context.Context, id session.ID, sess *sessionpb.Ses
 		}
 		return sess, nil
 	}
-	fresh, err := s.refresher.Refresh(ctx, id, sess)
+	if s.due != nil && !s.due.Due(sess) {
+		return sess, nil
+	}
+	fresh, err := s.refresher.Refresh(oidcflow.WithRequestID(ctx, reqID), id, sess)
 	switch {
 	case err == nil && fresh.GetAccessToken() != "":
 		return fresh, nil
@@ -163,7 +170,7 @@ func (s *Server) clientToken(ctx context.Context, req *request) (decision, error
 	}
 	ctx, cancel := context.WithDeadline(ctx, req.deadline)
 	defer cancel()
-	tok, err := s.clients.Token(ctx, req.clientToken)
+	tok, err := s.clients.Token(oidcflow.WithRequestID(ctx, req.id), req.clientToken)
 	switch {
 	case errors.Is(err, oidcflow.ErrUnknownClientToken):
 		return decision{}, fmt.Errorf("%w: %w", errClientTokenUnknown, err)

@@ -74,19 +74,26 @@ func (c *countingStore) fail(err error) {
 // comes back untouched (and is not counted), and while a token is still
 // valid only a rejection or a vanished session is an error.
 type fakeRefresher struct {
-	calls atomic.Int64
-	err   error
+	calls     atomic.Int64
+	err       error
+	requestID atomic.Value // the request ID the last due Refresh's context carried
 }
 
 // fakeLead is when the fake considers a token due.
 const fakeLead = 30 * time.Second
 
-func (f *fakeRefresher) Refresh(_ context.Context, _ session.ID, s *sessionpb.Session) (*sessionpb.Session, error) {
-	exp := s.GetAccessTokenExpiresAtUnixMs()
-	if s.GetAccessToken() != "" && t0.UnixMilli() < exp-fakeLead.Milliseconds() {
+// Due reports what Refresh would do, as oidcflow.Refresher.Due does.
+func (f *fakeRefresher) Due(s *sessionpb.Session) bool {
+	return s.GetAccessToken() == "" || t0.UnixMilli() >= s.GetAccessTokenExpiresAtUnixMs()-fakeLead.Milliseconds()
+}
+
+func (f *fakeRefresher) Refresh(ctx context.Context, _ session.ID, s *sessionpb.Session) (*sessionpb.Session, error) {
+	if !f.Due(s) {
 		return s, nil
 	}
 	f.calls.Add(1)
+	f.requestID.Store(oidcflow.RequestID(ctx))
+	exp := s.GetAccessTokenExpiresAtUnixMs()
 	if f.err != nil {
 		valid := s.GetAccessToken() != "" && t0.UnixMilli() < exp
 		if valid && !errors.Is(f.err, oidcflow.ErrRefreshRejected) && !errors.Is(f.err, session.ErrNotFound) {

@@ -40,10 +40,7 @@ func (m *Metrics) observe(policy Policy, answer string, start time.Time) {
 	if m == nil {
 		return
 	}
-	p := string(policy)
-	if p == "" {
-		p = "unknown" // the request was refused before its policy was known
-	}
+	p := policyLabel(policy)
 	m.checks.WithLabelValues(p, answer).Inc()
 	m.latency.WithLabelValues(p).Observe(time.Since(start).Seconds())
 }

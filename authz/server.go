@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/envoy-bff/envoy-bff/oidcflow"
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
@@ -35,6 +36,13 @@ type SessionReader interface {
 type TokenRefresher interface {
 	// Refresh returns s with fresh tokens, or the record another request already refreshed.
 	Refresh(ctx context.Context, id session.ID, s *sessionpb.Session) (*sessionpb.Session, error)
+}
+
+// dueReporter is a TokenRefresher that can say, without a call that might
+// block, whether Refresh would do anything for a record (oidcflow.Refresher).
+type dueReporter interface {
+	// Due reports whether s's access token is due for a refresh now.
+	Due(s *sessionpb.Session) bool
 }
 
 // ClientTokenSource hands out client-credentials tokens by name
@@ -64,6 +72,10 @@ type Deps struct {
 	Now func() time.Time
 	// Metrics counts and times checks; nil records nothing.
 	Metrics *Metrics
+	// Tracer makes one span per Check, a child of the trace context Envoy
+	// sent (gRPC metadata, else the request's traceparent); nil makes none
+	// and costs Check nothing.
+	Tracer trace.Tracer
 }
 
 // Server answers envoy.service.auth.v3.Authorization/Check. It is safe for
@@ -74,12 +86,14 @@ type Server struct {
 	parser      parser
 	sessions    SessionReader
 	refresher   TokenRefresher
+	due         dueReporter // the refresher, when it reports Due
 	clients     ClientTokenSource
 	cookie      session.CookieConfig
 	antiforgery oidcflow.AntiforgeryConfig
 	logger      *slog.Logger
 	now         func() time.Time
 	metrics     *Metrics
+	tracer      trace.Tracer
 	loginPath   string
 	timeout     time.Duration    // Config.CheckTimeout
 	identity    []identityHeader // sorted by header name
@@ -133,6 +147,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		logger:      logger,
 		now:         deps.Now,
 		metrics:     deps.Metrics,
+		tracer:      deps.Tracer,
 		loginPath:   cfg.LoginPath,
 		timeout:     cfg.CheckTimeout,
 	}
@@ -140,6 +155,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		s.identity = append(s.identity, identityHeader{header: strings.ToLower(h), claim: cfg.IdentityHeaders[h]})
 	}
 	slices.SortFunc(s.identity, func(a, b identityHeader) int { return strings.Compare(a.header, b.header) })
+	s.due, _ = deps.Refresher.(dueReporter)
 	s.responses = newResponses(s.identity, deps.Cookie.ClearCookie())
 	return s, nil
 }
@@ -147,18 +163,39 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 // Check answers Envoy. Known conditions are answers, never gRPC errors, so
 // Envoy's failure mode never decides for us.
 func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if s.tracer != nil {
+		return s.tracedCheck(ctx, in), nil
+	}
+	return s.check(ctx, in, nil), nil
+}
+
+// checked is what a traced Check's span reports of the request.
+type checked struct {
+	req    request
+	answer string
+}
+
+// check is Check without tracing; out, when not nil, receives the parsed
+// request and the answer for the span.
+func (s *Server) check(ctx context.Context, in *authv3.CheckRequest, out *checked) *authv3.CheckResponse {
 	start := time.Now()
 	req, err := s.parser.parse(in)
 	if err == nil {
 		var d decision
 		if d, err = s.decide(ctx, &req); err == nil {
 			s.metrics.observe(req.policy, "ok", start)
-			return s.responses.ok(&req, d, s.cookie, s.identity), nil
+			if out != nil {
+				*out = checked{req: req, answer: "ok"}
+			}
+			return s.responses.ok(&req, d, s.cookie, s.identity)
 		}
 	}
 	resp := s.deny(ctx, &req, err)
 	s.metrics.observe(req.policy, resp.GetStatus().GetMessage(), start)
-	return resp, nil
+	if out != nil {
+		*out = checked{req: req, answer: resp.GetStatus().GetMessage()}
+	}
+	return resp
 }
 
 // deny logs the denial and renders it: the table's precomputed answer, or a
@@ -170,7 +207,7 @@ func (s *Server) deny(ctx context.Context, req *request, err error) *authv3.Chec
 		level = slog.LevelWarn
 	}
 	s.logger.LogAttrs(ctx, level, "authz: denied",
-		slog.String("x-request-id", req.id),
+		slog.String(oidcflow.RequestIDAttr, req.id),
 		slog.String("method", req.method),
 		slog.String("path", req.path), // normalised, never the query
 		slog.String("policy", string(req.policy)),

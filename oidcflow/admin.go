@@ -1,6 +1,7 @@
 package oidcflow
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
@@ -24,9 +25,7 @@ const AdminPathSessions = "/admin/sessions"
 // (compared in constant time); without one the listener must stay on
 // loopback, which the config loader enforces.
 func AdminHandler(s *Sessions, token string, logger *slog.Logger) http.Handler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = requestIDLogger(logger)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+AdminPathSessions, func(w http.ResponseWriter, r *http.Request) {
 		sub := r.URL.Query().Get("sub")
@@ -52,6 +51,7 @@ func AdminHandler(s *Sessions, token string, logger *slog.Logger) http.Handler {
 			adminFault(w, r, logger, err)
 			return
 		}
+		s.metrics.loggedOut(logoutAdmin, n)
 		logger.LogAttrs(r.Context(), slog.LevelInfo, "admin: sessions ended", slog.String("sub", sub), slog.Int("sessions_ended", n))
 		writeJSON(w, http.StatusOK, map[string]int{"ended": n})
 	})
@@ -70,9 +70,11 @@ func AdminHandler(s *Sessions, token string, logger *slog.Logger) http.Handler {
 			adminError(w, http.StatusNotFound, "not_found", "no such session")
 			return
 		}
+		s.metrics.loggedOut(logoutAdmin, 1)
 		writeJSON(w, http.StatusOK, map[string]int{"ended": 1})
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = withRequestID(w, r, rand.Reader)
 		if token != "" {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {

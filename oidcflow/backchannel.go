@@ -60,6 +60,7 @@ func (h *Handler) backchannelLogout(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return fmt.Errorf("back-channel logout: %w", err)
 	}
+	h.metrics.loggedOut(logoutBackchannel, n)
 	h.logger.LogAttrs(ctx, slog.LevelInfo, "oidcflow: back-channel logout",
 		slog.String("sub", claims.Subject), slog.Bool("by_sid", claims.SID != ""), slog.Int("sessions_ended", n))
 	noStore(w)

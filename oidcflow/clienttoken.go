@@ -52,9 +52,7 @@ func NewClientTokens(cfg Config, deps Deps) (*ClientTokens, error) {
 	if deps.Store == nil || deps.Provider == nil {
 		return nil, errors.New("oidcflow client tokens: deps.Store and deps.Provider: required")
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
+	deps.Logger = requestIDLogger(deps.Logger)
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}

@@ -31,7 +31,8 @@ type Deps struct {
 	Cookie session.CookieConfig
 	// Antiforgery is the header /user requires. Required.
 	Antiforgery AntiforgeryConfig
-	// Logger receives one line per denial and per provider problem; nil discards.
+	// Logger receives one line per denial and per provider problem; nil
+	// discards. Lines about a request carry its request_id (x-request-id).
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -73,6 +74,7 @@ type Handler struct {
 	rand        io.Reader
 	lifetime    time.Duration
 	revoker     Revoker
+	metrics     *Metrics
 
 	sessions *Sessions
 
@@ -118,11 +120,12 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 		rand:         deps.Rand,
 		lifetime:     deps.AbsoluteLifetime,
 		revoker:      deps.Revoker,
+		metrics:      deps.Metrics,
 		loginPath:    cfg.PathPrefix + "/login",
 		callbackPath: cfg.PathPrefix + "/callback",
 		userPath:     cfg.PathPrefix + "/user",
 		logoutPath:   cfg.PathPrefix + "/logout",
-		sessions:     &Sessions{issuer: cfg.Issuer, store: deps.Store, revoker: deps.Revoker, logger: deps.Logger},
+		sessions:     &Sessions{issuer: cfg.Issuer, store: deps.Store, revoker: deps.Revoker, logger: deps.Logger, metrics: deps.Metrics},
 
 		backchannelPath: cfg.PathPrefix + "/backchannel-logout",
 	}, nil
@@ -137,9 +140,7 @@ func (d Deps) withDefaults(cfg Config) (Deps, error) {
 	if d.Store == nil {
 		return Deps{}, errors.New("oidcflow: deps.Store: required")
 	}
-	if d.Logger == nil {
-		d.Logger = slog.New(slog.DiscardHandler)
-	}
+	d.Logger = requestIDLogger(d.Logger)
 	if d.Now == nil {
 		d.Now = time.Now
 	}
@@ -176,6 +177,7 @@ func (h *Handler) Provider() *Provider { return h.provider }
 
 // ServeHTTP routes the four endpoints; everything is GET (or HEAD).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = withRequestID(w, r, h.rand)
 	var serve func(http.ResponseWriter, *http.Request) error
 	page := true // navigations get a page on failure, fetches JSON
 	switch r.URL.Path {
@@ -201,7 +203,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.deny(w, r, errMethod, false)
 		return
 	}
-	if err := serve(w, r); err != nil {
+	err := serve(w, r)
+	if r.URL.Path == h.callbackPath {
+		outcome := loginOK
+		if err != nil {
+			outcome = denialFor(err).code
+		}
+		h.metrics.login(outcome)
+	}
+	if err != nil {
 		h.deny(w, r, err, page)
 	}
 }

@@ -49,6 +49,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		// Keep the cookie: the user can retry, and no one is told they are out while the record lives.
 		return fmt.Errorf("delete session %s: %w", idTag(id), err)
 	}
+	h.metrics.loggedOut(logoutUser, 1)
 	h.logger.LogAttrs(ctx, slog.LevelInfo, "oidcflow: logout", slog.String("session", idTag(id)))
 	w.Header().Add("Set-Cookie", h.cookie.ClearCookie())
 	if d.endSession == "" {

@@ -7,14 +7,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the refresh counters and histograms envoy-bff serves on its
-// admin listener. A nil *Metrics records nothing, so tests may leave it out.
+// Metrics are the refresh, login and logout counters and histograms
+// envoy-bff serves on its admin listener. A nil *Metrics records nothing, so
+// tests may leave it out.
 type Metrics struct {
 	refreshes    *prometheus.CounterVec
 	lockWaits    *prometheus.CounterVec
 	lockWaitTime *prometheus.HistogramVec
 	grantTime    *prometheus.HistogramVec
+	logins       *prometheus.CounterVec
+	logouts      *prometheus.CounterVec
 }
+
+// Logout kinds, the `kind` label of envoy_bff_logouts_total.
+const (
+	logoutUser        = "user"        // the browser's /logout with the session's sid
+	logoutBackchannel = "backchannel" // the provider's back-channel logout token
+	logoutAdmin       = "admin"       // the admin API
+)
+
+// loginOK is the `outcome` of a callback that started a session; a failed
+// one is counted under its error code (invalid_state, login_failed, …).
+const loginOK = "ok"
 
 // Token kinds, the `kind` label of every refresh metric.
 const (
@@ -58,13 +72,40 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Latency of token-endpoint calls made to refresh tokens, by kind.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"kind"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "envoy_bff_logins_total",
+			Help: "Login callbacks by outcome: ok, or the error code the browser was answered with.",
+		}, []string{"outcome"}),
+		logouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "envoy_bff_logouts_total",
+			Help: "Sessions ended by logout, by kind (user, backchannel, admin).",
+		}, []string{"kind"}),
 	}
-	for _, c := range []prometheus.Collector{m.refreshes, m.lockWaits, m.lockWaitTime, m.grantTime} {
+	for _, c := range []prometheus.Collector{m.refreshes, m.lockWaits, m.lockWaitTime, m.grantTime, m.logins, m.logouts} {
 		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register refresh metrics: %w", err)
+			return nil, fmt.Errorf("register flow metrics: %w", err)
 		}
 	}
+	// Series that exist from the start, so a rate over them needs no absent case.
+	m.logins.WithLabelValues(loginOK)
+	for _, k := range []string{logoutUser, logoutBackchannel, logoutAdmin} {
+		m.logouts.WithLabelValues(k)
+	}
 	return m, nil
+}
+
+// login counts one callback's outcome.
+func (m *Metrics) login(outcome string) {
+	if m != nil {
+		m.logins.WithLabelValues(outcome).Inc()
+	}
+}
+
+// loggedOut counts n sessions ended by a logout of kind.
+func (m *Metrics) loggedOut(kind string, n int) {
+	if m != nil && n > 0 {
+		m.logouts.WithLabelValues(kind).Add(float64(n))
+	}
 }
 
 // outcome counts one refresh attempt's result.

@@ -44,9 +44,7 @@ func NewRefresher(cfg Config, deps Deps) (*Refresher, error) {
 	if deps.Store == nil || deps.Provider == nil {
 		return nil, errors.New("oidcflow refresher: deps.Store and deps.Provider: required")
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
+	deps.Logger = requestIDLogger(deps.Logger)
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
@@ -108,6 +106,10 @@ func (r *Refresher) Refresh(ctx context.Context, id session.ID, s *sessionpb.Ses
 		return nil, err
 	}
 }
+
+// Due reports whether Refresh would renew s now rather than return it as
+// it is: the access token is within the lead time of its expiry.
+func (r *Refresher) Due(s *sessionpb.Session) bool { return s == nil || r.due(s, r.now()) }
 
 // attempt is one cluster-wide refresh of session id, seen being the record
 // the first caller read.

@@ -98,6 +98,7 @@ type Sessions struct {
 	store   session.Store
 	revoker Revoker
 	logger  *slog.Logger
+	metrics *Metrics
 }
 
 // SessionInfo is what administration sees of a session: never a token or

@@ -86,6 +86,9 @@ type Cache struct {
 
 	acks  ackWaiters
 	stats cacheStats
+	// instrumented, when the backend was wrapped by Instrument, counts the
+	// store errors of misses.
+	instrumented *instrumented
 }
 
 type cacheEntry struct {
@@ -121,10 +124,15 @@ type CacheStats struct {
 	Live bool
 }
 
-// NewCache puts a cache in front of backend, which must be a *RedisStore;
+// NewCache puts a cache in front of backend, which must be a *RedisStore
+// (possibly wrapped by Instrument);
 // from then on the store tells the cache of its changes. Call Run to keep
 // the subscription that lets it serve; until then every read goes to Redis.
 func NewCache(backend Backend, cfg CacheConfig, now func() time.Time) (*Cache, error) {
+	var inst *instrumented
+	if m, ok := backend.(*instrumented); ok {
+		inst, backend = m, m.Backend // misses still count store errors
+	}
 	r, ok := backend.(*RedisStore)
 	if !ok {
 		return nil, errors.New("session cache: needs the redis backend")
@@ -138,6 +146,7 @@ func NewCache(backend Backend, cfg CacheConfig, now func() time.Time) (*Cache, e
 	c := &Cache{store: r, ttl: cfg.TTL, max: cfg.MaxEntries, now: now,
 		byID: map[ID]*cacheEntry{}, byRef: map[Ref]ID{}}
 	c.acks.prefix = newAckPrefix()
+	c.instrumented = inst
 	r.cache = c
 	return c, nil
 }
@@ -164,6 +173,9 @@ func (c *Cache) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
 	hash := c.store.ring.HashID(id)
 	s, err := c.store.getHashed(ctx, hash)
 	if err != nil {
+		if c.instrumented != nil {
+			return nil, c.instrumented.count(opGet, err)
+		}
 		return nil, err
 	}
 	if live {
@@ -173,7 +185,12 @@ func (c *Cache) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
 }
 
 // Delete removes the session everywhere (the store tells every cache).
-func (c *Cache) Delete(ctx context.Context, id ID) error { return c.store.Delete(ctx, id) }
+func (c *Cache) Delete(ctx context.Context, id ID) error {
+	if c.instrumented != nil {
+		return c.instrumented.Delete(ctx, id)
+	}
+	return c.store.Delete(ctx, id)
+}
 
 // Stats returns the counters.
 func (c *Cache) Stats() CacheStats {

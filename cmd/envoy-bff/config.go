@@ -27,6 +27,7 @@ type config struct {
 	OIDC        oidcflow.Config            `yaml:"oidc"`
 	Antiforgery oidcflow.AntiforgeryConfig `yaml:"antiforgery"`
 	Authz       authz.Config               `yaml:"authz"`
+	Tracing     tracingConfig              `yaml:"tracing"`
 }
 
 // listenConfig is where the three listeners bind.
@@ -36,6 +37,11 @@ type listenConfig struct {
 	Admin           string        `yaml:"admin"`
 	AdminToken      string        `yaml:"admin_token"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// DrainDelay is how long a stopping replica keeps serving after it
+	// has turned unready (/readyz 503, gRPC health NOT_SERVING), so Envoy's
+	// health checks move traffic away before the listeners close. It must
+	// exceed the health-check interval (1s in envoy/envoy.yaml.tmpl).
+	DrainDelay time.Duration `yaml:"drain_delay"`
 }
 
 // logConfig shapes the structured log.
@@ -44,6 +50,10 @@ type logConfig struct {
 	Format string `yaml:"format"`
 }
 
+// maxDrainDelay bounds listen.drain_delay: Kubernetes' default grace period
+// is 30s, and the delay comes before the shutdown timeout.
+const maxDrainDelay = time.Minute
+
 func defaultConfig() config {
 	return config{
 		Listen: listenConfig{
@@ -51,12 +61,14 @@ func defaultConfig() config {
 			HTTP:            "127.0.0.1:9002",
 			Admin:           "127.0.0.1:9003",
 			ShutdownTimeout: 15 * time.Second,
+			DrainDelay:      5 * time.Second,
 		},
 		Log:         logConfig{Level: "info", Format: "json"},
 		Session:     session.DefaultConfig(),
 		OIDC:        oidcflow.DefaultConfig(),
 		Antiforgery: oidcflow.AntiforgeryConfig{Header: "X-CSRF", Value: "1"},
 		Authz:       authz.DefaultConfig(),
+		Tracing:     defaultTracingConfig(),
 	}
 }
 
@@ -124,6 +136,7 @@ func (c config) validate() []error {
 	section("oidc", c.OIDC.Validate())
 	section("antiforgery", validateAntiforgery(c.Antiforgery))
 	section("authz", c.Authz.Validate())
+	section("tracing", c.Tracing.validate())
 	errs = append(errs, c.crossCheck()...)
 	return errs
 }
@@ -168,6 +181,9 @@ func (l listenConfig) validate() error {
 	}
 	if l.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout: must be positive"))
+	}
+	if l.DrainDelay < 0 || l.DrainDelay > maxDrainDelay {
+		errs = append(errs, fmt.Errorf("drain_delay: must be between 0 and %s, got %s", maxDrainDelay, l.DrainDelay))
 	}
 	if host, _, err := net.SplitHostPort(l.Admin); err == nil && l.AdminToken == "" && !isLoopback(host) {
 		// The admin listener ends sessions: off loopback it needs a credential.

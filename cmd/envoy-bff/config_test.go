@@ -74,6 +74,46 @@ func TestLoadConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "drain delay and tracing: defaults, then the environment",
+			file: "testdata/valid.yaml",
+			env: map[string]string{
+				"ENVOY_BFF_LISTEN_DRAIN_DELAY":   "1500ms",
+				"ENVOY_BFF_TRACING_ENABLED":      "true",
+				"ENVOY_BFF_TRACING_ENDPOINT":     "otel-collector:4317",
+				"ENVOY_BFF_TRACING_SAMPLE_RATIO": "0.25",
+				"ENVOY_BFF_TRACING_SERVICE_NAME": "bff-eu",
+			},
+			check: func(t *testing.T, c config) {
+				if c.Listen.DrainDelay != 1500*time.Millisecond {
+					t.Errorf("listen.drain_delay = %v", c.Listen.DrainDelay)
+				}
+				tr := c.Tracing
+				if !tr.Enabled || tr.Endpoint != "otel-collector:4317" || tr.SampleRatio != 0.25 || tr.ServiceName != "bff-eu" || tr.Insecure {
+					t.Errorf("tracing = %+v", tr)
+				}
+			},
+		},
+		{
+			name: "tracing off by default, drain delay 5s",
+			file: "testdata/valid.yaml",
+			check: func(t *testing.T, c config) {
+				if c.Tracing.Enabled || c.Listen.DrainDelay != 5*time.Second {
+					t.Errorf("tracing %+v, drain delay %v", c.Tracing, c.Listen.DrainDelay)
+				}
+			},
+		},
+		{
+			name: "bad drain delay and tracing fields named",
+			file: "testdata/valid.yaml",
+			env: map[string]string{
+				"ENVOY_BFF_LISTEN_DRAIN_DELAY":   "-1s",
+				"ENVOY_BFF_TRACING_ENABLED":      "true",
+				"ENVOY_BFF_TRACING_ENDPOINT":     "collector",
+				"ENVOY_BFF_TRACING_SAMPLE_RATIO": "1.5",
+			},
+			wantErr: []string{"listen.drain_delay: must be between 0 and 1m0s", "tracing.endpoint: must be host:port", "tracing.sample_ratio: must be between 0 and 1"},
+		},
+		{
 			name:    "unknown key is an error",
 			file:    "testdata/unknown-key.yaml",
 			wantErr: []string{"colour"},

@@ -39,8 +39,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 Runs three listeners: the ext_authz gRPC server Envoy calls for every API
 request, the browser endpoints (/bff/login, /bff/callback, /bff/user,
 /bff/logout) and the admin listener (/healthz, /readyz, /metrics).
-SIGINT or SIGTERM stops it gracefully: readiness turns false, in-flight
-checks drain, then the process exits. SIGHUP re-reads the session key files
+SIGINT or SIGTERM stops it gracefully: readiness and gRPC health turn
+false, it keeps serving for listen.drain_delay, in-flight checks drain,
+then the process exits. SIGHUP re-reads the session key files
 (session.encryption_keys_file, session.hash_key_file); see envoy-bff keys.
 
 Flags:
@@ -100,12 +101,28 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	var draining atomic.Bool
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if backend, err = session.Instrument(backend, reg); err != nil { // after Run: the sweeper is the raw store's
+		return err
+	}
 	metrics, err := oidcflow.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
 
-	httpClient := &http.Client{Timeout: cfg.OIDC.ProviderTimeout}
+	traces, err := startTracing(ctx, cfg.Tracing)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush what is buffered; a collector that is down costs this long at most.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := traces.shutdown(fctx); err != nil {
+			logger.Warn("tracing: flush on shutdown failed", "error", err)
+		}
+	}()
+
+	httpClient := &http.Client{Timeout: cfg.OIDC.ProviderTimeout, Transport: traces.transport(http.DefaultTransport)}
 	flowDeps := oidcflow.Deps{
 		Store:            backend,
 		Cookie:           cfg.Session.Cookie,
@@ -153,6 +170,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 		Antiforgery:  cfg.Antiforgery,
 		Logger:       logger,
 		Now:          now,
+		Tracer:       traces.tracer(),
 	})
 	if err != nil {
 		return fmt.Errorf("build authorization server: %w", err)
@@ -179,7 +197,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	healthpb.RegisterHealthServer(grpcServer, healthSrv)
 
 	browser := &http.Server{
-		Handler:           flow,
+		Handler:           traces.handler(flow),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -215,6 +233,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	// then in-flight checks and browser requests finish.
 	draining.Store(true)
 	healthSrv.Shutdown()
+	if d := cfg.Listen.DrainDelay; d > 0 && runErr == nil {
+		// Still serving: Envoy's health checks need a moment to see
+		// NOT_SERVING and send new checks elsewhere.
+		logger.Info("draining: unready, still serving", "drain_delay", d.String())
+		time.Sleep(d)
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Listen.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup

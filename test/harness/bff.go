@@ -82,7 +82,16 @@ func StartBFF(ctx context.Context, o BFFOptions) (*BFF, error) {
 	for k, v := range o.Config {
 		cfg[k] = v
 	}
-	cfg["listen"] = map[string]any{"grpc": b.GRPCAddr, "http": b.HTTPAddr, "admin": b.AdminAddr, "shutdown_timeout": "10s"}
+	// The harness picks the addresses; other listen settings may come from
+	// o.Config. No drain delay unless asked: most tests stop replicas at once.
+	listen := map[string]any{"shutdown_timeout": "10s", "drain_delay": "0s"}
+	if l, ok := o.Config["listen"].(map[string]any); ok {
+		for k, v := range l {
+			listen[k] = v
+		}
+	}
+	listen["grpc"], listen["http"], listen["admin"] = b.GRPCAddr, b.HTTPAddr, b.AdminAddr
+	cfg["listen"] = listen
 	raw, err := yaml.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("marshal envoy-bff config: %w", err)

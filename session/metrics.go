@@ -1,0 +1,153 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
+)
+
+// Store operations, the `operation` label of envoy_bff_store_errors_total.
+const (
+	opGet            = "get"
+	opCreate         = "create"
+	opUpdate         = "update"
+	opDelete         = "delete"
+	opPutLoginState  = "put_login_state"
+	opTakeLoginState = "take_login_state"
+	opTryLock        = "try_lock"
+	opWaitUnlock     = "wait_unlock"
+	opGetClientToken = "get_client_token"
+	opPutClientToken = "put_client_token"
+	opFindSessions   = "find_sessions"
+	opGetByRef       = "get_by_ref"
+	opDeleteByRef    = "delete_by_ref"
+	opUseOnce        = "use_once"
+	opPing           = "ping"
+)
+
+var storeOps = [...]string{opGet, opCreate, opUpdate, opDelete, opPutLoginState, opTakeLoginState,
+	opTryLock, opWaitUnlock, opGetClientToken, opPutClientToken, opFindSessions, opGetByRef,
+	opDeleteByRef, opUseOnce, opPing}
+
+// instrumented counts a Backend's failures by operation. Only errors that
+// wrap ErrUnavailable count: ErrNotFound, ErrLocked and ErrConflict are
+// answers, not faults.
+type instrumented struct {
+	Backend
+	errs map[string]prometheus.Counter // resolved once: recording never allocates
+}
+
+var _ Backend = (*instrumented)(nil)
+
+// Instrument registers envoy_bff_store_errors_total{operation} with reg and
+// returns b counting into it. Every series exists from the start at 0, so an
+// alert on its rate needs no "absent" case.
+func Instrument(b Backend, reg prometheus.Registerer) (Backend, error) {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "envoy_bff_store_errors_total",
+		Help: "Session store failures (unreachable, timeout, closed; never not-found) by operation.",
+	}, []string{"operation"})
+	if err := reg.Register(vec); err != nil {
+		return nil, fmt.Errorf("register store metrics: %w", err)
+	}
+	m := &instrumented{Backend: b, errs: make(map[string]prometheus.Counter, len(storeOps))}
+	for _, op := range storeOps {
+		m.errs[op] = vec.WithLabelValues(op)
+	}
+	return m, nil
+}
+
+// count records err against op if it is a store failure, and returns it.
+func (m *instrumented) count(op string, err error) error {
+	if err != nil && errors.Is(err, ErrUnavailable) {
+		m.errs[op].Inc()
+	}
+	return err
+}
+
+// Get implements Store.
+func (m *instrumented) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
+	s, err := m.Backend.Get(ctx, id)
+	return s, m.count(opGet, err)
+}
+
+// Create implements Store.
+func (m *instrumented) Create(ctx context.Context, id ID, s *sessionpb.Session) error {
+	return m.count(opCreate, m.Backend.Create(ctx, id, s))
+}
+
+// Update implements Store.
+func (m *instrumented) Update(ctx context.Context, id ID, s *sessionpb.Session, prevGeneration uint64) error {
+	return m.count(opUpdate, m.Backend.Update(ctx, id, s, prevGeneration))
+}
+
+// Delete implements Store.
+func (m *instrumented) Delete(ctx context.Context, id ID) error {
+	return m.count(opDelete, m.Backend.Delete(ctx, id))
+}
+
+// PutLoginState implements Store.
+func (m *instrumented) PutLoginState(ctx context.Context, state string, ls *sessionpb.LoginState) error {
+	return m.count(opPutLoginState, m.Backend.PutLoginState(ctx, state, ls))
+}
+
+// TakeLoginState implements Store.
+func (m *instrumented) TakeLoginState(ctx context.Context, state string) (*sessionpb.LoginState, error) {
+	ls, err := m.Backend.TakeLoginState(ctx, state)
+	return ls, m.count(opTakeLoginState, err)
+}
+
+// TryLock implements Store.
+func (m *instrumented) TryLock(ctx context.Context, key LockKey) (*Lease, error) {
+	l, err := m.Backend.TryLock(ctx, key)
+	return l, m.count(opTryLock, err)
+}
+
+// WaitUnlock implements Store.
+func (m *instrumented) WaitUnlock(ctx context.Context, key LockKey) error {
+	return m.count(opWaitUnlock, m.Backend.WaitUnlock(ctx, key))
+}
+
+// GetClientToken implements Store.
+func (m *instrumented) GetClientToken(ctx context.Context, name string) (*sessionpb.ClientToken, error) {
+	t, err := m.Backend.GetClientToken(ctx, name)
+	return t, m.count(opGetClientToken, err)
+}
+
+// PutClientToken implements Store.
+func (m *instrumented) PutClientToken(ctx context.Context, name string, t *sessionpb.ClientToken) error {
+	return m.count(opPutClientToken, m.Backend.PutClientToken(ctx, name, t))
+}
+
+// FindSessions implements Store.
+func (m *instrumented) FindSessions(ctx context.Context, issuer, subject, sid string) ([]Ref, error) {
+	refs, err := m.Backend.FindSessions(ctx, issuer, subject, sid)
+	return refs, m.count(opFindSessions, err)
+}
+
+// GetByRef implements Store.
+func (m *instrumented) GetByRef(ctx context.Context, ref Ref) (*sessionpb.Session, error) {
+	s, err := m.Backend.GetByRef(ctx, ref)
+	return s, m.count(opGetByRef, err)
+}
+
+// DeleteByRef implements Store.
+func (m *instrumented) DeleteByRef(ctx context.Context, ref Ref) error {
+	return m.count(opDeleteByRef, m.Backend.DeleteByRef(ctx, ref))
+}
+
+// UseOnce implements Store.
+func (m *instrumented) UseOnce(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	first, err := m.Backend.UseOnce(ctx, key, ttl)
+	return first, m.count(opUseOnce, err)
+}
+
+// Ping implements Backend.
+func (m *instrumented) Ping(ctx context.Context) error {
+	return m.count(opPing, m.Backend.Ping(ctx))
+}

@@ -54,6 +54,7 @@ func benchmarkRedis(b *testing.B, cached bool) {
 		b.Fatal(err)
 	}
 	e.srv.sessions = sessions
+	e.srv.peeker, _ = sessions.(SessionPeeker)
 	in := creq("POST", "/api/orders/42?expand=items", e.apiHeaders(), userRoute())
 	ctx := b.Context()
 	b.ReportAllocs()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,4 +152,52 @@ func TestCheckTimeoutConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// peekingStore answers every Peek from memory with an expired record, as
+// the session cache does for a session it holds.
+type peekingStore struct{ hangingStore }
+
+func (p *peekingStore) Peek(session.ID) (*sessionpb.Session, bool) {
+	rec := validRecord()
+	rec.AccessTokenExpiresAtUnixMs = t0.Add(-time.Second).UnixMilli()
+	return rec, true
+}
+
+// TestCheckDeadlineAfterACacheHit: a session served from the cache skips
+// the store's deadline, but a refresh it needs still gets one (T53).
+func TestCheckDeadlineAfterACacheHit(t *testing.T) {
+	t.Parallel()
+	ps := &peekingStore{hangingStore{hangGet: true}}
+	rf := &deadlineRefresher{}
+	e := newEnv(t, func(c *Config, d *Deps) {
+		c.CheckTimeout = 50 * time.Millisecond
+		d.Sessions = ps
+		d.Refresher = rf
+	})
+	resp, err := e.srv.Check(t.Context(), creq("GET", "/api/orders", e.apiHeaders(), userRoute()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status(resp) != 503 || errorCode(t, resp) != "token_refresh_unavailable" {
+		t.Fatalf("got %d %q, want 503 token_refresh_unavailable", status(resp), errorCode(t, resp))
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.had {
+		t.Fatal("Get was called although Peek answered")
+	}
+	if !rf.had.Load() {
+		t.Fatal("the refresh after a cache hit ran without the Check's deadline")
+	}
+}
+
+// deadlineRefresher fails at once, recording whether its context had a
+// deadline before Envoy's (the test sends none).
+type deadlineRefresher struct{ had atomic.Bool }
+
+func (r *deadlineRefresher) Refresh(ctx context.Context, _ session.ID, _ *sessionpb.Session) (*sessionpb.Session, error) {
+	_, ok := ctx.Deadline()
+	r.had.Store(ok)
+	return nil, context.DeadlineExceeded
 }

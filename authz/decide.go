@@ -55,11 +55,21 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 
 	// One deadline for the store and the refresh: a slow Redis answers 503
 	// session_store_unavailable before Envoy's own timeout answers for us
-	// (T53). Only here and in clientToken, so Checks that never reach the
-	// store pay nothing for it.
-	ctx, cancel := context.WithDeadline(ctx, req.deadline)
-	defer cancel()
-	sess, err := s.sessions.Get(ctx, id)
+	// (T53). It is armed only for I/O (here, in refresh and in
+	// clientToken), so Checks that never reach the store, or that the
+	// session cache answers, pay nothing for it.
+	var sess *sessionpb.Session
+	hit := false
+	if s.peeker != nil {
+		sess, hit = s.peeker.Peek(id)
+	}
+	if !hit {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, req.deadline)
+		defer cancel()
+		req.bounded = true
+		sess, err = s.sessions.Get(ctx, id)
+	}
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		return s.anonymous(ctx, req, errSessionUnknown) // T3
@@ -79,7 +89,7 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 		return s.anonymous(ctx, req, errSessionUnknown)
 	}
 
-	sess, err = s.refresh(ctx, req.id, id, sess, nowMs)
+	sess, err = s.refresh(ctx, req, id, sess, nowMs)
 	switch {
 	case errors.Is(err, errStoreUnavailable), errors.Is(err, errRefreshFailed):
 		return decision{}, err // faults deny on every policy
@@ -115,7 +125,7 @@ func (s *Server) deadline(ctx context.Context) time.Time {
 // The Refresher's log lines name the request: its context carries the
 // request ID, added only once a refresh is due (a Refresher that reports
 // Due), so the hot path allocates nothing for it.
-func (s *Server) refresh(ctx context.Context, reqID string, id session.ID, sess *sessionpb.Session, nowMs int64) (*sessionpb.Session, error) {
+func (s *Server) refresh(ctx context.Context, req *request, id session.ID, sess *sessionpb.Session, nowMs int64) (*sessionpb.Session, error) {
 	if s.refresher == nil {
 		exp := sess.GetAccessTokenExpiresAtUnixMs()
 		if sess.GetAccessToken() == "" || exp != 0 && nowMs >= exp {
@@ -126,7 +136,12 @@ func (s *Server) refresh(ctx context.Context, reqID string, id session.ID, sess 
 	if s.due != nil && !s.due.Due(sess) {
 		return sess, nil
 	}
-	fresh, err := s.refresher.Refresh(oidcflow.WithRequestID(ctx, reqID), id, sess)
+	if !req.bounded {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, req.deadline)
+		defer cancel()
+	}
+	fresh, err := s.refresher.Refresh(oidcflow.WithRequestID(ctx, req.id), id, sess)
 	switch {
 	case err == nil && fresh.GetAccessToken() != "":
 		return fresh, nil

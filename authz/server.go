@@ -29,6 +29,14 @@ type SessionReader interface {
 	Delete(ctx context.Context, id session.ID) error
 }
 
+// SessionPeeker is a SessionReader that can answer from memory without I/O
+// (session.Cache): Check asks it first, and arms its store deadline only
+// when it must go to the store.
+type SessionPeeker interface {
+	// Peek returns the session under id when it can without I/O.
+	Peek(id session.ID) (*sessionpb.Session, bool)
+}
+
 // TokenRefresher renews a session's access token at the provider, under the
 // distributed lock (oidcflow.Refresher). It returns the record to use, and
 // oidcflow.ErrRefreshRejected when the provider refuses the refresh token or
@@ -85,6 +93,7 @@ type Server struct {
 
 	parser      parser
 	sessions    SessionReader
+	peeker      SessionPeeker // deps.Sessions, when it can answer without I/O
 	refresher   TokenRefresher
 	due         dueReporter // the refresher, when it reports Due
 	clients     ClientTokenSource
@@ -157,6 +166,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	slices.SortFunc(s.identity, func(a, b identityHeader) int { return strings.Compare(a.header, b.header) })
 	s.due, _ = deps.Refresher.(dueReporter)
 	s.responses = newResponses(s.identity, deps.Cookie.ClearCookie())
+	s.peeker, _ = deps.Sessions.(SessionPeeker)
 	return s, nil
 }
 

@@ -154,17 +154,33 @@ func NewCache(backend Backend, cfg CacheConfig, now func() time.Time) (*Cache, e
 // Get returns the live session under id: from the cache while it is
 // sure to hear of changes, else from Redis (renewing the idle timeout).
 func (c *Cache) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
+	if s, ok := c.Peek(id); ok {
+		return s, nil
+	}
+	return c.load(ctx, id)
+}
+
+// Peek returns the session under id if the cache may serve it now, without
+// any I/O; false means ask Get, which goes to Redis.
+func (c *Cache) Peek(id ID) (*sessionpb.Session, bool) {
+	now := c.now()
+	if !c.live(now) {
+		return nil, false
+	}
+	c.mu.RLock()
+	e := c.byID[id]
+	c.mu.RUnlock()
+	if e == nil || !now.Before(e.until) || e.keys != c.store.ring.set.Load() {
+		return nil, false
+	}
+	c.stats.hits.Add(1)
+	return e.s, true
+}
+
+// load reads id from Redis and keeps it if nothing changed meanwhile.
+func (c *Cache) load(ctx context.Context, id ID) (*sessionpb.Session, error) {
 	now := c.now()
 	live := c.live(now)
-	if live {
-		c.mu.RLock()
-		e := c.byID[id]
-		c.mu.RUnlock()
-		if e != nil && now.Before(e.until) && e.keys == c.store.ring.set.Load() {
-			c.stats.hits.Add(1)
-			return e.s, nil
-		}
-	}
 	c.stats.misses.Add(1)
 	c.mu.RLock()
 	epoch := c.epoch

@@ -7,18 +7,10 @@ import (
 )
 
 // BenchmarkCheckValidSession is the hot path: a valid session on a user
-// route, one store Get, no refresh, the session cookie stripped from others.
+// route, one store Get (the memory store), no refresh, the session cookie
+// stripped from others.
 func BenchmarkCheckValidSession(b *testing.B) {
-	e := newEnv(b)
-	in := creq("POST", "/api/orders/42?expand=items", e.apiHeaders(), userRoute())
-	ctx := b.Context()
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := e.srv.Check(ctx, in)
-		if err != nil || resp.GetOkResponse() == nil {
-			b.Fatal(resp, err)
-		}
-	}
+	benchValidSession(b, newEnv(b))
 }
 
 // BenchmarkCheckNoCookie is the cheapest denial: no store call at all.
@@ -37,33 +29,13 @@ func BenchmarkCheckNoCookie(b *testing.B) {
 // BenchmarkCheckValidSessionRedis is the hot path on the store users run:
 // one GETEX to a real redis-server per Check.
 func BenchmarkCheckValidSessionRedis(b *testing.B) {
-	benchmarkRedis(b, false)
+	benchValidSession(b, withRedis(b, newEnv(b), false))
 }
 
 // BenchmarkCheckValidSessionRedisCached is the same with the session cache
 // on: after the first Check the session is served from the process.
 func BenchmarkCheckValidSessionRedisCached(b *testing.B) {
-	benchmarkRedis(b, true)
-}
-
-func benchmarkRedis(b *testing.B, cached bool) {
-	e := newEnv(b)
-	sessions, creator := newRedisStore(b, cached)
-	e.put(b, e.id, validRecord()) // keeps e consistent; the Redis copy is below
-	if err := creator.Create(b.Context(), e.id, validRecord()); err != nil {
-		b.Fatal(err)
-	}
-	e.srv.sessions = sessions
-	e.srv.peeker, _ = sessions.(SessionPeeker)
-	in := creq("POST", "/api/orders/42?expand=items", e.apiHeaders(), userRoute())
-	ctx := b.Context()
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := e.srv.Check(ctx, in)
-		if err != nil || resp.GetOkResponse() == nil {
-			b.Fatal(resp, err)
-		}
-	}
+	benchValidSession(b, withRedis(b, newEnv(b), true))
 }
 
 // BenchmarkCheckValidSessionTraced is the hot path with tracing on, every
@@ -71,7 +43,11 @@ func benchmarkRedis(b *testing.B, cached bool) {
 // envoy-bff; off, it costs nothing).
 func BenchmarkCheckValidSessionTraced(b *testing.B) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	e := newEnv(b, func(_ *Config, d *Deps) { d.Tracer = tp.Tracer("bench") })
+	benchValidSession(b, newEnv(b, func(_ *Config, d *Deps) { d.Tracer = tp.Tracer("bench") }))
+}
+
+// benchValidSession runs Check on e's valid session until b is done.
+func benchValidSession(b *testing.B, e *env) {
 	in := creq("POST", "/api/orders/42?expand=items", e.apiHeaders(), userRoute())
 	ctx := b.Context()
 	b.ReportAllocs()
@@ -81,4 +57,16 @@ func BenchmarkCheckValidSessionTraced(b *testing.B) {
 			b.Fatal(resp, err)
 		}
 	}
+}
+
+// withRedis moves e's session to a real redis-server, with or without the
+// session cache in front.
+func withRedis(b *testing.B, e *env, cached bool) *env {
+	sessions, creator := newRedisStore(b, cached)
+	if err := creator.Create(b.Context(), e.id, validRecord()); err != nil {
+		b.Fatal(err)
+	}
+	e.srv.sessions = sessions
+	e.srv.peeker, _ = sessions.(SessionPeeker)
+	return e
 }

@@ -251,20 +251,8 @@ func TestCacheNeedsRedis(t *testing.T) {
 
 func TestCacheHoldsAtMostMaxEntries(t *testing.T) {
 	t.Parallel()
-	cfg := sessiontest.Config()
-	cfg.KeyPrefix = "max:"
-	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sessiontest.StartRedis(t)}, ContextTimeoutEnabled: true})
-	t.Cleanup(func() { _ = client.Close() })
-	store := session.NewRedisStore(client, cfg, sessiontest.KeyRing(t), nil)
-	cache, err := session.NewCache(store, session.CacheConfig{TTL: time.Minute, MaxEntries: 3}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); cache.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, "cache subscribed", func() bool { return cache.Stats().Live })
+	store, cache := newCache(t, sessiontest.KeyRing(t), 3)
+	ctx := t.Context()
 	for i := range 10 {
 		id := newSession(t, store, fmt.Sprintf("u%d", i))
 		if _, err := cache.Get(ctx, id); err != nil {
@@ -283,21 +271,9 @@ func TestCacheHoldsAtMostMaxEntries(t *testing.T) {
 // cache must not keep serving them after the rotation.
 func TestCacheForgetsSessionsOfARemovedKey(t *testing.T) {
 	t.Parallel()
-	cfg := sessiontest.Config()
-	cfg.KeyPrefix = "rot:"
-	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sessiontest.StartRedis(t)}, ContextTimeoutEnabled: true})
-	t.Cleanup(func() { _ = client.Close() })
 	ring := sessiontest.KeyRing(t)
-	store := session.NewRedisStore(client, cfg, ring, nil)
-	cache, err := session.NewCache(store, session.CacheConfig{TTL: time.Minute, MaxEntries: 10}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); cache.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, "cache subscribed", func() bool { return cache.Stats().Live })
+	store, cache := newCache(t, ring, 10)
+	ctx := t.Context()
 
 	id := newSession(t, store, "carol")
 	for range 2 {
@@ -311,4 +287,23 @@ func TestCacheForgetsSessionsOfARemovedKey(t *testing.T) {
 	if _, err := cache.Get(ctx, id); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("after its key was removed: err = %v, want ErrNotFound", err)
 	}
+}
+
+// newCache is one store and cache on a redis-server of its own, with its
+// subscription running until the test ends.
+func newCache(t *testing.T, ring *session.KeyRing, maxEntries int) (*session.RedisStore, *session.Cache) {
+	t.Helper()
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sessiontest.StartRedis(t)}, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = client.Close() })
+	store := session.NewRedisStore(client, sessiontest.Config(), ring, nil)
+	cache, err := session.NewCache(store, session.CacheConfig{TTL: time.Minute, MaxEntries: maxEntries}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); cache.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "cache subscribed", func() bool { return cache.Stats().Live })
+	return store, cache
 }

@@ -48,8 +48,6 @@ type request struct {
 	// deadline ends the Check's store and refresh work (Server.deadline);
 	// decide sets it, parse leaves it zero.
 	deadline time.Time
-	// bounded is set once the Check's context carries that deadline.
-	bounded bool
 }
 
 // parser turns CheckRequests into requests. It is built once by NewServer.

@@ -69,7 +69,7 @@ type RedisConfig struct {
 // settings before go-redis gives up on it: waiting for a pooled connection,
 // dialling a new one, sending, and reading the reply. A caller's deadline
 // (authz.check_timeout) must be longer, or no command could ever finish in
-// it; go-redis's retries beyond the first attempt are cut by that deadline.
+// it. Commands are not retried (redisOptions), so this bounds every store call.
 func (r RedisConfig) CommandBudget() time.Duration {
 	return r.PoolTimeout + r.DialTimeout + r.WriteTimeout + r.ReadTimeout
 }

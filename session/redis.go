@@ -486,6 +486,12 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		// Fail fast when Redis is down: the caller answers 503 within
 		// Envoy's budget instead of dialling five times.
 		DialerRetries: 1,
+		// One attempt per command, so CommandBudget bounds every store call
+		// and a Check needs no deadline of its own around its one GETEX
+		// (a context timer per Check cost ~10% CPU). The pool discards
+		// connections Redis closed before using them; a command lost in
+		// flight answers 503 with retry-after, and the client retries.
+		MaxRetries: -1,
 	}
 	switch {
 	case top.sentinelAuth:

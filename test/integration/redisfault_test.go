@@ -614,8 +614,11 @@ func expectBaseline(t *testing.T, e *faultEnv, goroutines float64, conns, caller
 	waitFor(t, 30*time.Second, "envoy-bff's goroutines back to their baseline", func() bool {
 		return metric(t, bff, "go_goroutines") <= goroutines+5
 	})
+	// The pool may keep one idle connection per concurrent caller, plus the
+	// lock-release subscription a refresh waiter opens once and keeps; more
+	// would be a leak.
 	waitFor(t, 30*time.Second, "connections to Redis back near their baseline", func() bool {
-		return e.proxy.Conns() <= conns+callers
+		return e.proxy.Conns() <= conns+callers+1
 	})
 }
 

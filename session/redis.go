@@ -473,7 +473,7 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		IsClusterMode:         isCluster,
 		ClientName:            o.ClientName,
 		DB:                    o.DB,
-		Protocol:              o.Protocol,
+		Protocol:              protocolOf(o.Protocol),
 		Username:              o.Username,
 		Password:              o.Password,
 		TLSConfig:             o.TLSConfig,
@@ -516,6 +516,17 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		}
 	}
 	return u, nil
+}
+
+// protocolOf is the RESP version to speak: RESP2 unless the URL asks for
+// 3 (?protocol=3). envoy-bff uses no RESP3 feature, and go-redis checks a
+// RESP3 connection for pending push notifications on every command, a
+// syscall on the Check path.
+func protocolOf(fromURL int) int {
+	if fromURL == 3 {
+		return 3
+	}
+	return 2
 }
 
 // ephemeralKeys fills missing keys of a memory backend with random ones.

@@ -80,35 +80,16 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Fprintf(os.Stderr, "==> starting Redis, floors and envoy-bff (memory, Redis, Redis with the session cache)\n")
+	fmt.Fprintf(os.Stderr, "==> starting Redis, envoy-bff (memory, Redis, Redis with the session cache) and the floors\n")
 	redisProc, redisAddr, err := harness.StartRedis(ctx, dir)
 	if err != nil {
 		return err
 	}
 	defer redisProc.Stop(5 * time.Second)
 
-	var targets []*target
+	// envoy-bff first: the floors are then sized like its real exchange.
+	var bffs []*target
 	var viaEnvoy *envoyTarget
-	for _, f := range []struct{ name, redis string }{{"floor-noio", ""}, {"floor-redis", redisAddr}} {
-		port, err := harness.FreePort()
-		if err != nil {
-			return err
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		args := []string{"--listen", addr}
-		if f.redis != "" {
-			args = append(args, "--redis", f.redis)
-		}
-		p, err := harness.StartProcess(f.name, dir, floorBin, args, nil)
-		if err != nil {
-			return err
-		}
-		defer p.Stop(5 * time.Second)
-		if err := waitDial(ctx, addr); err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
-		}
-		targets = append(targets, &target{name: f.name, pid: p.Pid(), addr: addr})
-	}
 	for _, b := range []struct {
 		name, floor  string
 		redis, cache bool
@@ -135,7 +116,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		if err != nil {
 			return fmt.Errorf("%s: log in: %w", b.name, err)
 		}
-		targets = append(targets, &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie})
+		bffs = append(bffs, &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie})
 		if b.redis && !b.cache {
 			rec, err := s.ReadSession(ctx, strings.TrimPrefix(cookie, "__Host-bff="))
 			if err != nil {
@@ -144,6 +125,36 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 			viaEnvoy = &envoyTarget{url: s.URL, envoyPid: s.Envoy.Pid(), bffPid: s.BFFs[0].Pid(), cookie: cookie, bearer: rec.GetAccessToken()}
 		}
 	}
+	sealed, err := sealedRecordLen(ctx, redisAddr)
+	if err != nil {
+		return err
+	}
+
+	// The floors get the same request (cookie and all), answer with a bearer
+	// token as long as the real one, and GET a value as long as the sealed
+	// record: the same bytes on the wire, none of the work.
+	var targets []*target
+	for _, f := range []struct{ name, redis string }{{"floor-noio", ""}, {"floor-redis", redisAddr}} {
+		port, err := harness.FreePort()
+		if err != nil {
+			return err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		args := []string{"--listen", addr, "--bearer-len", strconv.Itoa(len(viaEnvoy.bearer)), "--value-len", strconv.Itoa(sealed)}
+		if f.redis != "" {
+			args = append(args, "--redis", f.redis)
+		}
+		p, err := harness.StartProcess(f.name, dir, floorBin, args, nil)
+		if err != nil {
+			return err
+		}
+		defer p.Stop(5 * time.Second)
+		if err := waitDial(ctx, addr); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		targets = append(targets, &target{name: f.name, pid: p.Pid(), addr: addr, cookie: viaEnvoy.cookie})
+	}
+	targets = append(targets, bffs...)
 
 	results := map[string][]result{}
 	var httpFloor, httpAPI []httpResult

@@ -45,6 +45,21 @@ func recordSizes(ctx context.Context, rdb *redis.Client) (record, indexes int64,
 	return record, indexes, nil
 }
 
+// sealedRecordLen is the length of a sealed session record in the Redis at addr.
+func sealedRecordLen(ctx context.Context, addr string) (int, error) {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	keys, err := rdb.Keys(ctx, "*:s").Result()
+	if err != nil || len(keys) == 0 {
+		return 0, fmt.Errorf("find a session record: %v (%d keys)", err, len(keys))
+	}
+	n, err := rdb.StrLen(ctx, keys[0]).Result()
+	if err != nil {
+		return 0, fmt.Errorf("session record length: %w", err)
+	}
+	return int(n), nil
+}
+
 // fill adds n session-shaped records (random keys, a real sealed record's
 // size) so lookups run against a keyspace of that size.
 func fill(ctx context.Context, rdb *redis.Client, n int, value []byte) error {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -40,20 +41,23 @@ func (s *server) Check(ctx context.Context, _ *authv3.CheckRequest) (*authv3.Che
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "gRPC address")
 	redisAddr := flag.String("redis", "", "make one GET per Check on this Redis (host:port)")
+	bearerLen := flag.Int("bearer-len", 1000, "length of the bearer token each answer carries (the real access token's)")
+	valueLen := flag.Int("value-len", 2600, "length of the value GET reads (a sealed session record's)")
 	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "Usage: floor [--listen ADDR] [--redis HOST:PORT]\n\nA minimal ext_authz server: the benchmark's floor.\n\nFlags:")
+		fmt.Fprintln(flag.CommandLine.Output(), "Usage: floor [--listen ADDR] [--redis HOST:PORT] [--bearer-len N] [--value-len N]\n\nA minimal ext_authz server: the benchmark's floor.\n\nFlags:")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
 	s := &server{ok: &authv3.CheckResponse{
 		Status: &rpcstatus.Status{},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "authorization", Value: "Bearer floor"}}},
+			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "authorization", Value: "Bearer " + strings.Repeat("f", *bearerLen)}}},
 		}},
 	}}
 	if *redisAddr != "" {
-		s.rdb = redis.NewClient(&redis.Options{Addr: *redisAddr, PoolSize: 64})
-		if err := s.rdb.Set(context.Background(), "floor:session", make([]byte, 600), 0).Err(); err != nil {
+		// RESP2, as envoy-bff speaks it: the cheapest a GET gets with go-redis.
+		s.rdb = redis.NewClient(&redis.Options{Addr: *redisAddr, PoolSize: 64, Protocol: 2})
+		if err := s.rdb.Set(context.Background(), "floor:session", make([]byte, *valueLen), 0).Err(); err != nil {
 			fmt.Fprintln(os.Stderr, "floor: redis:", err)
 			os.Exit(1)
 		}

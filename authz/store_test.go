@@ -65,7 +65,8 @@ func newRedisStore(t testing.TB, cached bool) (SessionReader, sessionCreator) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sessiontest.StartRedis(t)}, ContextTimeoutEnabled: true})
+	// As session.OpenBackend builds it: RESP2, one attempt per command.
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sessiontest.StartRedis(t)}, ContextTimeoutEnabled: true, Protocol: 2, MaxRetries: -1})
 	t.Cleanup(func() { _ = client.Close() })
 	clock := func() time.Time { return t0 }
 	store := session.NewRedisStore(client, cfg, ring, clock)

@@ -29,10 +29,11 @@ type Config struct {
 	// LoginPath is where unauthenticated navigations are redirected on routes
 	// that allow it; returnUrl carries the original path.
 	LoginPath string `yaml:"login_path"`
-	// CheckTimeout bounds the store and refresh work of one Check, so a slow
-	// or hung Redis (or provider) gets envoy-bff's own 503 with retry-after
+	// CheckTimeout bounds the refresh (and client-token) work of one Check,
+	// so a slow Redis or provider gets envoy-bff's own 503 with retry-after
 	// before Envoy's ext_authz timeout (5s in envoy/envoy.yaml.tmpl) answers
-	// a bare 503 for it. It MUST be shorter than that timeout, and longer
+	// a bare 503 for it; the Check's one store read is bounded by the store's
+	// own command budget. It MUST be shorter than Envoy's timeout, and longer
 	// than one Redis command can take (session.RedisConfig.CommandBudget).
 	// Check also ends checkReserve before the deadline Envoy sends, whichever
 	// comes first.

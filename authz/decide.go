@@ -100,7 +100,7 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 // and send its answer before Envoy stops waiting.
 const checkReserve = 50 * time.Millisecond
 
-// deadline is when this Check's store and refresh work must end:
+// deadline is when this Check's refresh (or client-token) work must end:
 // check_timeout from now, or checkReserve before the deadline Envoy sent
 // (its ext_authz timeout, as grpc-timeout), whichever is first. It is wall
 // clock time, as context deadlines are, never the injected clock.

@@ -63,6 +63,14 @@ type RedisConfig struct {
 	PoolSize int `yaml:"pool_size"`
 	// PoolTimeout bounds that wait (go-redis would default to read_timeout+1s).
 	PoolTimeout time.Duration `yaml:"pool_timeout"`
+	// WaitReplicas, when positive, makes every write that carries tokens (a
+	// login's new session, a refresh's rotated tokens) wait until that many
+	// replicas hold it (Redis WAIT), so a failover right after cannot lose a
+	// rotated refresh token (T57). 0, the default, does not wait.
+	WaitReplicas int `yaml:"wait_replicas"`
+	// WaitTimeout bounds that wait; a write not replicated in time is kept,
+	// and counted in envoy_bff_store_unreplicated_writes_total.
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
 }
 
 // CommandBudget is the longest one Redis command can take under these
@@ -136,6 +144,7 @@ func DefaultConfig() Config {
 			WriteTimeout: 500 * time.Millisecond,
 			PoolSize:     32,
 			PoolTimeout:  500 * time.Millisecond,
+			WaitTimeout:  100 * time.Millisecond,
 		},
 		KeyPrefix:        "bff:",
 		IdleTimeout:      2 * time.Hour,
@@ -231,6 +240,17 @@ func (r RedisConfig) validate() []error {
 	}
 	if r.PoolSize <= 0 {
 		errs = append(errs, errors.New("redis.pool_size: must be positive"))
+	}
+	switch {
+	case r.WaitReplicas < 0:
+		errs = append(errs, fmt.Errorf("redis.wait_replicas: must be 0 (off) or positive, got %d", r.WaitReplicas))
+	case r.WaitReplicas > 0 && (r.WaitTimeout <= 0 || r.WaitTimeout > r.ReadTimeout):
+		// WAIT's reply comes within read_timeout, or the write looks failed.
+		errs = append(errs, fmt.Errorf("redis.wait_timeout: must be positive and at most read_timeout (%s), got %s", r.ReadTimeout, r.WaitTimeout))
+	case r.WaitReplicas > 0:
+		if o, err := redisOptions(r); err == nil && o.IsClusterMode {
+			errs = append(errs, errors.New("redis.wait_replicas: not with a Cluster (WAIT would reach another node than the write)"))
+		}
 	}
 	return errs
 }

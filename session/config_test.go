@@ -69,6 +69,15 @@ func TestConfigValidate(t *testing.T) {
 			want: []string{"cache.max_entries: must be positive"}},
 		{name: "backend", mutate: func(c *session.Config) { c.Backend = "carrier-pigeon" },
 			want: []string{`backend: must be "memory" or "redis"`}},
+		{name: "valid_wait_replicas", mutate: func(c *session.Config) { c.Redis.WaitReplicas = 1 }},
+		{name: "wait_replicas_negative", mutate: func(c *session.Config) { c.Redis.WaitReplicas = -1 },
+			want: []string{"redis.wait_replicas: must be 0 (off) or positive"}},
+		{name: "wait_timeout_past_read_timeout", mutate: func(c *session.Config) {
+			c.Redis.WaitReplicas, c.Redis.WaitTimeout = 1, time.Second
+		}, want: []string{"redis.wait_timeout: must be positive and at most read_timeout"}},
+		{name: "wait_replicas_on_a_cluster", mutate: func(c *session.Config) {
+			c.Redis.WaitReplicas, c.Redis.URL = 1, "redis://10.0.0.1:6379?addr=10.0.0.2:6379"
+		}, want: []string{"redis.wait_replicas: not with a Cluster"}},
 		{name: "redis_url_missing", mutate: func(c *session.Config) { c.Redis.URL = "" },
 			want: []string{"redis.url: required when backend is redis"}},
 		{name: "redis_url_bad_hides_password", mutate: func(c *session.Config) { c.Redis.URL = "http://user:hunter2@host" },

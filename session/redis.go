@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,6 +42,9 @@ type RedisStore struct {
 	// cache, when set by NewCache, is told of every change this store
 	// makes, before the change's caller learns it is done.
 	cache *Cache
+	// unreplicated counts token-carrying writes that WAIT found on fewer
+	// than cfg.Redis.WaitReplicas replicas in time.
+	unreplicated atomic.Uint64
 }
 
 // updateScript is Update's compare-and-set: it compares the clear generation
@@ -72,6 +76,38 @@ redis.call('DEL', KEYS[1])
 local n = redis.call('PUBLISH', ARGV[1], ARGV[2])
 return {v, n}
 `)
+
+// replicated runs write, and with redis.wait_replicas set, WAITs for that
+// many replicas to hold it in the same round trip: a pipeline on one
+// connection, which is what WAIT counts (write is told, since EVALSHA's
+// fall-back on NOSCRIPT cannot happen inside a pipeline: use EVAL there).
+// A write found on fewer replicas in time is kept and counted: the
+// provider has already rotated the tokens it carries, so failing it would
+// only lose them sooner.
+func (r *RedisStore) replicated(ctx context.Context, write func(c redis.Cmdable, pipelined bool) redis.Cmder) {
+	n := r.cfg.Redis.WaitReplicas
+	if n <= 0 {
+		write(r.client, false)
+		return
+	}
+	var cmd redis.Cmder
+	var wait *redis.Cmd
+	// Errors are per command; Exec's own is the first of them.
+	_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmd = write(p, true)
+		wait = p.Do(ctx, "wait", n, r.cfg.Redis.WaitTimeout.Milliseconds())
+		return nil
+	})
+	if cmd.Err() == nil {
+		if got, err := wait.Int(); err != nil || got < n {
+			r.unreplicated.Add(1)
+		}
+	}
+}
+
+// UnreplicatedWrites counts token-carrying writes that redis.wait_replicas
+// replicas did not acknowledge within redis.wait_timeout.
+func (r *RedisStore) UnreplicatedWrites() uint64 { return r.unreplicated.Load() }
 
 // deleteReply takes deleteScript's reply apart.
 func deleteReply(res []any) (sealed string, receivers int64, ok bool) {
@@ -187,7 +223,12 @@ func (r *RedisStore) Create(ctx context.Context, id ID, s *sessionpb.Session) er
 		r.undoIndexes(ctx, ref, s, err)
 		return unavailable(op, err)
 	}
-	if err := r.client.Set(ctx, r.sessionKey(n.hash), n.sealed, n.ttl).Err(); err != nil {
+	var set *redis.StatusCmd
+	r.replicated(ctx, func(c redis.Cmdable, _ bool) redis.Cmder {
+		set = c.Set(ctx, r.sessionKey(n.hash), n.sealed, n.ttl)
+		return set
+	})
+	if err := set.Err(); err != nil {
 		r.undoIndexes(ctx, ref, s, err)
 		return unavailable(op, err)
 	}
@@ -237,7 +278,17 @@ func (r *RedisStore) Update(ctx context.Context, id ID, s *sessionpb.Session, pr
 	}
 	var prev [8]byte
 	binary.BigEndian.PutUint64(prev[:], prevGeneration)
-	res, err := updateScript.Run(ctx, r.client, []string{key}, prev[:], sealed, ttl.Milliseconds(), r.changeChannel(), hash).Int()
+	var cmd *redis.Cmd
+	r.replicated(ctx, func(c redis.Cmdable, pipelined bool) redis.Cmder {
+		keys, args := []string{key}, []any{prev[:], sealed, ttl.Milliseconds(), r.changeChannel(), hash}
+		if pipelined {
+			cmd = updateScript.Eval(ctx, c, keys, args...)
+		} else {
+			cmd = updateScript.Run(ctx, c, keys, args...)
+		}
+		return cmd
+	})
+	res, err := cmd.Int()
 	if res == 1 {
 		r.cache.changed(Ref(hash))
 	}

@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 	"github.com/envoy-bff/envoy-bff/session"
 	"github.com/envoy-bff/envoy-bff/session/sessiontest"
 )
@@ -374,4 +376,147 @@ func TestRedisStoreCreateRefusedLeavesNothing(t *testing.T) {
 	if keys, err := env.client.Keys(ctx, "*").Result(); err != nil || len(keys) != 0 {
 		t.Fatalf("after a refused Create Redis holds %q (%v), want nothing", keys, err)
 	}
+}
+
+// TestRedisStoreWaitReplicas is T57's option: with redis.wait_replicas, a
+// login's and a refresh's writes return only once a replica holds them, so
+// a failover to that replica cannot lose a rotated refresh token; a write
+// no replica acknowledges in time is kept and counted.
+func TestRedisStoreWaitReplicas(t *testing.T) {
+	t.Parallel()
+	master := sessiontest.StartRedis(t, "--repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(master)
+	replicaAddr := sessiontest.StartRedis(t, "--replicaof", host, port)
+	ctx := t.Context()
+	primary := redis.NewClient(&redis.Options{Addr: master})
+	replica := redis.NewClient(&redis.Options{Addr: replicaAddr})
+	t.Cleanup(func() { _ = primary.Close(); _ = replica.Close() })
+	replicas := func() string {
+		info, _ := primary.Info(ctx, "replication").Result()
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "connected_slaves:"); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	// Replication flows once a probe written to the primary reaches the replica.
+	if err := primary.Set(ctx, "probe", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "replication to flow", func() bool {
+		v, _ := replica.Get(ctx, "probe").Result()
+		return replicas() == "1" && v == "1"
+	})
+
+	cfg := sessiontest.Config()
+	cfg.Redis.WaitReplicas, cfg.Redis.WaitTimeout = 1, 200*time.Millisecond
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{master}, ContextTimeoutEnabled: true, Protocol: 2})
+	t.Cleanup(func() { _ = client.Close() })
+	store := session.NewRedisStore(client, cfg, sessiontest.KeyRing(t), nil)
+
+	id := sessiontest.ID(t, 57)
+	rec := &sessionpb.Session{SchemaVersion: 1, Issuer: "https://idp", Subject: "u", AccessToken: "at-1", RefreshToken: "rt-1"}
+	if err := store.Create(ctx, id, rec); err != nil {
+		t.Fatal(err)
+	}
+	key := store.SessionKey(id)
+	for round := 2; round <= 4; round++ {
+		cur, err := store.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.RefreshToken = fmt.Sprintf("rt-%d", round) // a rotation
+		if err := store.Update(ctx, id, cur, cur.GetGeneration()); err != nil {
+			t.Fatalf("update %d: %v", round, err)
+		}
+		// Returned means replicated: the replica has this very write now.
+		onPrimary, _ := primary.Get(ctx, key).Bytes()
+		onReplica, err := replica.Get(ctx, key).Bytes()
+		if err != nil || !bytes.Equal(onPrimary, onReplica) {
+			t.Fatalf("update %d returned before the replica held it (%v)", round, err)
+		}
+	}
+	if n := store.UnreplicatedWrites(); n != 0 {
+		t.Fatalf("%d writes counted unreplicated with a healthy replica", n)
+	}
+
+	// The replica leaves: writes still succeed, after wait_timeout, counted.
+	if err := replica.SlaveOf(ctx, "no", "one").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the primary to see no replica", func() bool { return replicas() == "0" })
+	cur, err := store.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Update(ctx, id, cur, cur.GetGeneration()); err != nil {
+		t.Fatalf("update without a replica: %v (the write must be kept)", err)
+	}
+	if got, err := store.Get(ctx, id); err != nil || got.GetGeneration() != cur.GetGeneration() {
+		t.Fatalf("after the unreplicated update: %v, %v", got.GetGeneration(), err)
+	}
+	if n := store.UnreplicatedWrites(); n != 1 {
+		t.Fatalf("UnreplicatedWrites = %d, want 1", n)
+	}
+}
+
+// BenchmarkRedisUpdate is a refresh's write (the compare-and-set) on a
+// primary with one replica, without and with redis.wait_replicas: 1 (T57's
+// WAIT 1 as an option); the difference is the replication round trip.
+func BenchmarkRedisUpdate(b *testing.B) {
+	master := sessiontest.StartRedis(b, "--repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(master)
+	replicaAddr := sessiontest.StartRedis(b, "--replicaof", host, port)
+	primary := redis.NewClient(&redis.Options{Addr: master})
+	replica := redis.NewClient(&redis.Options{Addr: replicaAddr})
+	b.Cleanup(func() { _ = primary.Close(); _ = replica.Close() })
+	if err := primary.Set(b.Context(), "probe", "1", 0).Err(); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if v, _ := replica.Get(b.Context(), "probe").Result(); v == "1" {
+			break
+		}
+		if i == 1000 {
+			b.Fatal("replication never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, wait := range []int{0, 1} {
+		b.Run(fmt.Sprintf("wait_replicas=%d", wait), func(b *testing.B) {
+			cfg := sessiontest.Config()
+			cfg.KeyPrefix = fmt.Sprintf("w%d:", wait)
+			cfg.Redis.WaitReplicas, cfg.Redis.WaitTimeout = wait, 100*time.Millisecond
+			client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{master}, ContextTimeoutEnabled: true, Protocol: 2})
+			b.Cleanup(func() { _ = client.Close() })
+			store := session.NewRedisStore(client, cfg, sessiontest.KeyRing(b), nil)
+			id := sessiontest.ID(b, byte(60+wait))
+			rec := &sessionpb.Session{SchemaVersion: 1, Issuer: "https://idp", Subject: "u", AccessToken: "at", RefreshToken: "rt"}
+			if err := store.Create(b.Context(), id, rec); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := store.Update(b.Context(), id, rec, rec.GetGeneration()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if n := store.UnreplicatedWrites(); n != 0 {
+				b.Fatalf("%d writes not replicated in time", n)
+			}
+		})
+	}
+}
+
+// waitUntil polls cond every 10 ms for at most 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }

@@ -101,6 +101,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	var draining atomic.Bool
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if r, ok := backend.(*session.RedisStore); ok {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "envoy_bff_store_unreplicated_writes_total",
+			Help: "Token-carrying writes that session.redis.wait_replicas replicas did not acknowledge within wait_timeout (kept).",
+		}, func() float64 { return float64(r.UnreplicatedWrites()) }))
+	}
 	if backend, err = session.Instrument(backend, reg); err != nil { // after Run: the sweeper is the raw store's
 		return err
 	}

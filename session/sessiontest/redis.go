@@ -20,8 +20,9 @@ const redisStartTimeout = 10 * time.Second
 // persistence off, waits until it answers PING, and stops it when the test
 // ends. It returns host:port. REDIS_SERVER_BIN overrides the binary; a
 // missing redis-server fails the test (never a skip: a skipped store test
-// proves nothing).
-func StartRedis(t testing.TB) (addr string) {
+// proves nothing). args are added to its command line (for example
+// "--replicaof", "127.0.0.1", "6379").
+func StartRedis(t testing.TB, args ...string) (addr string) {
 	t.Helper()
 	bin := os.Getenv("REDIS_SERVER_BIN")
 	if bin == "" {
@@ -32,7 +33,7 @@ func StartRedis(t testing.TB) (addr string) {
 	}
 	var lastErr string
 	for range 3 { // a port found free may be taken before redis binds it
-		addr, errText, ok := tryStartRedis(t, bin)
+		addr, errText, ok := tryStartRedis(t, bin, args)
 		if ok {
 			return addr
 		}
@@ -42,7 +43,7 @@ func StartRedis(t testing.TB) (addr string) {
 	return ""
 }
 
-func tryStartRedis(t testing.TB, bin string) (addr, errText string, ok bool) {
+func tryStartRedis(t testing.TB, bin string, args []string) (addr, errText string, ok bool) {
 	t.Helper()
 	port, err := freePort()
 	if err != nil {
@@ -50,8 +51,8 @@ func tryStartRedis(t testing.TB, bin string) (addr, errText string, ok bool) {
 	}
 	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	out := &syncBuffer{}
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
-		"--bind", "127.0.0.1", "--dir", t.TempDir())
+	cmd := exec.Command(bin, append([]string{"--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
+		"--bind", "127.0.0.1", "--dir", t.TempDir()}, args...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)

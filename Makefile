@@ -55,7 +55,8 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	  pkg="./$$(dirname "$${f#./}")"; \
 	  for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' "$$f" | cut -d' ' -f2); do \
 	    echo "==> fuzz $$pkg $$fn for $${FUZZTIME:-30s}"; \
-	    go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $${FUZZTIME:-30s} "$$pkg" | tail -1 || exit 1; \
+	    out="$$(go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $${FUZZTIME:-30s} "$$pkg" 2>&1)" || { echo "$$out" | tail -40; exit 1; }; \
+	    echo "$$out" | tail -1; \
 	  done; \
 	done
 

@@ -56,19 +56,22 @@ func (c CookieConfig) scan(header string, n int, val string) (int, string) {
 }
 
 // Strip removes every pair named c.Name from a Cookie header, so the session
-// ID never reaches upstream services. Other pairs are kept as they were,
-// joined by "; "; a header without the cookie comes back unchanged.
+// ID never reaches upstream services, and with them any other pair that
+// carries the same value (a nameless cookie, or another name, holding the
+// session ID). Other pairs are kept as they were, joined by "; "; a header
+// without the cookie comes back unchanged.
 func (c CookieConfig) Strip(cookieHeader string) string {
 	if c.Name == "" || !strings.Contains(cookieHeader, c.Name) {
 		return cookieHeader
 	}
+	_, secret := c.scan(cookieHeader, 0, "")
 	var b strings.Builder
 	removed := false
 	for rest := cookieHeader; rest != ""; {
 		var pair string
 		pair, rest = nextPair(rest)
-		name, _, _ := strings.Cut(pair, "=")
-		if trimOWS(name) == c.Name {
+		name, value, hasValue := strings.Cut(pair, "=")
+		if trimOWS(name) == c.Name || secret != "" && (trimOWS(value) == secret || !hasValue && trimOWS(name) == secret) {
 			removed = true
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/envoy-bff/envoy-bff/oidcflow"
@@ -199,6 +200,19 @@ func TestCheck(t *testing.T) {
 			return rawReq("GET", "/api/orders", [][2]string{{"X-CSRF", "1"}, {"cookie", e.sessionCookie()}}, userRoute())
 		}, status: 200, gets: 1, check: wantBearer(testToken)},
 		{name: "T14_cross_site_form_post", req: apiTo("POST", "/api/orders", map[string]string{csrfHeader: "", "content-type": "text/plain", "origin": "https://evil.example", "sec-fetch-site": "cross-site"}), status: 403, code: "antiforgery_required", gets: 0},
+		{name: "T14_foreign_preflight_gets_no_cors_headers", req: apiTo("OPTIONS", "/api/orders", map[string]string{csrfHeader: "", "access-control-request-method": "POST", "origin": "https://evil.example"}),
+			status: 200, gets: 1, check: func(t *testing.T, _ *env, resp *authv3.CheckResponse) {
+				// envoy-bff never grants CORS: a browser refuses the cross-origin call.
+				var all []*corev3.HeaderValueOption
+				all = append(all, resp.GetOkResponse().GetHeaders()...)
+				all = append(all, resp.GetOkResponse().GetResponseHeadersToAdd()...)
+				all = append(all, resp.GetDeniedResponse().GetHeaders()...)
+				for _, h := range all {
+					if strings.HasPrefix(strings.ToLower(h.GetHeader().GetKey()), "access-control-") {
+						t.Errorf("CORS header %s in the answer", h.GetHeader().GetKey())
+					}
+				}
+			}},
 		{name: "T15_merged_duplicate_1_1", req: api(map[string]string{csrfHeader: "1,1"}), status: 403, code: "antiforgery_required", gets: 0},
 		{name: "T15_merged_duplicate_1_comma_space_1", req: api(map[string]string{csrfHeader: "1, 1"}), status: 403, code: "antiforgery_required", gets: 0},
 

@@ -144,14 +144,47 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Error("no path rules: Istio's CUSTOM provider cannot set context extensions")
 	}
 
-	// The Secret the pod reads exists and carries every key the pod needs.
+	// The Secret the pod reads its environment from exists and carries every
+	// secret the environment needs.
 	secretName := c.str("envFrom.0.secretRef.name")
 	secret := find(t, docs, "Secret", secretName)
 	data := secret.obj("stringData")
-	for _, k := range []string{"ENVOY_BFF_SESSION_ENCRYPTION_KEYS", "ENVOY_BFF_SESSION_HASH_KEY", "ENVOY_BFF_OIDC_CLIENT_SECRET", "ENVOY_BFF_LISTEN_ADMIN_TOKEN"} {
+	for _, k := range []string{"ENVOY_BFF_OIDC_CLIENT_SECRET", "ENVOY_BFF_LISTEN_ADMIN_TOKEN"} {
 		if _, ok := data[k]; !ok {
 			t.Errorf("secret %s lacks %s", secretName, k)
 		}
+	}
+	// The session keys are files from a Secret volume (so they reload
+	// without a restart): the file variables name files in the mounted
+	// volume, mounted without subPath (which would never see an update).
+	mounts := map[string]string{} // volume name → mount path
+	for _, m := range c.list("volumeMounts") {
+		md := asDoc(m)
+		if md.get("subPath") != nil {
+			t.Errorf("volume mount %v uses subPath: it would never see the Secret change", md)
+		}
+		mounts[md.str("name")] = md.str("mountPath")
+	}
+	var keyFiles map[string]any
+	for _, v := range dep.list("spec.template.spec.volumes") {
+		vd := asDoc(v)
+		if name := vd.str("secret.secretName"); name != "" && mounts[vd.str("name")] != "" {
+			keys := find(t, docs, "Secret", name).obj("stringData")
+			for file, envName := range map[string]string{"encryption_keys": "ENVOY_BFF_SESSION_ENCRYPTION_KEYS_FILE", "hash_key": "ENVOY_BFF_SESSION_HASH_KEY_FILE"} {
+				if _, ok := keys[file]; ok && env[envName] == mounts[vd.str("name")]+"/"+file {
+					if keyFiles == nil {
+						keyFiles = map[string]any{}
+					}
+					keyFiles[envName] = file
+				}
+			}
+		}
+	}
+	if dep.get("spec.template.spec.securityContext.fsGroup") != dep.get("spec.template.spec.securityContext.runAsGroup") {
+		t.Error("without fsGroup = runAsGroup the process cannot read the key files (mode 0440)")
+	}
+	if len(keyFiles) != 2 {
+		t.Errorf("the session key files are not both mounted from a Secret where the environment says (%v)", keyFiles)
 	}
 
 	// The Service selects the pods and exposes the ports Envoy and Istio use.
@@ -178,9 +211,20 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Error("redis runs without its append-only file")
 	}
 
-	// With valid secrets filled in, the environment is a valid configuration.
-	env["ENVOY_BFF_SESSION_ENCRYPTION_KEYS"] = "k1:KgVFgyTWYXWrFuqvprIz6ZUBVW1nIRUmNLfVsCiC4J0="
-	env["ENVOY_BFF_SESSION_HASH_KEY"] = "6EnGCv+XVkQ8v4LYl21wbhfM/LDUEEXzsZiKbDvi6Rk="
+	// With valid secrets filled in (the key files where the pod would have
+	// them, here in a temporary directory), the environment is a valid
+	// configuration.
+	dir := t.TempDir()
+	for envName, content := range map[string]string{
+		"ENVOY_BFF_SESSION_ENCRYPTION_KEYS_FILE": "k1:KgVFgyTWYXWrFuqvprIz6ZUBVW1nIRUmNLfVsCiC4J0=\n",
+		"ENVOY_BFF_SESSION_HASH_KEY_FILE":        "6EnGCv+XVkQ8v4LYl21wbhfM/LDUEEXzsZiKbDvi6Rk=\n",
+	} {
+		path := filepath.Join(dir, filepath.Base(env[envName]))
+		if err := os.WriteFile(path, []byte(content), 0o400); err != nil {
+			t.Fatal(err)
+		}
+		env[envName] = path
+	}
 	env["ENVOY_BFF_OIDC_CLIENT_SECRET"] = "s"
 	env["ENVOY_BFF_LISTEN_ADMIN_TOKEN"] = "a-long-enough-admin-token"
 	checkConfig(t, "the Deployment", env)

@@ -92,6 +92,14 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("start session: %w", err)
 	}
 	if err := h.store.Create(ctx, id, rec); err != nil {
+		if errors.Is(err, session.ErrNotWritten) && h.revoker != nil {
+			// No session holds these tokens, and none ever will: revoke
+			// them rather than leave a live refresh token behind. After a
+			// timeout the session may exist, so they stay.
+			if rerr := h.revoker.Revoke(ctx, rec); rerr != nil {
+				h.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: revoke the tokens of a login that could not be stored failed", slog.Any("error", rerr))
+			}
+		}
 		return fmt.Errorf("create session: %w", err)
 	}
 	// Whatever session this browser had before is over (fixation).

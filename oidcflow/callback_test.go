@@ -1,6 +1,7 @@
 package oidcflow
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/envoy-bff/envoy-bff/oidcflow/oidctest"
+	"github.com/envoy-bff/envoy-bff/session"
 )
 
 func TestCallback(t *testing.T) {
@@ -368,6 +370,28 @@ func TestCallback(t *testing.T) {
 		wantError(t, r, http.StatusServiceUnavailable, "session_store_unavailable")
 		if r.setCookie("__Host-bff") != "" {
 			t.Fatal("session cookie set without a stored session")
+		}
+		// A failure that may have landed (a timeout) keeps the tokens: the
+		// session might exist.
+		if n := len(e.provider.RevocationLog()); n != 0 {
+			t.Fatalf("%d tokens revoked after a write that may have landed", n)
+		}
+	})
+
+	t.Run("T58_store_refuses_create_tokens_revoked", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		b := e.browser()
+		cb := b.authorize(b.startLogin("/"))
+		e.store.failWith("Create", errors.Join(session.ErrUnavailable, session.ErrNotWritten, errors.New("injected: OOM command not allowed")))
+		r := b.get(cb)
+		wantError(t, r, http.StatusServiceUnavailable, "session_store_unavailable")
+		if r.setCookie("__Host-bff") != "" {
+			t.Fatal("session cookie set without a stored session")
+		}
+		// No session holds the tokens the provider just issued: revoked.
+		if log := e.provider.RevocationLog(); len(log) != 1 {
+			t.Fatalf("revoked %v, want the login's refresh token", log)
 		}
 	})
 }

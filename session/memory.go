@@ -113,7 +113,7 @@ func (m *MemoryStore) Create(_ context.Context, id ID, s *sessionpb.Session) err
 	m.mem.mu.Lock()
 	defer m.mem.mu.Unlock()
 	if m.mem.closed {
-		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, errClosed)
+		return fmt.Errorf("%s: %w: %w: %w", op, ErrUnavailable, ErrNotWritten, errClosed)
 	}
 	m.mem.entries[sessionStoreKey(hash)] = e
 	m.mem.indexLocked(m.ring, Ref(hash), s)

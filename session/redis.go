@@ -229,7 +229,9 @@ func (r *RedisStore) Create(ctx context.Context, id ID, s *sessionpb.Session) er
 		return set
 	})
 	if err := set.Err(); err != nil {
-		r.undoIndexes(ctx, ref, s, err)
+		if r.undoIndexes(ctx, ref, s, err) {
+			return fmt.Errorf("%s: %w: %w: %w", op, ErrUnavailable, ErrNotWritten, err)
+		}
 		return unavailable(op, err)
 	}
 	return nil
@@ -244,14 +246,16 @@ func (r *RedisStore) Create(ctx context.Context, id ID, s *sessionpb.Session) er
 // never drop out of its indexes (back-channel logout finds it there), so
 // those entries stay until FindSessions prunes them. Best effort; ZREM is
 // allowed under OOM.
-func (r *RedisStore) undoIndexes(ctx context.Context, ref Ref, s *sessionpb.Session, cause error) {
+// It reports whether the cause proves the record did not land.
+func (r *RedisStore) undoIndexes(ctx context.Context, ref Ref, s *sessionpb.Session, cause error) bool {
 	var refused redis.Error
 	if !errors.As(cause, &refused) || errors.Is(cause, redis.Nil) {
-		return
+		return false
 	}
 	for _, idx := range indexesOf(r.ring, s) {
 		_ = r.client.ZRem(ctx, r.redisIndexKey(idx), string(ref)).Err()
 	}
+	return true
 }
 
 // Update implements Store as an atomic compare-and-set in Redis. On success

@@ -370,8 +370,8 @@ func TestRedisStoreCreateRefusedLeavesNothing(t *testing.T) {
 		t.Fatalf("Redis should refuse writes with OOM, SET answered %v", err)
 	}
 	err := s.Create(ctx, sessiontest.ID(t, 1), sessiontest.Record(time.Now()))
-	if !errors.Is(err, session.ErrUnavailable) || !strings.Contains(err.Error(), "OOM") {
-		t.Fatalf("Create under OOM = %v, want ErrUnavailable carrying the OOM reply", err)
+	if !errors.Is(err, session.ErrUnavailable) || !errors.Is(err, session.ErrNotWritten) || !strings.Contains(err.Error(), "OOM") {
+		t.Fatalf("Create under OOM = %v, want ErrUnavailable and ErrNotWritten carrying the OOM reply", err)
 	}
 	if keys, err := env.client.Keys(ctx, "*").Result(); err != nil || len(keys) != 0 {
 		t.Fatalf("after a refused Create Redis holds %q (%v), want nothing", keys, err)

@@ -20,6 +20,10 @@ var (
 	ErrNotFound = errors.New("session not found")
 	// ErrUnavailable wraps every store failure that is not ErrNotFound.
 	ErrUnavailable = errors.New("session store unavailable")
+	// ErrNotWritten comes with ErrUnavailable when the store refused a write
+	// outright (a Redis error reply such as OOM or READONLY): the write
+	// certainly did not land. After a timeout it may have, and this is absent.
+	ErrNotWritten = errors.New("store refused the write")
 	// ErrConflict means an Update lost a race: the record's generation changed.
 	ErrConflict = errors.New("session changed concurrently")
 	// ErrMalformedID means a cookie value is not a well-formed session ID.

@@ -384,13 +384,8 @@ func TestRedisStoreCreateRefusedLeavesNothing(t *testing.T) {
 // no replica acknowledges in time is kept and counted.
 func TestRedisStoreWaitReplicas(t *testing.T) {
 	t.Parallel()
-	master := sessiontest.StartRedis(t, "--repl-diskless-sync-delay", "0")
-	host, port, _ := net.SplitHostPort(master)
-	replicaAddr := sessiontest.StartRedis(t, "--replicaof", host, port)
+	master, primary, replica := startReplicated(t)
 	ctx := t.Context()
-	primary := redis.NewClient(&redis.Options{Addr: master})
-	replica := redis.NewClient(&redis.Options{Addr: replicaAddr})
-	t.Cleanup(func() { _ = primary.Close(); _ = replica.Close() })
 	replicas := func() string {
 		info, _ := primary.Info(ctx, "replication").Result()
 		for _, line := range strings.Split(info, "\r\n") {
@@ -400,14 +395,6 @@ func TestRedisStoreWaitReplicas(t *testing.T) {
 		}
 		return ""
 	}
-	// Replication flows once a probe written to the primary reaches the replica.
-	if err := primary.Set(ctx, "probe", "1", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "replication to flow", func() bool {
-		v, _ := replica.Get(ctx, "probe").Result()
-		return replicas() == "1" && v == "1"
-	})
 
 	cfg := sessiontest.Config()
 	// A generous wait: on a loaded machine a replica can take a while to
@@ -469,24 +456,7 @@ func TestRedisStoreWaitReplicas(t *testing.T) {
 // primary with one replica, without and with redis.wait_replicas: 1 (T57's
 // WAIT 1 as an option); the difference is the replication round trip.
 func BenchmarkRedisUpdate(b *testing.B) {
-	master := sessiontest.StartRedis(b, "--repl-diskless-sync-delay", "0")
-	host, port, _ := net.SplitHostPort(master)
-	replicaAddr := sessiontest.StartRedis(b, "--replicaof", host, port)
-	primary := redis.NewClient(&redis.Options{Addr: master})
-	replica := redis.NewClient(&redis.Options{Addr: replicaAddr})
-	b.Cleanup(func() { _ = primary.Close(); _ = replica.Close() })
-	if err := primary.Set(b.Context(), "probe", "1", 0).Err(); err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; ; i++ {
-		if v, _ := replica.Get(b.Context(), "probe").Result(); v == "1" {
-			break
-		}
-		if i == 1000 {
-			b.Fatal("replication never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	master, _, _ := startReplicated(b)
 	for _, wait := range []int{0, 1} {
 		b.Run(fmt.Sprintf("wait_replicas=%d", wait), func(b *testing.B) {
 			cfg := sessiontest.Config()
@@ -512,8 +482,28 @@ func BenchmarkRedisUpdate(b *testing.B) {
 	}
 }
 
+// startReplicated starts a primary and a replica of it, and returns once a
+// write to the primary reaches the replica (replication flows).
+func startReplicated(t testing.TB) (masterAddr string, primary, replica *redis.Client) {
+	t.Helper()
+	masterAddr = sessiontest.StartRedis(t, "--repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(masterAddr)
+	replicaAddr := sessiontest.StartRedis(t, "--replicaof", host, port)
+	primary = redis.NewClient(&redis.Options{Addr: masterAddr})
+	replica = redis.NewClient(&redis.Options{Addr: replicaAddr})
+	t.Cleanup(func() { _ = primary.Close(); _ = replica.Close() })
+	if err := primary.Set(t.Context(), "probe", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "replication to flow", func() bool {
+		v, _ := replica.Get(t.Context(), "probe").Result()
+		return v == "1"
+	})
+	return masterAddr, primary, replica
+}
+
 // waitUntil polls cond every 10 ms for at most 10 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for range 1000 {
 		if cond() {

@@ -57,21 +57,25 @@ func (c CookieConfig) scan(header string, n int, val string) (int, string) {
 
 // Strip removes every pair named c.Name from a Cookie header, so the session
 // ID never reaches upstream services, and with them any other pair that
-// carries the same value (a nameless cookie, or another name, holding the
-// session ID). Other pairs are kept as they were, joined by "; "; a header
-// without the cookie comes back unchanged.
+// holds a well-formed session ID the session cookie carries (a nameless
+// cookie, another name, or inside a longer value). Other pairs are kept as
+// they were, joined by "; "; a header without the cookie comes back
+// unchanged.
 func (c CookieConfig) Strip(cookieHeader string) string {
 	if c.Name == "" || !strings.Contains(cookieHeader, c.Name) {
 		return cookieHeader
 	}
 	_, secret := c.scan(cookieHeader, 0, "")
+	if len(secret) != encodedIDLen {
+		secret = "" // not an ID: nothing to hide elsewhere, and a short value would match too much
+	}
 	var b strings.Builder
 	removed := false
 	for rest := cookieHeader; rest != ""; {
 		var pair string
 		pair, rest = nextPair(rest)
-		name, value, hasValue := strings.Cut(pair, "=")
-		if trimOWS(name) == c.Name || secret != "" && (trimOWS(value) == secret || !hasValue && trimOWS(name) == secret) {
+		name, _, _ := strings.Cut(pair, "=")
+		if trimOWS(name) == c.Name || secret != "" && strings.Contains(pair, secret) {
 			removed = true
 			continue
 		}

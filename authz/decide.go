@@ -38,7 +38,6 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 		}
 		return decision{}, errAntiforgery
 	}
-	req.deadline = s.deadline(ctx)
 	if req.policy == PolicyClient {
 		return s.clientToken(ctx, req) // the session, if any, plays no part
 	}
@@ -100,12 +99,13 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 // and send its answer before Envoy stops waiting.
 const checkReserve = 50 * time.Millisecond
 
-// deadline is when this Check's refresh (or client-token) work must end:
-// check_timeout from now, or checkReserve before the deadline Envoy sent
-// (its ext_authz timeout, as grpc-timeout), whichever is first. It is wall
-// clock time, as context deadlines are, never the injected clock.
-func (s *Server) deadline(ctx context.Context) time.Time {
-	d := time.Now().Add(s.timeout)
+// deadline is when req's refresh (or client-token) work must end:
+// check_timeout after the Check began, or checkReserve before the deadline
+// Envoy sent (its ext_authz timeout, as grpc-timeout), whichever is first.
+// It is wall clock time, as context deadlines are, never the injected
+// clock, and computed only by the Checks that need it.
+func (s *Server) deadline(ctx context.Context, req *request) time.Time {
+	d := req.start.Add(s.timeout)
 	if envoy, ok := ctx.Deadline(); ok {
 		if e := envoy.Add(-checkReserve); e.Before(d) {
 			d = e
@@ -133,7 +133,7 @@ func (s *Server) refresh(ctx context.Context, req *request, id session.ID, sess 
 	if s.due != nil && !s.due.Due(sess) {
 		return sess, nil
 	}
-	ctx, cancel := context.WithDeadline(ctx, req.deadline)
+	ctx, cancel := context.WithDeadline(ctx, s.deadline(ctx, req))
 	defer cancel()
 	fresh, err := s.refresher.Refresh(oidcflow.WithRequestID(ctx, req.id), id, sess)
 	switch {
@@ -177,7 +177,7 @@ func (s *Server) clientToken(ctx context.Context, req *request) (decision, error
 	if s.clients == nil {
 		return decision{}, errClientTokenUnknown
 	}
-	ctx, cancel := context.WithDeadline(ctx, req.deadline)
+	ctx, cancel := context.WithDeadline(ctx, s.deadline(ctx, req))
 	defer cancel()
 	tok, err := s.clients.Token(oidcflow.WithRequestID(ctx, req.id), req.clientToken)
 	switch {

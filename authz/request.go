@@ -45,9 +45,9 @@ type request struct {
 	antiforgery      string
 	antiforgeryCount int
 	cookie           string // the whole Cookie header, "" if none
-	// deadline ends the Check's store and refresh work (Server.deadline);
-	// decide sets it, parse leaves it zero.
-	deadline time.Time
+	// start is when the Check began (check sets it): check_timeout counts
+	// from here (Server.deadline).
+	start time.Time
 }
 
 // parser turns CheckRequests into requests. It is built once by NewServer.

@@ -190,6 +190,7 @@ type checked struct {
 func (s *Server) check(ctx context.Context, in *authv3.CheckRequest, out *checked) *authv3.CheckResponse {
 	start := time.Now()
 	req, err := s.parser.parse(in)
+	req.start = start
 	if err == nil {
 		var d decision
 		if d, err = s.decide(ctx, &req); err == nil {

@@ -86,8 +86,10 @@ type Cache struct {
 
 	acks  ackWaiters
 	stats cacheStats
-	// instrumented, when the backend was wrapped by Instrument, counts the
-	// store errors of misses.
+	// backend is what NewCache was given (maybe Instrument's wrapper):
+	// deletions go through it. instrumented, set when it is that wrapper,
+	// counts the store errors of misses, which read the store directly.
+	backend      Backend
 	instrumented *instrumented
 }
 
@@ -129,11 +131,12 @@ type CacheStats struct {
 // from then on the store tells the cache of its changes. Call Run to keep
 // the subscription that lets it serve; until then every read goes to Redis.
 func NewCache(backend Backend, cfg CacheConfig, now func() time.Time) (*Cache, error) {
-	var inst *instrumented
-	if m, ok := backend.(*instrumented); ok {
-		inst, backend = m, m.Backend // misses still count store errors
+	inst, _ := backend.(*instrumented)
+	raw := backend
+	if inst != nil {
+		raw = inst.Backend
 	}
-	r, ok := backend.(*RedisStore)
+	r, ok := raw.(*RedisStore)
 	if !ok {
 		return nil, errors.New("session cache: needs the redis backend")
 	}
@@ -146,7 +149,7 @@ func NewCache(backend Backend, cfg CacheConfig, now func() time.Time) (*Cache, e
 	c := &Cache{store: r, ttl: cfg.TTL, max: cfg.MaxEntries, now: now,
 		byID: map[ID]*cacheEntry{}, byRef: map[Ref]ID{}}
 	c.acks.prefix = newAckPrefix()
-	c.instrumented = inst
+	c.backend, c.instrumented = backend, inst
 	r.cache = c
 	return c, nil
 }
@@ -189,10 +192,7 @@ func (c *Cache) load(ctx context.Context, id ID) (*sessionpb.Session, error) {
 	hash := c.store.ring.HashID(id)
 	s, err := c.store.getHashed(ctx, hash)
 	if err != nil {
-		if c.instrumented != nil {
-			return nil, c.instrumented.count(opGet, err)
-		}
-		return nil, err
+		return nil, c.instrumented.count(opGet, err)
 	}
 	if live {
 		c.put(id, Ref(hash), s, keys, epoch, now)
@@ -201,12 +201,7 @@ func (c *Cache) load(ctx context.Context, id ID) (*sessionpb.Session, error) {
 }
 
 // Delete removes the session everywhere (the store tells every cache).
-func (c *Cache) Delete(ctx context.Context, id ID) error {
-	if c.instrumented != nil {
-		return c.instrumented.Delete(ctx, id)
-	}
-	return c.store.Delete(ctx, id)
-}
+func (c *Cache) Delete(ctx context.Context, id ID) error { return c.backend.Delete(ctx, id) }
 
 // Stats returns the counters.
 func (c *Cache) Stats() CacheStats {

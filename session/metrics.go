@@ -63,8 +63,9 @@ func Instrument(b Backend, reg prometheus.Registerer) (Backend, error) {
 }
 
 // count records err against op if it is a store failure, and returns it.
+// A nil m (no metrics) only returns it.
 func (m *instrumented) count(op string, err error) error {
-	if err != nil && errors.Is(err, ErrUnavailable) {
+	if m != nil && err != nil && errors.Is(err, ErrUnavailable) {
 		m.errs[op].Inc()
 	}
 	return err

@@ -55,6 +55,15 @@ func Instrument(b Backend, reg prometheus.Registerer) (Backend, error) {
 	if err := reg.Register(vec); err != nil {
 		return nil, fmt.Errorf("register store metrics: %w", err)
 	}
+	if r, ok := b.(*RedisStore); ok {
+		unreplicated := prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "envoy_bff_store_unreplicated_writes_total",
+			Help: "Token-carrying writes that session.redis.wait_replicas replicas did not acknowledge within wait_timeout (kept).",
+		}, func() float64 { return float64(r.UnreplicatedWrites()) })
+		if err := reg.Register(unreplicated); err != nil {
+			return nil, fmt.Errorf("register store metrics: %w", err)
+		}
+	}
 	m := &instrumented{Backend: b, errs: make(map[string]prometheus.Counter, len(storeOps))}
 	for _, op := range storeOps {
 		m.errs[op] = vec.WithLabelValues(op)
@@ -151,4 +160,31 @@ func (m *instrumented) UseOnce(ctx context.Context, key string, ttl time.Duratio
 // Ping implements Backend.
 func (m *instrumented) Ping(ctx context.Context) error {
 	return m.count(opPing, m.Backend.Ping(ctx))
+}
+
+// Register exposes the cache's counters with reg: hits, misses,
+// invalidations, resets, ack timeouts, entries, and whether it serves.
+func (c *Cache) Register(reg prometheus.Registerer) error {
+	counter := func(name, help string, v func(CacheStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(c.Stats())) })
+	}
+	for _, col := range []prometheus.Collector{
+		counter("envoy_bff_session_cache_hits_total", "Session reads served from the in-process cache.", func(s CacheStats) uint64 { return s.Hits }),
+		counter("envoy_bff_session_cache_misses_total", "Session reads that went to Redis.", func(s CacheStats) uint64 { return s.Misses }),
+		counter("envoy_bff_session_cache_invalidations_total", "Session change messages applied to the cache.", func(s CacheStats) uint64 { return s.Invalidations }),
+		counter("envoy_bff_session_cache_resets_total", "Times the cache was emptied because its subscription was (re)established or lost.", func(s CacheStats) uint64 { return s.Resets }),
+		counter("envoy_bff_session_cache_ack_timeouts_total", "Deletions that stopped waiting for another replica's cache to acknowledge.", func(s CacheStats) uint64 { return s.AckTimeouts }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_entries", Help: "Sessions held in the in-process cache."}, func() float64 { return float64(c.Stats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_live", Help: "1 while the cache's change subscription is up and it serves reads."}, func() float64 {
+			if c.Stats().Live {
+				return 1
+			}
+			return 0
+		}),
+	} {
+		if err := reg.Register(col); err != nil {
+			return fmt.Errorf("register session cache metrics: %w", err)
+		}
+	}
+	return nil
 }

@@ -101,12 +101,6 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	var draining atomic.Bool
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if r, ok := backend.(*session.RedisStore); ok {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "envoy_bff_store_unreplicated_writes_total",
-			Help: "Token-carrying writes that session.redis.wait_replicas replicas did not acknowledge within wait_timeout (kept).",
-		}, func() float64 { return float64(r.UnreplicatedWrites()) }))
-	}
 	if backend, err = session.Instrument(backend, reg); err != nil { // after Run: the sweeper is the raw store's
 		return err
 	}
@@ -161,7 +155,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 		if err != nil {
 			return fmt.Errorf("build session cache: %w", err)
 		}
-		if err := registerCacheMetrics(reg, cache); err != nil {
+		if err := cache.Register(reg); err != nil {
 			return err
 		}
 		bg.Go(func() { cache.Run(runCtx) })
@@ -264,32 +258,6 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	bg.Wait()
 	logger.Info("envoy-bff stopped")
 	return runErr
-}
-
-// registerCacheMetrics exposes the session cache's counters.
-func registerCacheMetrics(reg prometheus.Registerer, c *session.Cache) error {
-	counter := func(name, help string, v func(session.CacheStats) uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(c.Stats())) })
-	}
-	for _, col := range []prometheus.Collector{
-		counter("envoy_bff_session_cache_hits_total", "Session reads served from the in-process cache.", func(s session.CacheStats) uint64 { return s.Hits }),
-		counter("envoy_bff_session_cache_misses_total", "Session reads that went to Redis.", func(s session.CacheStats) uint64 { return s.Misses }),
-		counter("envoy_bff_session_cache_invalidations_total", "Session change messages applied to the cache.", func(s session.CacheStats) uint64 { return s.Invalidations }),
-		counter("envoy_bff_session_cache_resets_total", "Times the cache was emptied because its subscription was (re)established or lost.", func(s session.CacheStats) uint64 { return s.Resets }),
-		counter("envoy_bff_session_cache_ack_timeouts_total", "Deletions that stopped waiting for another replica's cache to acknowledge.", func(s session.CacheStats) uint64 { return s.AckTimeouts }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_entries", Help: "Sessions held in the in-process cache."}, func() float64 { return float64(c.Stats().Entries) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_live", Help: "1 while the cache's change subscription is up and it serves reads."}, func() float64 {
-			if c.Stats().Live {
-				return 1
-			}
-			return 0
-		}),
-	} {
-		if err := reg.Register(col); err != nil {
-			return fmt.Errorf("register session cache metrics: %w", err)
-		}
-	}
-	return nil
 }
 
 func serveErr(name string, err error) error {

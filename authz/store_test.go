@@ -77,16 +77,6 @@ func newRedisStore(t testing.TB, cached bool) (SessionReader, sessionCreator) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); cache.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for range 500 {
-		if cache.Stats().Live {
-			return cache, store
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("session cache never subscribed")
-	return nil, nil
+	sessiontest.RunCache(t, cache)
+	return cache, store
 }

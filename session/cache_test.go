@@ -1,7 +1,6 @@
 package session_test
 
 import (
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -34,9 +33,6 @@ func newReplicas(t *testing.T, addr string, n int) []*replica {
 	cfg.KeyPrefix = "cache:"
 	cfg.Backend = session.BackendRedis
 	cfg.Cache = session.CacheConfig{TTL: time.Minute, MaxEntries: 1000}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
 	var out []*replica
 	for range n {
 		client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, ContextTimeoutEnabled: true})
@@ -48,11 +44,8 @@ func newReplicas(t *testing.T, addr string, n int) []*replica {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() { cache.Run(ctx) })
+		sessiontest.RunCache(t, cache)
 		out = append(out, &replica{store: store, cache: cache, log: log})
-	}
-	for _, r := range out {
-		waitFor(t, "cache subscribed", func() bool { return r.cache.Stats().Live })
 	}
 	return out
 }
@@ -300,10 +293,6 @@ func newCache(t *testing.T, ring *session.KeyRing, maxEntries int) (*session.Red
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); cache.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, "cache subscribed", func() bool { return cache.Stats().Live })
+	sessiontest.RunCache(t, cache)
 	return store, cache
 }

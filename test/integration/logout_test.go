@@ -239,14 +239,10 @@ func dialAll(t *testing.T, s *harness.Stack) []*harness.CheckClient {
 
 // apiStatus makes one SPA-style API call and returns its status (0 on a transport error).
 func apiStatus(hc *http.Client, origin, cookie string) int {
-	req, _ := http.NewRequest(http.MethodGet, origin+"/api/whoami", nil)
-	req.Header.Set("Cookie", cookie)
-	req.Header.Set("X-CSRF", "1")
-	resp, err := hc.Do(req)
+	resp, _, err := spaGet(hc, origin, "/api/whoami", cookie)
 	if err != nil {
 		return 0
 	}
-	resp.Body.Close()
 	return resp.StatusCode
 }
 

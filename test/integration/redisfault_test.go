@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -634,18 +633,10 @@ type apiResult struct {
 // rawAPI makes one SPA-style API call from its own goroutine (the browser
 // type is not safe for concurrent use).
 func rawAPI(origin, cookie string) apiResult {
-	req, err := http.NewRequest(http.MethodGet, origin+"/api/whoami", nil)
+	resp, body, err := spaGet(&http.Client{Timeout: 15 * time.Second}, origin, "/api/whoami", cookie)
 	if err != nil {
 		return apiResult{err: err.Error()}
 	}
-	req.Header.Set("Cookie", cookie)
-	req.Header.Set("X-CSRF", "1")
-	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
-	if err != nil {
-		return apiResult{err: err.Error()}
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return apiResult{
 		status:     resp.StatusCode,
 		code:       errCode(response{Body: string(body)}),

@@ -173,18 +173,10 @@ func startLoad(origin string, users []*scaleUser, clients int) *load {
 
 // callUser asks /bff/user as the SPA does; "" means a 200 naming the demo user.
 func callUser(hc *http.Client, origin, cookie string) string {
-	req, err := http.NewRequest(http.MethodGet, origin+"/bff/user", nil)
-	if err != nil {
-		return err.Error()
-	}
-	req.Header.Set("Cookie", cookie)
-	req.Header.Set("X-CSRF", "1")
-	resp, err := hc.Do(req)
+	resp, body, err := spaGet(hc, origin, "/bff/user", cookie)
 	if err != nil {
 		return "/bff/user: " + err.Error()
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"demo-user"`) {
 		return fmt.Sprintf("/bff/user: %d %s", resp.StatusCode, body)
 	}

@@ -414,20 +414,31 @@ func driveLoad(t *testing.T, origin string, users []*scaleUser, clients int, d t
 	return loadResult{total: total.Load(), ok: ok.Load(), failures: failures}
 }
 
-// callAPI makes one SPA-style API call; "" means a verified 200.
-func callAPI(hc *http.Client, origin, cookie string) string {
-	req, err := http.NewRequest(http.MethodGet, origin+"/api/whoami", nil)
+// spaGet makes one SPA-style GET of path (the session cookie and the
+// anti-forgery header), returning the response (body already read, at most
+// 64 KiB) and its body.
+func spaGet(hc *http.Client, origin, path, cookie string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(http.MethodGet, origin+path, nil)
 	if err != nil {
-		return err.Error()
+		return nil, nil, err
 	}
 	req.Header.Set("Cookie", cookie)
 	req.Header.Set("X-CSRF", "1")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err.Error()
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp, body, nil
+}
+
+// callAPI makes one SPA-style API call; "" means a verified 200.
+func callAPI(hc *http.Client, origin, cookie string) string {
+	resp, body, err := spaGet(hc, origin, "/api/whoami", cookie)
+	if err != nil {
+		return err.Error()
+	}
 	if resp.StatusCode != 200 {
 		return fmt.Sprintf("%d %s", resp.StatusCode, body)
 	}

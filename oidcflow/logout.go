@@ -41,11 +41,10 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if len(sids) != 1 || rec.GetSid() == "" || subtle.ConstantTimeCompare([]byte(sids[0]), []byte(rec.GetSid())) != 1 {
 		return fmt.Errorf("%w: session %s", errInvalidSID, idTag(id))
 	}
-	if h.revoker != nil {
-		revokeLatest(ctx, h.revoker, rec, func(ctx context.Context) (*sessionpb.Session, error) { return h.store.Get(ctx, id) },
-			h.logger, slog.String("session", idTag(id)))
-	}
-	if err := h.store.Delete(ctx, id); err != nil {
+	if err := endRecord(ctx, h.revoker, rec,
+		func(ctx context.Context) (*sessionpb.Session, error) { return h.store.Get(ctx, id) },
+		func(ctx context.Context) error { return h.store.Delete(ctx, id) },
+		h.logger, slog.String("session", idTag(id))); err != nil {
 		// Keep the cookie: the user can retry, and no one is told they are out while the record lives.
 		return fmt.Errorf("delete session %s: %w", idTag(id), err)
 	}

@@ -63,6 +63,18 @@ func (p *providerRevoker) Revoke(ctx context.Context, s *sessionpb.Session) erro
 	return nil
 }
 
+// endRecord ends one session the way every logout does (T9, T66): its
+// refresh token is revoked first, and any a racing refresh saved meanwhile
+// (revokeLatest, when rv is set), then the record is removed. Revocation
+// failures are logged; remove's error is the caller's.
+func endRecord(ctx context.Context, rv Revoker, rec *sessionpb.Session, reread func(context.Context) (*sessionpb.Session, error),
+	remove func(context.Context) error, logger *slog.Logger, tag slog.Attr) error {
+	if rv != nil {
+		revokeLatest(ctx, rv, rec, reread, logger, tag)
+	}
+	return remove(ctx)
+}
+
 // maxRevokeRounds bounds how often an ending session's record is read again
 // for a refresh token saved while the previous one was being revoked.
 const maxRevokeRounds = 3
@@ -179,11 +191,10 @@ func (s *Sessions) end(ctx context.Context, ref session.Ref, subject string) (bo
 	if len(tag) > 8 {
 		tag = tag[:8] // enough to follow in logs, too little to name the key
 	}
-	if s.revoker != nil {
-		revokeLatest(ctx, s.revoker, rec, func(ctx context.Context) (*sessionpb.Session, error) { return s.store.GetByRef(ctx, ref) },
-			s.logger, slog.String("session_ref", tag))
-	}
-	if err := s.store.DeleteByRef(ctx, ref); err != nil {
+	if err := endRecord(ctx, s.revoker, rec,
+		func(ctx context.Context) (*sessionpb.Session, error) { return s.store.GetByRef(ctx, ref) },
+		func(ctx context.Context) error { return s.store.DeleteByRef(ctx, ref) },
+		s.logger, slog.String("session_ref", tag)); err != nil {
 		return false, fmt.Errorf("end session: %w", err)
 	}
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "oidcflow: session ended", slog.String("session_ref", tag), slog.String("sub", rec.GetSubject()))

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Config is the `session:` section of envoy-bff's config file.
@@ -225,10 +227,13 @@ func (c Config) Validate() error {
 
 func (r RedisConfig) validate() []error {
 	var errs []error
+	var opts *redis.UniversalOptions
 	if r.URL == "" {
 		errs = append(errs, errors.New("redis.url: required when backend is redis"))
-	} else if _, err := redisOptions(r); err != nil {
+	} else if o, err := redisOptions(r); err != nil {
 		errs = append(errs, err) // redisOptions never quotes the URL, which may hold a password
+	} else {
+		opts = o
 	}
 	for _, d := range []struct {
 		field string
@@ -247,10 +252,8 @@ func (r RedisConfig) validate() []error {
 	case r.WaitReplicas > 0 && (r.WaitTimeout <= 0 || r.WaitTimeout > r.ReadTimeout):
 		// WAIT's reply comes within read_timeout, or the write looks failed.
 		errs = append(errs, fmt.Errorf("redis.wait_timeout: must be positive and at most read_timeout (%s), got %s", r.ReadTimeout, r.WaitTimeout))
-	case r.WaitReplicas > 0:
-		if o, err := redisOptions(r); err == nil && o.IsClusterMode {
-			errs = append(errs, errors.New("redis.wait_replicas: not with a Cluster (WAIT would reach another node than the write)"))
-		}
+	case r.WaitReplicas > 0 && opts != nil && opts.IsClusterMode:
+		errs = append(errs, errors.New("redis.wait_replicas: not with a Cluster (WAIT would reach another node than the write)"))
 	}
 	return errs
 }

@@ -147,7 +147,9 @@ func (b *BFF) Restart(ctx context.Context) error {
 // WaitReady waits until the replica's /readyz says ready (store reachable,
 // provider discovered).
 func (b *BFF) WaitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	// Generous: under a full make test a provider's first answers (Keycloak
+	// warming up) can time out, and discovery then retries with backoff.
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	return WaitHTTP(ctx, b.Process, "http://"+b.AdminAddr+"/readyz", 200)
 }

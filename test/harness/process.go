@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -154,21 +155,21 @@ func WaitHTTP(ctx context.Context, p *Process, url string, want int) error {
 		}
 		resp, err := client.Get(url)
 		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 			resp.Body.Close()
 			if resp.StatusCode == want {
 				return nil
 			}
-			last = resp.Status
+			last = resp.Status + " " + strings.TrimSpace(string(body)) // /readyz says why
 		} else {
 			last = err.Error()
 		}
 		select {
 		case <-ctx.Done():
-			name := "service"
-			if p != nil {
-				name = p.Name
+			if p == nil {
+				return fmt.Errorf("service not ready at %s (last: %s): %w", url, last, ctx.Err())
 			}
-			return fmt.Errorf("%s not ready at %s (last: %s): %w", name, url, last, ctx.Err())
+			return fmt.Errorf("%s not ready at %s (last: %s): %w; log tail:\n%s", p.Name, url, last, ctx.Err(), p.Tail(4000))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -27,9 +27,15 @@ func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
 	if req.policy == PolicyNone {
 		return decision{}, nil
 	}
+	// A CORS preflight is answered here, before anything else: a browser
+	// sends it without credentials, so it must cost no store lookup and
+	// must never reach the API with a token or an identity (T70).
+	if req.preflight {
+		return decision{}, errPreflight
+	}
 	// Anti-forgery first, before any store lookup or refresh (T12–T15).
 	// Envoy merges repeated headers with ",", so "1,1" fails as it should.
-	if !req.preflight && (req.antiforgeryCount != 1 || !s.antiforgery.Valid(req.antiforgery)) {
+	if req.antiforgeryCount != 1 || !s.antiforgery.Valid(req.antiforgery) {
 		// A browser navigation cannot carry the header. Without a session
 		// cookie it carries no credential either, so it may be sent to log
 		// in; with one it stays a 403.

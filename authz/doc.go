@@ -29,8 +29,12 @@
 //
 // # Choices where the design is silent
 //
-//   - A CORS preflight (OPTIONS with access-control-request-method) skips only
-//     the anti-forgery check; the session check still applies.
+//   - A CORS preflight (OPTIONS with access-control-request-method) on any
+//     policy but none is answered by Check itself: 204 with no
+//     Access-Control-* header, no store lookup, nothing upstream. It carries
+//     no credential in a browser, so it can earn no token; a same-origin SPA
+//     never sends one, and an origin that must be allowed is Envoy's CORS
+//     filter's to answer before ext_authz runs.
 //   - A browser navigation (GET with sec-fetch-mode: navigate or an Accept of
 //     text/html) cannot carry the anti-forgery header. On a `user` route that
 //     allows redirects, one without any session cookie gets the 302 to login

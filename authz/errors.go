@@ -16,6 +16,7 @@ var (
 	errPolicyInvalid      = errors.New("route names an unknown policy")
 	errClientTokenUnknown = errors.New("route names a client token that is not configured")
 	errAntiforgery        = errors.New("anti-forgery header missing or wrong")
+	errPreflight          = errors.New("CORS preflight: answered here, never passed upstream")
 	errNoSession          = errors.New("no session cookie")
 	errSessionUnknown     = errors.New("session cookie names no live session")
 	errDuplicateCookie    = errors.New("more than one session cookie")
@@ -38,6 +39,8 @@ type denial struct {
 	clearCookie bool
 	// retryAfter adds `retry-after`: the fault is ours and passing.
 	retryAfter bool
+	// bodyless answers with the status alone: no JSON body, no content-type.
+	bodyless bool
 	// redirectable lets a browser navigation on a route that allows it get a
 	// 302 to the login page instead.
 	redirectable bool
@@ -57,6 +60,11 @@ func denials() []denial {
 			code: "client_token_unknown", description: "The route names a client token this server does not define."},
 		{err: errAntiforgery, status: http.StatusForbidden, grpcCode: codes.PermissionDenied,
 			code: "antiforgery_required", description: "The anti-forgery header is missing or wrong."},
+		// A preflight carries no credential, so it earns no token and no
+		// identity; answered without any Access-Control-Allow-* header, it
+		// grants no origin anything (T70).
+		{err: errPreflight, status: http.StatusNoContent, grpcCode: codes.PermissionDenied,
+			code: "preflight", bodyless: true},
 		{err: errNoSession, status: http.StatusUnauthorized, grpcCode: codes.Unauthenticated,
 			code: "unauthenticated", description: "Sign in to continue.", redirectable: true},
 		{err: errSessionUnknown, status: http.StatusUnauthorized, grpcCode: codes.Unauthenticated,

@@ -23,6 +23,7 @@ func TestDenialTable(t *testing.T) {
 		{errPolicyInvalid, 500, "policy_invalid", false, false, false},
 		{errClientTokenUnknown, 500, "client_token_unknown", false, false, false},
 		{errAntiforgery, 403, "antiforgery_required", false, false, false},
+		{errPreflight, 204, "preflight", false, false, false},
 		{errNoSession, 401, "unauthenticated", false, false, true},
 		{errSessionUnknown, 401, "unauthenticated", true, false, true},
 		{errDuplicateCookie, 401, "unauthenticated", false, false, false},
@@ -48,11 +49,23 @@ func TestDenialTable(t *testing.T) {
 				if status(resp) != tc.status || resp.GetStatus().GetCode() == 0 {
 					t.Errorf("%v → response status %d / grpc %d", err, status(resp), resp.GetStatus().GetCode())
 				}
+				if resp.GetStatus().GetMessage() != tc.code {
+					t.Errorf("grpc message %q, want %q (the metric's answer label)", resp.GetStatus().GetMessage(), tc.code)
+				}
+				if deniedHeader(resp, "cache-control") != "no-store" {
+					t.Errorf("headers %v", resp.GetDeniedResponse().GetHeaders())
+				}
+				if tc.status == 204 { // no content, so no JSON either
+					if b := resp.GetDeniedResponse().GetBody(); b != "" || deniedHeader(resp, "content-type") != "" {
+						t.Errorf("a 204 carries body %q, content-type %q", b, deniedHeader(resp, "content-type"))
+					}
+					continue
+				}
 				var body errorBody
 				if err := json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &body); err != nil || body.Error != tc.code || body.Description == "" {
 					t.Errorf("body %q", resp.GetDeniedResponse().GetBody())
 				}
-				if deniedHeader(resp, "content-type") != "application/json" || deniedHeader(resp, "cache-control") != "no-store" {
+				if deniedHeader(resp, "content-type") != "application/json" {
 					t.Errorf("headers %v", resp.GetDeniedResponse().GetHeaders())
 				}
 				if (deniedHeader(resp, "retry-after") != "") != tc.retryAfter {

@@ -85,13 +85,14 @@ type errorBody struct {
 }
 
 func (r *responses) buildDenied(d denial) *authv3.CheckResponse {
-	body, err := json.Marshal(errorBody{Error: d.code, Description: d.description})
-	if err != nil {
-		panic(err) // two plain strings always marshal
-	}
-	headers := []*corev3.HeaderValueOption{
-		setHeader("cache-control", "no-store"),
-		setHeader("content-type", "application/json"),
+	headers := []*corev3.HeaderValueOption{setHeader("cache-control", "no-store")}
+	var body []byte
+	if !d.bodyless {
+		var err error
+		if body, err = json.Marshal(errorBody{Error: d.code, Description: d.description}); err != nil {
+			panic(err) // two plain strings always marshal
+		}
+		headers = append(headers, setHeader("content-type", "application/json"))
 	}
 	if d.retryAfter {
 		headers = append(headers, setHeader("retry-after", strconv.Itoa(retryAfterSeconds)))

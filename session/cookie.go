@@ -6,11 +6,14 @@ import (
 )
 
 // ReadID finds the session ID in a Cookie header as Envoy hands it: pairs
-// separated by ";", HTTP/2 crumbs already joined with "; ". The name must
-// match exactly (case-sensitive, so __host-bff or __Secure-bff never count).
-// It returns ErrNoCookie when the cookie is absent, ErrDuplicateCookie when it
-// appears more than once (never first- or last-wins), and ErrMalformedID for
-// any value that is not a canonical ID. It does not allocate.
+// separated by ";", HTTP/2 crumbs joined with "; ", repeated Cookie headers
+// joined with ",". Every occurrence of the name that any lenient parser
+// could take for the cookie counts (see scan), whatever separates it from
+// its neighbours. The name must match exactly (case-sensitive, so
+// __host-bff or __Secure-bff never count). It returns ErrNoCookie when the
+// cookie is absent, ErrDuplicateCookie when it appears more than once
+// (never first- or last-wins), and ErrMalformedID for any value that is
+// not a canonical ID. It does not allocate.
 func (c CookieConfig) ReadID(cookieHeader string) (ID, error) {
 	n, val := c.scan(cookieHeader, 0, "")
 	return c.result(n, val)
@@ -19,11 +22,29 @@ func (c CookieConfig) ReadID(cookieHeader string) (ID, error) {
 // ReadIDFromRequest is ReadID over every Cookie header line of r, so a
 // cookie repeated across lines is a duplicate too.
 func (c CookieConfig) ReadIDFromRequest(r *http.Request) (ID, error) {
+	val, err := c.ValueFromRequest(r)
+	if err != nil {
+		return ID{}, err
+	}
+	return ParseID(val)
+}
+
+// ValueFromRequest is the raw value of the cookie named c.Name over every
+// Cookie header line of r, read by the same rules as ReadID: ErrNoCookie
+// when absent, ErrDuplicateCookie when named more than once.
+func (c CookieConfig) ValueFromRequest(r *http.Request) (string, error) {
 	n, val := 0, ""
 	for _, line := range r.Header["Cookie"] {
 		n, val = c.scan(line, n, val)
 	}
-	return c.result(n, val)
+	switch n {
+	case 0:
+		return "", ErrNoCookie
+	case 1:
+		return val, nil
+	default:
+		return "", ErrDuplicateCookie
+	}
 }
 
 func (c CookieConfig) result(n int, val string) (ID, error) {
@@ -37,45 +58,103 @@ func (c CookieConfig) result(n int, val string) (ID, error) {
 	}
 }
 
-// scan counts the pairs named c.Name in header, adding to n, and returns the
-// value of the last one seen (which only matters when the count is 1).
+// scan counts the occurrences of c.Name in header, adding to n, and returns
+// the value of the last one seen (which only matters when the count is 1).
+//
+// An occurrence is the name with a delimiter on both sides: before it the
+// start of the header, ";", "," (Envoy joins repeated Cookie headers with
+// it) or whitespace (a parser that splits on it sees a new pair); after it
+// "=", ";", ",", whitespace or the end (a bare name is a malformed cookie,
+// and still a cookie). Its value runs from "=" to the next ";" or ",",
+// trimmed. So "x=__Host-bff=1" holds none (the name is inside a value), and
+// "__Host-bff=A;,__Host-bff=B" holds two.
 func (c CookieConfig) scan(header string, n int, val string) (int, string) {
-	if c.Name == "" || !strings.Contains(header, c.Name) {
+	if c.Name == "" {
 		return n, val
 	}
-	for rest := header; rest != ""; {
-		var pair string
-		pair, rest = nextPair(rest)
-		name, value, _ := strings.Cut(pair, "=")
-		if trimOWS(name) == c.Name {
-			n++
-			val = trimOWS(value)
+	for i := 0; ; n++ {
+		v, next, ok := nextNamed(header, c.Name, i)
+		if !ok {
+			return n, val
 		}
+		val, i = v, next
 	}
-	return n, val
 }
 
-// Strip removes every pair named c.Name from a Cookie header, so the session
-// ID never reaches upstream services, and with them any other pair that
-// holds a well-formed session ID the session cookie carries (a nameless
-// cookie, another name, or inside a longer value). Other pairs are kept as
-// they were, joined by "; "; a header without the cookie comes back
-// unchanged.
+// nextNamed finds the first occurrence of name at or after header[from:]
+// by scan's rules and returns its value ("" for a bare name) and where to
+// look for the next one.
+func nextNamed(header, name string, from int) (value string, next int, ok bool) {
+	for i := from; i <= len(header)-len(name); {
+		j := strings.Index(header[i:], name)
+		if j < 0 {
+			break
+		}
+		start, end := i+j, i+j+len(name)
+		i = end
+		if start > 0 && !isPairStart(header[start-1]) || end < len(header) && !isNameEnd(header[end]) {
+			continue
+		}
+		rest := trimLeftOWS(header[end:])
+		if rest == "" || rest[0] != '=' {
+			return "", i, true // bare name: malformed
+		}
+		v := rest[1:]
+		if k := strings.IndexAny(v, ";,"); k >= 0 {
+			v = v[:k]
+		}
+		return trimOWS(v), i, true
+	}
+	return "", len(header), false
+}
+
+// isPairStart reports whether c may end the text before a cookie name.
+func isPairStart(c byte) bool { return c == ';' || c == ',' || isOWS(c) }
+
+// isNameEnd reports whether c may follow a complete cookie name.
+func isNameEnd(c byte) bool { return c == '=' || c == ';' || c == ',' || isOWS(c) }
+
+// maxSecrets bounds how many session values Strip hides elsewhere in the
+// header: more occurrences are denied as duplicates anyway.
+const maxSecrets = 4
+
+// Strip removes from a Cookie header every pair that names c.Name (by
+// scan's rules, so ";", "," and whitespace all separate), so no session ID
+// reaches upstream services, and with them any other pair that holds a
+// well-formed session ID the session cookie carries (a nameless cookie,
+// another name, or inside a longer value). Pairs are what ";" and ","
+// separate; the others are kept as they were, trimmed, each after the
+// separator it followed (";" as "; "). A header without the cookie comes
+// back unchanged.
 func (c CookieConfig) Strip(cookieHeader string) string {
 	if c.Name == "" || !strings.Contains(cookieHeader, c.Name) {
 		return cookieHeader
 	}
-	_, secret := c.scan(cookieHeader, 0, "")
-	if len(secret) != encodedIDLen {
-		secret = "" // not an ID: nothing to hide elsewhere, and a short value would match too much
+	var secrets [maxSecrets]string
+	nsecrets := 0
+	for i := 0; nsecrets < maxSecrets; {
+		v, next, ok := nextNamed(cookieHeader, c.Name, i)
+		if !ok {
+			break
+		}
+		i = next
+		// A value that is not ID-shaped is no ID to hide elsewhere, and a
+		// short one would match too much.
+		if len(v) == encodedIDLen {
+			secrets[nsecrets] = v
+			nsecrets++
+		}
 	}
 	var b strings.Builder
 	removed := false
+	sep := byte(0) // the separator before the pair in hand
 	for rest := cookieHeader; rest != ""; {
 		var pair string
-		pair, rest = nextPair(rest)
-		name, _, _ := strings.Cut(pair, "=")
-		if trimOWS(name) == c.Name || secret != "" && strings.Contains(pair, secret) {
+		var next byte
+		pair, next, rest = nextPair(rest)
+		before := sep
+		sep = next
+		if n, _ := c.scan(pair, 0, ""); n > 0 || holdsAny(pair, secrets[:nsecrets]) {
 			removed = true
 			continue
 		}
@@ -83,7 +162,11 @@ func (c CookieConfig) Strip(cookieHeader string) string {
 			continue
 		}
 		if b.Len() > 0 {
-			b.WriteString("; ")
+			if before == ',' {
+				b.WriteByte(',')
+			} else {
+				b.WriteString("; ")
+			}
 		}
 		b.WriteString(pair)
 	}
@@ -91,6 +174,15 @@ func (c CookieConfig) Strip(cookieHeader string) string {
 		return cookieHeader
 	}
 	return b.String()
+}
+
+func holdsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetCookie is the Set-Cookie value that hands id to the browser: a
@@ -113,12 +205,21 @@ func (c CookieConfig) attributes() string {
 	return "; Path=/; Secure; HttpOnly; SameSite=Lax"
 }
 
-// nextPair splits the first ";"-separated pair off a Cookie header.
-func nextPair(s string) (pair, rest string) {
-	if i := strings.IndexByte(s, ';'); i >= 0 {
-		return s[:i], s[i+1:]
+// nextPair splits the first pair off a Cookie header at ";" or "," and
+// returns the separator it met (0 at the end).
+func nextPair(s string) (pair string, sep byte, rest string) {
+	if i := strings.IndexAny(s, ";,"); i >= 0 {
+		return s[:i], s[i], s[i+1:]
 	}
-	return s, ""
+	return s, 0, ""
+}
+
+// trimLeftOWS trims leading whitespace as trimOWS does.
+func trimLeftOWS(s string) string {
+	for s != "" && isOWS(s[0]) {
+		s = s[1:]
+	}
+	return s
 }
 
 // trimOWS trims the whitespace any HTTP parser might skip around a cookie

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/envoy-bff/envoy-bff/session"
+	"github.com/envoy-bff/envoy-bff/session/sessiontest"
 )
 
 var testCookie = session.DefaultConfig().Cookie
@@ -60,6 +63,16 @@ func TestReadID(t *testing.T) {
 		{name: "std_alphabet", header: "__Host-bff=" + strings.NewReplacer("-", "+", "_", "/").Replace(v), wantErr: session.ErrMalformedID},
 		{name: "quoted", header: `__Host-bff="` + v + `"`, wantErr: session.ErrMalformedID},
 		{name: "non_canonical_tail", header: "__Host-bff=" + v[:42] + "9", wantErr: session.ErrMalformedID},
+		// Envoy joins repeated Cookie headers with ",": each pair still counts (T69).
+		{name: "T69_comma_joined_headers", header: "a=1,__Host-bff=" + v + ",b=2"},
+		{name: "T69_comma_joined_after_semicolon", header: "__Host-bff=" + v + ";,__Host-bff=" + other.String(), wantErr: session.ErrDuplicateCookie},
+		{name: "T69_comma_only", header: "__Host-bff=" + v + ",__Host-bff=" + other.String(), wantErr: session.ErrDuplicateCookie},
+		{name: "T69_comma_space", header: "__Host-bff=" + v + ", __Host-bff=" + v, wantErr: session.ErrDuplicateCookie},
+		{name: "T69_whitespace_separated", header: "__Host-bff=" + v + " __Host-bff=" + other.String(), wantErr: session.ErrDuplicateCookie},
+		{name: "T69_after_another_value_and_space", header: "a=1 __Host-bff=" + v + "; __Host-bff=" + v, wantErr: session.ErrDuplicateCookie},
+		{name: "T69_bare_name_after_comma", header: "__Host-bff=" + v + ",__Host-bff", wantErr: session.ErrDuplicateCookie},
+		{name: "T69_tab_separated", header: "x=1\t__Host-bff=" + v},
+		{name: "name_glued_to_value_ignored", header: "x=1__Host-bff=" + v + "; __Host-bff=" + v},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,6 +103,7 @@ func TestReadIDFromRequest(t *testing.T) {
 		{name: "second_line", lines: []string{"a=1", "__Host-bff=" + v}},
 		{name: "none", lines: nil, wantErr: session.ErrNoCookie},
 		{name: "across_lines", lines: []string{"__Host-bff=" + v, "__Host-bff=" + v}, wantErr: session.ErrDuplicateCookie},
+		{name: "T69_comma_inside_a_line", lines: []string{"a=1", "__Host-bff=" + v + ",__Host-bff=" + v}, wantErr: session.ErrDuplicateCookie},
 		{name: "malformed", lines: []string{"__Host-bff=nope"}, wantErr: session.ErrMalformedID},
 	}
 	for _, tc := range tests {
@@ -139,6 +153,14 @@ func TestStrip(t *testing.T) {
 		{name: "T49_id_inside_another_value", in: "x=" + v + "0; y=1; __Host-bff=" + v, want: "y=1"},
 		{name: "short_malformed_value_strips_only_itself", in: "a=1; __Host-bff=1", want: "a=1"},
 		{name: "empty", in: "", want: ""},
+		// Repeated Cookie headers joined by Envoy with "," (T69): no pair
+		// naming the cookie survives, whatever separates it.
+		{name: "T69_comma_after_semicolon", in: "__Host-bff=" + v + ";,__Host-bff=" + strings.Repeat("B", 43), want: ""},
+		{name: "T69_comma_joined_others_kept", in: "a=1,__Host-bff=" + v + ",b=2", want: "a=1,b=2"},
+		{name: "T69_second_header_is_the_cookie", in: "a=1; c=3,__Host-bff=" + v, want: "a=1; c=3"},
+		{name: "T69_whitespace_separated_pair_goes_with_its_pair", in: "a=1; x=2 __Host-bff=" + v + "; b=2", want: "a=1; b=2"},
+		{name: "T69_id_in_another_header", in: "__Host-bff=" + v + ",sid=" + v + ",c=1", want: "c=1"},
+		{name: "comma_in_other_values_kept", in: "list=a,b; __Host-bff=" + v, want: "list=a,b"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -185,23 +207,16 @@ func TestSetCookie(t *testing.T) {
 	}
 }
 
-// cookieNamed reports whether header holds a pair whose name, trimmed as any
-// parser might, is name.
-func cookieNamed(header, name string) bool {
-	for _, pair := range strings.Split(header, ";") {
-		n, _, _ := strings.Cut(pair, "=")
-		if strings.Trim(n, " \t\r\n\v\f") == name {
-			return true
-		}
-	}
-	return false
-}
+// sessionValue matches the session cookie's values as cookieNamed finds its
+// name: after a delimiter, then "=", up to the next ";" or ",", trimmed.
+var sessionValue = regexp.MustCompile(`(?:^|[;, \t\r\n\v\f])__Host-bff[ \t\r\n\v\f]*=[ \t\r\n\v\f]*([^;,]*?)[ \t\r\n\v\f]*(?:[;,]|$)`)
 
 func FuzzReadID(f *testing.F) {
 	_, v := cookieID(f)
 	for _, s := range []string{
 		"__Host-bff=" + v, "a=1; __Host-bff=" + v + "; b=2", "__Host-bff=" + v + "; __Host-bff=" + v,
 		"__host-bff=" + v, "__Host-bff=\x00", "__Host-bff", ";;;", "__Host-bff =" + v + " ",
+		"a=1,__Host-bff=" + v, "__Host-bff=" + v + ";,__Host-bff=" + v, "x=1 __Host-bff=" + v,
 	} {
 		f.Add(s)
 	}
@@ -223,45 +238,55 @@ func FuzzReadID(f *testing.F) {
 		if _, err := testCookie.ReadID(testCookie.Strip(header)); !errors.Is(err, session.ErrNoCookie) {
 			t.Fatalf("after Strip, ReadID = %v", err)
 		}
+		// One session cookie means one: no other pair anywhere names it.
+		named := 0
+		for _, p := range sessiontest.CookiePairs(header) {
+			if sessiontest.CookieNamed(p, testCookie.Name) {
+				named++
+			}
+		}
+		if named != 1 {
+			t.Fatalf("ReadID(%q) found one session cookie, the reference %d pairs naming it", header, named)
+		}
 	})
 }
 
 func FuzzStrip(f *testing.F) {
 	_, v := cookieID(f)
+	v0 := v
 	for _, s := range []string{
 		"a=1; __Host-bff=" + v + "; b=2", "__Host-bff=1;__Host-bff=2", "x=__Host-bff=1", " __Host-bff\t=1 ; c",
-		"", "__Host-bff", "a",
+		"", "__Host-bff", "a", "a=1,__Host-bff=" + v + ",b=2", "__Host-bff=" + v + ";,__Host-bff=2",
+		"list=a,b; __Host-bff=" + v, "x=2 __Host-bff=" + v + "; y",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, header string) {
 		out := testCookie.Strip(header)
-		if cookieNamed(out, testCookie.Name) {
+		if sessiontest.CookieNamed(out, testCookie.Name) {
 			t.Fatalf("Strip(%q) = %q still holds the session cookie", header, out)
 		}
 		if _, err := testCookie.ReadID(out); !errors.Is(err, session.ErrNoCookie) {
 			t.Fatalf("ReadID(Strip(%q)) = %v", header, err)
 		}
-		if !cookieNamed(header, testCookie.Name) && out != header {
+		if !sessiontest.CookieNamed(header, testCookie.Name) && out != header {
 			t.Fatalf("Strip changed a header without the cookie: %q → %q", header, out)
 		}
 		const ows = " \t\r\n\v\f"
-		secret := "" // the session cookie's value, as Strip reads it (the last one), if ID-shaped
-		for _, pair := range strings.Split(header, ";") {
-			if n, v, _ := strings.Cut(pair, "="); strings.Trim(n, ows) == testCookie.Name {
-				secret = strings.Trim(v, ows)
+		var secrets []string // the session cookie's ID-shaped values
+		for _, m := range sessionValue.FindAllStringSubmatch(header, -1) {
+			if len(m[1]) == len(v0) {
+				secrets = append(secrets, m[1])
 			}
 		}
-		if len(secret) != len(v) {
-			secret = ""
+		for _, secret := range secrets {
+			if strings.Contains(out, secret) {
+				t.Fatalf("Strip(%q) = %q still holds the session value", header, out)
+			}
 		}
-		if secret != "" && strings.Contains(out, secret) {
-			t.Fatalf("Strip(%q) = %q still holds the session value", header, out)
-		}
-		for _, pair := range strings.Split(header, ";") { // every other pair survives, unless it holds that value
-			n, _, _ := strings.Cut(pair, "=")
-			carries := secret != "" && strings.Contains(pair, secret)
-			if p := strings.Trim(pair, ows); p != "" && !carries && strings.Trim(n, ows) != testCookie.Name && !strings.Contains(out, p) {
+		for _, pair := range sessiontest.CookiePairs(header) { // every other pair survives, unless it holds such a value
+			carries := slices.ContainsFunc(secrets, func(s string) bool { return strings.Contains(pair, s) })
+			if p := strings.Trim(pair, ows); p != "" && !carries && !sessiontest.CookieNamed(pair, testCookie.Name) && !strings.Contains(out, p) {
 				t.Fatalf("Strip(%q) = %q lost %q", header, out, p)
 			}
 		}

@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -273,6 +274,18 @@ func TestIstioManifests(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(toStrings(vs.get("spec.gateways")), " "), gw.str("metadata.name")) {
 		t.Error("the virtual service is not bound to the gateway")
+	}
+
+	// A killed pod is ejected at once (T80), whatever the provider cannot retry.
+	dr := find(t, readManifests(t, "envoy/istio/destination-rule.yaml"), "DestinationRule", "")
+	od := dr.obj("spec.trafficPolicy.outlierDetection")
+	if dr.str("spec.host") != host || od.get("consecutiveLocalOriginFailures") != 1 || od.get("splitExternalLocalOriginErrors") != true {
+		t.Errorf("destination rule for %s: outlier detection %v", dr.str("spec.host"), od)
+	}
+	// Envoy outside the mesh must see every pod, not the ClusterIP.
+	pods := find(t, k8s, "Service", "envoy-bff-pods")
+	if pods.str("spec.clusterIP") != "None" || fmt.Sprint(pods.get("spec.selector")) != fmt.Sprint(svc.get("spec.selector")) || fmt.Sprint(pods.get("spec.ports")) != fmt.Sprint(svc.get("spec.ports")) {
+		t.Errorf("headless Service envoy-bff-pods does not mirror envoy-bff: %v", pods.get("spec"))
 	}
 }
 

@@ -49,11 +49,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		// The provider refused: a fixed answer, its description never
 		// reflected (T28); the pending login is dropped.
 		if state != "" {
-			ls, err := h.store.TakeLoginState(ctx, state)
+			_, err := h.store.TakeLoginState(ctx, state, loginCookie(r))
 			switch {
-			case err == nil && boundToBrowser(r, ls.GetBrowserBinding()):
+			case err == nil:
 				w.Header().Add("Set-Cookie", clearLoginCookie())
-			case err != nil && !errors.Is(err, session.ErrNotFound):
+			case !errors.Is(err, session.ErrNotFound):
 				h.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: drop pending login failed", slog.Any("error", err))
 			}
 		}
@@ -70,16 +70,17 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: iss missing although the provider sends it", errInvalidCallback)
 	}
 
-	ls, err := h.store.TakeLoginState(ctx, state) // one-time: GETDEL
+	// One step checks the browser binding and consumes the state (GETDEL
+	// of a key only this browser's login cookie names): a callback from
+	// another browser, or without the cookie, finds nothing and leaves the
+	// pending login to its owner (T25, T71). A cookie of another pending
+	// login of this browser is kept.
+	ls, err := h.store.TakeLoginState(ctx, state, loginCookie(r))
 	switch {
 	case errors.Is(err, session.ErrNotFound):
-		return fmt.Errorf("%w: state unknown, used or expired", errInvalidState)
+		return fmt.Errorf("%w: state unknown, used, expired or not this browser's", errInvalidState)
 	case err != nil:
 		return fmt.Errorf("take login state: %w", err)
-	}
-	if !boundToBrowser(r, ls.GetBrowserBinding()) {
-		// The cookie, if any, belongs to another pending login of this browser: keep it.
-		return fmt.Errorf("%w: login cookie missing or not this login's", errInvalidState)
 	}
 	w.Header().Add("Set-Cookie", clearLoginCookie())
 

@@ -108,6 +108,45 @@ func TestCallback(t *testing.T) {
 		}
 	})
 
+	// T71: a callback with the right state from the wrong browser (or none)
+	// changes nothing: the owner's own callback still logs in.
+	for _, tc := range []struct {
+		name   string
+		cookie func(owner string) string // the foreign callback's Cookie header; "" sends none
+	}{
+		{"T71_foreign_browser_leaves_the_state", func(string) string { return loginCookieName + "=" + strings.Repeat("x", 43) }},
+		{"T71_no_login_cookie_leaves_the_state", func(string) string { return "" }},
+		{"T71_duplicate_login_cookie_leaves_the_state", func(o string) string {
+			return loginCookieName + "=" + o + "," + loginCookieName + "=" + o
+		}},
+		{"T71_stranger_with_a_pending_login_of_its_own", func(string) string { return "" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			owner := e.browser()
+			cb := owner.authorize(owner.startLogin("/app"))
+			h := http.Header{}
+			if c := tc.cookie(owner.cookies[loginCookieName]); c != "" {
+				h.Set("Cookie", c)
+			}
+			stranger := e.browser()
+			if tc.name == "T71_stranger_with_a_pending_login_of_its_own" {
+				stranger.startLogin("/other") // its own pending login, its own login cookie
+				h = nil
+			}
+			r := stranger.do(http.MethodGet, cb, h)
+			wantError(t, r, http.StatusBadRequest, "invalid_state")
+			if r.setCookie("__Host-bff") != "" || e.store.creates.Load() != 0 {
+				t.Fatal("a session was created for the wrong browser")
+			}
+			ok := owner.get(cb)
+			if ok.Status != http.StatusFound || ok.Header.Get("Location") != "/app" || ok.setCookie("__Host-bff") == "" {
+				t.Fatalf("the owner's callback after the foreign one: %d %q %s", ok.Status, ok.Header.Get("Location"), ok.Body)
+			}
+		})
+	}
+
 	t.Run("T25_wrong_login_cookie", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
@@ -207,7 +246,7 @@ func TestCallback(t *testing.T) {
 				t.Errorf("login cookie not cleared: %q", sc)
 			}
 			// The pending login is gone.
-			if _, err := e.store.TakeLoginState(t.Context(), state); err == nil {
+			if _, err := e.store.TakeLoginState(t.Context(), state, b.cookies[loginCookieName]); err == nil {
 				t.Fatal("pending login survived the provider's error")
 			}
 			// A navigation gets a page, equally fixed.

@@ -70,9 +70,10 @@ func TestDoubleLogin(t *testing.T) {
 		e := newEnv(t)
 		b := e.browser()
 		abandoned := mustQuery(t, b.startLogin("/one")).Get("state")
+		cookie := b.cookies[loginCookieName]
 		b.login("/two")
 		e.clock.Advance(sessiontest.Config().LoginStateTTL + time.Second)
-		if _, err := e.store.TakeLoginState(t.Context(), abandoned); !errors.Is(err, session.ErrNotFound) {
+		if _, err := e.store.TakeLoginState(t.Context(), abandoned, cookie); !errors.Is(err, session.ErrNotFound) {
 			t.Fatalf("the abandoned login state outlived its TTL: %v", err)
 		}
 	})

@@ -464,20 +464,20 @@ func (c *countingStore) Delete(ctx context.Context, id session.ID) error {
 	return c.inner.Delete(ctx, id)
 }
 
-func (c *countingStore) PutLoginState(ctx context.Context, state string, ls *sessionpb.LoginState) error {
+func (c *countingStore) PutLoginState(ctx context.Context, state, browser string, ls *sessionpb.LoginState) error {
 	c.puts.Add(1)
 	if err := c.err("PutLoginState"); err != nil {
 		return err
 	}
-	return c.inner.PutLoginState(ctx, state, ls)
+	return c.inner.PutLoginState(ctx, state, browser, ls)
 }
 
-func (c *countingStore) TakeLoginState(ctx context.Context, state string) (*sessionpb.LoginState, error) {
+func (c *countingStore) TakeLoginState(ctx context.Context, state, browser string) (*sessionpb.LoginState, error) {
 	c.takes.Add(1)
 	if err := c.err("TakeLoginState"); err != nil {
 		return nil, err
 	}
-	return c.inner.TakeLoginState(ctx, state)
+	return c.inner.TakeLoginState(ctx, state, browser)
 }
 
 // errStoreDown is an injected store fault.

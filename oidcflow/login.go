@@ -41,10 +41,11 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		Nonce:           nonce,
 		CodeVerifier:    verifier,
 		ReturnUrl:       returnURL,
-		BrowserBinding:  browserBinding(binding),
 		CreatedAtUnixMs: h.now().UnixMilli(),
 	}
-	if err := h.store.PutLoginState(r.Context(), state, ls); err != nil {
+	// Stored under state and the cookie's secret together: the binding to
+	// this browser is the store key itself (T25, T71).
+	if err := h.store.PutLoginState(r.Context(), state, binding, ls); err != nil {
 		return fmt.Errorf("store login state: %w", err)
 	}
 	// redirect_uri, scopes and client come from the config only (T23).

@@ -1,10 +1,13 @@
 package oidcflow
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/envoy-bff/envoy-bff/session"
 )
 
 func TestLogin(t *testing.T) {
@@ -67,7 +70,8 @@ func TestLogin(t *testing.T) {
 	t.Run("T31_authorize_request_carries_s256", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
-		loc, _ := url.Parse(e.browser().startLogin("/x"))
+		b := e.browser()
+		loc, _ := url.Parse(b.startLogin("/x"))
 		q := loc.Query()
 		for k, want := range map[string]string{
 			"code_challenge_method": "S256", "response_type": "code", "client_id": testClientID,
@@ -80,15 +84,18 @@ func TestLogin(t *testing.T) {
 		if len(q.Get("code_challenge")) != 43 || len(q.Get("state")) != 43 || len(q.Get("nonce")) != 43 {
 			t.Errorf("challenge/state/nonce lengths: %d %d %d", len(q.Get("code_challenge")), len(q.Get("state")), len(q.Get("nonce")))
 		}
-		ls, err := e.store.TakeLoginState(t.Context(), q.Get("state"))
+		ls, err := e.store.TakeLoginState(t.Context(), q.Get("state"), b.cookies[loginCookieName])
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n := len(ls.GetCodeVerifier()); n < 43 || n > 128 {
 			t.Errorf("verifier length %d", n)
 		}
-		if ls.GetReturnUrl() != "/x" || len(ls.GetBrowserBinding()) != 32 || ls.GetNonce() != q.Get("nonce") {
-			t.Errorf("stored login state: return %q binding %d", ls.GetReturnUrl(), len(ls.GetBrowserBinding()))
+		if ls.GetReturnUrl() != "/x" || ls.GetNonce() != q.Get("nonce") {
+			t.Errorf("stored login state: return %q", ls.GetReturnUrl())
+		}
+		if _, err := e.store.TakeLoginState(t.Context(), q.Get("state"), ""); !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("a pending login is found without its browser's cookie: %v", err)
 		}
 	})
 

@@ -1,10 +1,10 @@
 package oidcflow
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"net/http"
 	"strconv"
+
+	"github.com/envoy-bff/envoy-bff/session"
 )
 
 // loginCookieMaxAge matches the 10-minute life of a pending login.
@@ -26,18 +26,14 @@ func clearLoginCookie() string {
 	return loginCookieName + "=" + loginCookieAttrs + "; Max-Age=0"
 }
 
-// browserBinding is what the store keeps of the login cookie: its SHA-256.
-func browserBinding(value string) []byte {
-	sum := sha256.Sum256([]byte(value))
-	return sum[:]
-}
-
-// boundToBrowser reports whether r carries exactly one login cookie whose
-// hash is binding, compared in constant time.
-func boundToBrowser(r *http.Request, binding []byte) bool {
-	cs := r.CookiesNamed(loginCookieName)
-	if len(cs) != 1 || len(binding) != sha256.Size {
-		return false
+// loginCookie is the login-transaction secret r carries, read by the
+// session cookie's rules (every separator counts): the value of its one
+// login cookie, or "" when it has none or more than one, which no pending
+// login is stored under.
+func loginCookie(r *http.Request) string {
+	v, err := session.CookieConfig{Name: loginCookieName}.ValueFromRequest(r)
+	if err != nil {
+		return ""
 	}
-	return subtle.ConstantTimeCompare(browserBinding(cs[0].Value), binding) == 1
+	return v
 }

@@ -211,12 +211,16 @@ func (k *KeyRing) HashID(id ID) string {
 	return h.encode()
 }
 
-// hashLoginState is the keyed hash of a login's state parameter.
-func (k *KeyRing) hashLoginState(state string) string {
+// hashLoginState is the keyed hash of a login's state parameter and the
+// browser's login-transaction secret, NUL-separated (states never contain
+// NUL): the store key that only the right browser's callback computes.
+func (k *KeyRing) hashLoginState(state, browser string) string {
 	h := k.stateHashes.Get().(*hasher)
 	defer k.stateHashes.Put(h)
 	h.mac.Reset()
 	io.WriteString(h.mac, state)
+	h.mac.Write([]byte{0})
+	io.WriteString(h.mac, browser)
 	return h.encode()
 }
 

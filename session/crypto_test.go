@@ -181,7 +181,7 @@ func TestHashID(t *testing.T) {
 		{name: "keys_rotate_hash_does_not", got: testRing(t, Key{ID: "k9", Secret: testSecret2}).HashID(id), same: true},
 		{name: "other_id", got: r.HashID(other)},
 		{name: "other_hash_key", got: otherHashKey.HashID(id)},
-		{name: "login_state_domain", got: r.hashLoginState(string(id[:]))},
+		{name: "login_state_domain", got: r.hashLoginState(string(id[:]), "")},
 		{name: "not_the_cookie", got: id.String()},
 	}
 	for _, tc := range tests {

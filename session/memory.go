@@ -162,12 +162,12 @@ func (m *MemoryStore) Delete(ctx context.Context, id ID) error {
 }
 
 // PutLoginState implements Store.
-func (m *MemoryStore) PutLoginState(_ context.Context, state string, ls *sessionpb.LoginState) error {
+func (m *MemoryStore) PutLoginState(_ context.Context, state, browser string, ls *sessionpb.LoginState) error {
 	const op = "put login state"
-	if !validState(state) {
-		return fmt.Errorf("%s: state must be 1-%d bytes", op, maxStateLen)
+	if !validLoginKey(state, browser) {
+		return fmt.Errorf("%s: state and browser must be 1-%d bytes, state without NUL", op, maxStateLen)
 	}
-	hash := m.ring.hashLoginState(state)
+	hash := m.ring.hashLoginState(state, browser)
 	sealed, err := sealLoginState(m.ring, hash, ls)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
@@ -183,12 +183,12 @@ func (m *MemoryStore) PutLoginState(_ context.Context, state string, ls *session
 }
 
 // TakeLoginState implements Store: lookup and delete happen under one lock.
-func (m *MemoryStore) TakeLoginState(_ context.Context, state string) (*sessionpb.LoginState, error) {
+func (m *MemoryStore) TakeLoginState(_ context.Context, state, browser string) (*sessionpb.LoginState, error) {
 	const op = "take login state"
-	if !validState(state) {
+	if !validLoginKey(state, browser) { // no login cookie: nothing to take, no lookup
 		return nil, fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
-	hash := m.ring.hashLoginState(state)
+	hash := m.ring.hashLoginState(state, browser)
 	key := loginStateStoreKey(hash)
 	now := m.now()
 	m.mem.mu.Lock()

@@ -32,7 +32,7 @@ func TestMemoryStoreSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := m.PutLoginState(t.Context(), "s", &sessionpb.LoginState{}); err != nil {
+	if err := m.PutLoginState(t.Context(), "s", "b", &sessionpb.LoginState{}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(sessiontest.Config().LoginStateTTL + time.Second)

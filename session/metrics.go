@@ -102,13 +102,13 @@ func (m *instrumented) Delete(ctx context.Context, id ID) error {
 }
 
 // PutLoginState implements Store.
-func (m *instrumented) PutLoginState(ctx context.Context, state string, ls *sessionpb.LoginState) error {
-	return m.count(opPutLoginState, m.Backend.PutLoginState(ctx, state, ls))
+func (m *instrumented) PutLoginState(ctx context.Context, state, browser string, ls *sessionpb.LoginState) error {
+	return m.count(opPutLoginState, m.Backend.PutLoginState(ctx, state, browser, ls))
 }
 
 // TakeLoginState implements Store.
-func (m *instrumented) TakeLoginState(ctx context.Context, state string) (*sessionpb.LoginState, error) {
-	ls, err := m.Backend.TakeLoginState(ctx, state)
+func (m *instrumented) TakeLoginState(ctx context.Context, state, browser string) (*sessionpb.LoginState, error) {
+	ls, err := m.Backend.TakeLoginState(ctx, state, browser)
 	return ls, m.count(opTakeLoginState, err)
 }
 

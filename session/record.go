@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -137,6 +138,13 @@ func notFound(op string, err error) error {
 const maxStateLen = 2048
 
 func validState(state string) bool { return state != "" && len(state) <= maxStateLen }
+
+// validLoginKey reports whether state and browser can name a pending login:
+// both present, neither over maxStateLen, and no NUL in state (the hash's
+// separator).
+func validLoginKey(state, browser string) bool {
+	return validState(state) && validState(browser) && strings.IndexByte(state, 0) < 0
+}
 
 // sealedNew is a new session ready to write: both stores' Create share it so
 // the lifetime rules and the sealing cannot drift apart.

@@ -316,12 +316,12 @@ func (r *RedisStore) Delete(ctx context.Context, id ID) error {
 }
 
 // PutLoginState implements Store with one SET PX login_state_ttl.
-func (r *RedisStore) PutLoginState(ctx context.Context, state string, ls *sessionpb.LoginState) error {
+func (r *RedisStore) PutLoginState(ctx context.Context, state, browser string, ls *sessionpb.LoginState) error {
 	const op = "put login state"
-	if !validState(state) {
-		return fmt.Errorf("%s: state must be 1-%d bytes", op, maxStateLen)
+	if !validLoginKey(state, browser) {
+		return fmt.Errorf("%s: state and browser must be 1-%d bytes, state without NUL", op, maxStateLen)
 	}
-	hash := r.ring.hashLoginState(state)
+	hash := r.ring.hashLoginState(state, browser)
 	sealed, err := sealLoginState(r.ring, hash, ls)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
@@ -334,12 +334,12 @@ func (r *RedisStore) PutLoginState(ctx context.Context, state string, ls *sessio
 
 // TakeLoginState implements Store with GETDEL, so of two concurrent callbacks
 // with one state exactly one gets it.
-func (r *RedisStore) TakeLoginState(ctx context.Context, state string) (*sessionpb.LoginState, error) {
+func (r *RedisStore) TakeLoginState(ctx context.Context, state, browser string) (*sessionpb.LoginState, error) {
 	const op = "take login state"
-	if !validState(state) {
+	if !validLoginKey(state, browser) { // no login cookie: nothing to take, no lookup
 		return nil, fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
-	hash := r.ring.hashLoginState(state)
+	hash := r.ring.hashLoginState(state, browser)
 	sealed, err := r.client.GetDel(ctx, r.loginStateKey(hash)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%s: %w", op, ErrNotFound)

@@ -181,7 +181,7 @@ func TestRedisStoreKeyLayout(t *testing.T) {
 	ring := sessiontest.KeyRing(t)
 	id := sessiontest.ID(t, 1)
 	mustCreate(t, s, id, sessiontest.Record(time.Now()))
-	if err := s.PutLoginState(t.Context(), "st", loginStateForTest()); err != nil {
+	if err := s.PutLoginState(t.Context(), "st", "b", loginStateForTest()); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := env.client.Keys(t.Context(), "*").Result()
@@ -289,14 +289,14 @@ func TestRedisStoreUnavailable(t *testing.T) {
 			s := session.NewRedisStore(client, sessiontest.Config(), sessiontest.KeyRing(t), nil)
 			id := sessiontest.ID(t, 1)
 			_, getErr := s.Get(tc.ctx, id)
-			_, takeErr := s.TakeLoginState(tc.ctx, "st")
+			_, takeErr := s.TakeLoginState(tc.ctx, "st", "b")
 			for name, err := range map[string]error{
 				"get":    getErr,
 				"take":   takeErr,
 				"create": s.Create(tc.ctx, id, sessiontest.Record(time.Now())),
 				"update": s.Update(tc.ctx, id, sessiontest.Record(time.Now()), 1),
 				"delete": s.Delete(tc.ctx, id),
-				"put":    s.PutLoginState(tc.ctx, "st", loginStateForTest()),
+				"put":    s.PutLoginState(tc.ctx, "st", "b", loginStateForTest()),
 				"ping":   s.Ping(tc.ctx),
 			} {
 				if !errors.Is(err, session.ErrUnavailable) || errors.Is(err, session.ErrNotFound) {

@@ -97,10 +97,14 @@ type Store interface {
 	Update(ctx context.Context, id ID, s *sessionpb.Session, prevGeneration uint64) error
 	// Delete removes the session; deleting an absent session is not an error.
 	Delete(ctx context.Context, id ID) error
-	// PutLoginState stores a pending login under its state value for the login-state TTL.
-	PutLoginState(ctx context.Context, state string, ls *sessionpb.LoginState) error
-	// TakeLoginState returns and deletes the pending login in one step, so a state is used at most once.
-	TakeLoginState(ctx context.Context, state string) (*sessionpb.LoginState, error)
+	// PutLoginState stores a pending login for the login-state TTL under its
+	// state value and the browser's login-transaction secret together, so
+	// only the browser that started it can ever take it.
+	PutLoginState(ctx context.Context, state, browser string, ls *sessionpb.LoginState) error
+	// TakeLoginState returns and deletes the pending login of state and
+	// browser in one step, so a state is used at most once, and a callback
+	// from another browser (or none) finds nothing and consumes nothing.
+	TakeLoginState(ctx context.Context, state, browser string) (*sessionpb.LoginState, error)
 	// TryLock takes the refresh lock key, renewing it every third of the lock
 	// TTL until Release; it returns ErrLocked while another holder has it.
 	TryLock(ctx context.Context, key LockKey) (*Lease, error)

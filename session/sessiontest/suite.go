@@ -132,6 +132,7 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T, now func() time.Tim
 		{"idle_timeout_expires", testIdleExpires},
 		{"absolute_lifetime_expires_and_deletes", testAbsolute},
 		{"login_state_one_time", testLoginOneTime},
+		{"T71_login_state_bound_to_its_browser", testLoginOtherBrowser},
 		{"login_state_concurrent_take_one_winner", testLoginConcurrent},
 		{"login_state_expires", testLoginExpires},
 		{"login_state_unknown_or_empty", testLoginUnknown},
@@ -425,25 +426,50 @@ func loginState() *sessionpb.LoginState {
 	}
 }
 
-func testLoginOneTime(t *testing.T, s subject) {
+// testBrowser is the login-transaction secret the suite's logins are bound to.
+const testBrowser = "suite-browser-secret-77c1"
+
+// testLoginOtherBrowser (T71): a callback with the right state but another
+// browser's secret, or none, finds nothing and consumes nothing, so the
+// browser that started the login still completes it.
+func testLoginOtherBrowser(t *testing.T, s subject) {
 	want := loginState()
-	if err := s.PutLoginState(t.Context(), "state-1", want); err != nil {
+	if err := s.PutLoginState(t.Context(), "state-1", testBrowser, want); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.TakeLoginState(t.Context(), "state-1")
+	for _, b := range []string{"another-browser", "", testBrowser + "x", "suite-browser-secret-77c"} {
+		if _, err := s.TakeLoginState(t.Context(), "state-1", b); !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("Take with browser %q = %v, want ErrNotFound", b, err)
+		}
+	}
+	got, err := s.TakeLoginState(t.Context(), "state-1", testBrowser)
+	if err != nil || !proto.Equal(got, want) {
+		t.Fatalf("the owner's Take after foreign ones = %v, %v", got, err)
+	}
+	if err := s.PutLoginState(t.Context(), "state-2", "", want); err == nil {
+		t.Error("PutLoginState without a browser secret succeeded")
+	}
+}
+
+func testLoginOneTime(t *testing.T, s subject) {
+	want := loginState()
+	if err := s.PutLoginState(t.Context(), "state-1", testBrowser, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.TakeLoginState(t.Context(), "state-1", testBrowser)
 	if err != nil {
 		t.Fatalf("Take: %v", err)
 	}
 	if !proto.Equal(got, want) {
 		t.Errorf("Take = %v, want %v", got, want)
 	}
-	if _, err := s.TakeLoginState(t.Context(), "state-1"); !errors.Is(err, session.ErrNotFound) {
+	if _, err := s.TakeLoginState(t.Context(), "state-1", testBrowser); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("second Take = %v, want ErrNotFound", err)
 	}
 }
 
 func testLoginConcurrent(t *testing.T, s subject) {
-	if err := s.PutLoginState(t.Context(), "state-1", loginState()); err != nil {
+	if err := s.PutLoginState(t.Context(), "state-1", testBrowser, loginState()); err != nil {
 		t.Fatal(err)
 	}
 	const n = 16
@@ -453,7 +479,7 @@ func testLoginConcurrent(t *testing.T, s subject) {
 	for range n {
 		wg.Go(func() {
 			<-start
-			switch _, err := s.TakeLoginState(t.Context(), "state-1"); {
+			switch _, err := s.TakeLoginState(t.Context(), "state-1", testBrowser); {
 			case err == nil:
 				wins.Add(1)
 			case errors.Is(err, session.ErrNotFound):
@@ -472,30 +498,30 @@ func testLoginConcurrent(t *testing.T, s subject) {
 
 func testLoginExpires(t *testing.T, s subject) {
 	for _, st := range []string{"state-1", "state-2"} {
-		if err := s.PutLoginState(t.Context(), st, loginState()); err != nil {
+		if err := s.PutLoginState(t.Context(), st, testBrowser, loginState()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s.advance(t, Config().LoginStateTTL-time.Second)
-	if _, err := s.TakeLoginState(t.Context(), "state-1"); err != nil {
+	if _, err := s.TakeLoginState(t.Context(), "state-1", testBrowser); err != nil {
 		t.Fatalf("Take before TTL: %v", err)
 	}
 	s.advance(t, 2*time.Second)
-	if _, err := s.TakeLoginState(t.Context(), "state-2"); !errors.Is(err, session.ErrNotFound) {
+	if _, err := s.TakeLoginState(t.Context(), "state-2", testBrowser); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("Take after TTL = %v, want ErrNotFound", err)
 	}
 }
 
 func testLoginUnknown(t *testing.T, s subject) {
-	if err := s.PutLoginState(t.Context(), "state-1", loginState()); err != nil {
+	if err := s.PutLoginState(t.Context(), "state-1", testBrowser, loginState()); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range []string{"state-2", "", "STATE-1", string(bytes.Repeat([]byte("a"), 4096))} {
-		if _, err := s.TakeLoginState(t.Context(), st); !errors.Is(err, session.ErrNotFound) {
+		if _, err := s.TakeLoginState(t.Context(), st, testBrowser); !errors.Is(err, session.ErrNotFound) {
 			t.Errorf("Take(%.10q) = %v, want ErrNotFound", st, err)
 		}
 	}
-	if err := s.PutLoginState(t.Context(), "", loginState()); err == nil {
+	if err := s.PutLoginState(t.Context(), "", testBrowser, loginState()); err == nil {
 		t.Error("PutLoginState with an empty state succeeded")
 	}
 }
@@ -505,7 +531,7 @@ func testLoginUnknown(t *testing.T, s subject) {
 func testLoginNotSession(t *testing.T, s subject) {
 	id := ID(t, 1)
 	mustCreate(t, s, id, Record(s.clock.Now()))
-	if _, err := s.TakeLoginState(t.Context(), id.String()); !errors.Is(err, session.ErrNotFound) {
+	if _, err := s.TakeLoginState(t.Context(), id.String(), testBrowser); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("Take(session id) = %v, want ErrNotFound", err)
 	}
 	mustGet(t, s, id)
@@ -559,7 +585,7 @@ func testNoPlaintext(t *testing.T, s subject) {
 	rec := Record(s.clock.Now())
 	mustCreate(t, s, id, rec)
 	ls := loginState()
-	if err := s.PutLoginState(t.Context(), "suite-state-value-e4f1", ls); err != nil {
+	if err := s.PutLoginState(t.Context(), "suite-state-value-e4f1", testBrowser, ls); err != nil {
 		t.Fatal(err)
 	}
 	raw := s.raw(t)

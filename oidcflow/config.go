@@ -20,10 +20,16 @@ type Config struct {
 	Issuer string `yaml:"issuer"`
 	// ClientID is envoy-bff's client_id at the provider.
 	ClientID string `yaml:"client_id"`
-	// ClientSecret authenticates envoy-bff at the token endpoint
-	// (client_secret_basic, or client_secret_post if the provider offers only
-	// that). Empty makes envoy-bff a public client that relies on PKCE alone.
+	// ClientSecret authenticates envoy-bff at the token and revocation
+	// endpoints. It is required unless ClientAuth is ClientAuthNone: a BFF is
+	// a confidential client (OAuth 2.0 for Browser-Based Apps, BFF section).
 	ClientSecret string `yaml:"client_secret"`
+	// ClientAuth is how envoy-bff authenticates to the provider:
+	// client_secret_basic, client_secret_post, or none (a public client,
+	// PKCE alone: only on purpose). Empty picks from the discovery
+	// document's token_endpoint_auth_methods_supported: basic when listed
+	// (or nothing is listed: the OpenID Connect default), else post.
+	ClientAuth string `yaml:"client_auth"`
 	// RedirectURL is the absolute callback URL registered at the provider.
 	// It is the only source of redirect_uri: request headers such as Host or
 	// X-Forwarded-Host never change it. Its path must be PathPrefix+"/callback".
@@ -62,6 +68,13 @@ type ClientTokenConfig struct {
 	// Resource is sent as the RFC 8707 `resource` parameter: an absolute URI.
 	Resource string `yaml:"resource"`
 }
+
+// Client authentication methods (ClientAuth).
+const (
+	ClientAuthBasic = "client_secret_basic"
+	ClientAuthPost  = "client_secret_post"
+	ClientAuthNone  = "none"
+)
 
 // DefaultClientToken is the client token a route gets when it names none.
 const DefaultClientToken = "default"
@@ -108,6 +121,18 @@ func (c Config) Validate() error {
 	if strings.ContainsFunc(c.ClientSecret, isCtl) {
 		bad("client_secret", "must not contain control characters")
 	}
+	switch c.ClientAuth {
+	case "", ClientAuthBasic, ClientAuthPost:
+		if c.ClientSecret == "" {
+			bad("client_secret", "required: envoy-bff is a confidential client (set client_auth: none to run it as a public client on purpose)")
+		}
+	case ClientAuthNone:
+		if c.ClientSecret != "" {
+			bad("client_secret", "must be empty with client_auth: none")
+		}
+	default:
+		bad("client_auth", "must be one of %s, %s or %s, got %q", ClientAuthBasic, ClientAuthPost, ClientAuthNone, c.ClientAuth)
+	}
 	prefixOK := validPathPrefix(c.PathPrefix)
 	if !prefixOK {
 		bad("path_prefix", "must be a path such as /bff: a leading /, no trailing /, no //, no spaces, ? or #")
@@ -145,8 +170,8 @@ func (c Config) Validate() error {
 		if !session.ValidClientTokenName(name) {
 			bad(field, "name must be 1-64 characters of a-z, 0-9, _ and -")
 		}
-		if c.ClientSecret == "" {
-			bad(field, "needs client_secret: public clients cannot use the client_credentials grant")
+		if c.ClientAuth == ClientAuthNone {
+			bad(field, "needs client authentication: a public client (client_auth: none) cannot use the client_credentials grant")
 		}
 		for i, sc := range ct.Scopes {
 			if !validScope(sc) {

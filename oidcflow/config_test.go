@@ -23,8 +23,9 @@ func TestConfigValidate(t *testing.T) {
 		wantErr []string
 	}{
 		{name: "valid", mutate: func(*Config) {}},
-		{name: "valid_public_client_http_localhost", mutate: func(c *Config) {
+		{name: "valid_public_client_on_purpose_http_localhost", mutate: func(c *Config) {
 			c.ClientSecret = ""
+			c.ClientAuth = ClientAuthNone
 			c.Issuer = "http://127.0.0.1:8080/realms/x"
 			c.RedirectURL = "http://127.0.0.1:10000/bff/callback"
 			c.PostLogoutRedirectURL = "http://127.0.0.1:10000/"
@@ -46,6 +47,18 @@ func TestConfigValidate(t *testing.T) {
 		{name: "prefix_trailing_slash", mutate: func(c *Config) { c.PathPrefix = "/bff/" }, wantErr: []string{"path_prefix: must be"}},
 		{name: "scope_with_space", mutate: func(c *Config) { c.Scopes = []string{"openid", "a b"} }, wantErr: []string{"scopes[1]: must be"}},
 		{name: "negative_lead", mutate: func(c *Config) { c.RefreshLeadTime = -time.Second }, wantErr: []string{"refresh_lead_time: must be between"}},
+		{name: "valid_post", mutate: func(c *Config) { c.ClientAuth = ClientAuthPost }},
+		{name: "valid_basic", mutate: func(c *Config) { c.ClientAuth = ClientAuthBasic }},
+		// A BFF is a confidential client: an empty secret is no longer a
+		// silent public client.
+		{name: "empty_secret_refused", mutate: func(c *Config) { c.ClientSecret = "" }, wantErr: []string{"client_secret: required: envoy-bff is a confidential client"}},
+		{name: "empty_secret_with_basic_refused", mutate: func(c *Config) { c.ClientSecret, c.ClientAuth = "", ClientAuthBasic }, wantErr: []string{"client_secret: required"}},
+		{name: "none_with_secret_refused", mutate: func(c *Config) { c.ClientAuth = ClientAuthNone }, wantErr: []string{"client_secret: must be empty with client_auth: none"}},
+		{name: "unknown_client_auth", mutate: func(c *Config) { c.ClientAuth = "private_key_jwt_typo" }, wantErr: []string{`client_auth: must be one of client_secret_basic, client_secret_post or none, got "private_key_jwt_typo"`}},
+		{name: "public_client_with_client_tokens", mutate: func(c *Config) {
+			c.ClientSecret, c.ClientAuth = "", ClientAuthNone
+			c.ClientTokens = map[string]ClientTokenConfig{"default": {}}
+		}, wantErr: []string{`client_tokens["default"]: needs client authentication`}},
 		{name: "client_id_space", mutate: func(c *Config) { c.ClientID = "a b" }, wantErr: []string{"client_id: must not contain"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -42,8 +42,10 @@ type Provider struct {
 
 // discovered is everything built from the discovery document.
 type discovered struct {
-	oauth2   oauth2.Config
-	verifier *oidc.IDTokenVerifier
+	oauth2 oauth2.Config
+	// clientAuth is the client authentication method in use (ClientAuth*).
+	clientAuth string
+	verifier   *oidc.IDTokenVerifier
 	// endSession is the RP-initiated logout endpoint ("" if none).
 	endSession string
 	// revocation is the RFC 7009 endpoint ("" if none), for the Revoker.
@@ -155,7 +157,8 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 		p.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: provider does not list PKCE S256; sending it anyway")
 	}
 	endpoint := op.Endpoint()
-	endpoint.AuthStyle = authStyle(p.cfg.ClientSecret, meta.TokenEndpointAuthMethods)
+	clientAuth := chooseClientAuth(p.cfg.ClientAuth, meta.TokenEndpointAuthMethods)
+	endpoint.AuthStyle = authStyle(clientAuth)
 	// One key set for ID and logout tokens, fetched with our bounded client.
 	keys := newJWKSCache(meta.JWKSURI, p.client, jwksCooldown, p.now)
 	algs := allowedAlgs(meta.SigningAlgs)
@@ -176,6 +179,7 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 			RedirectURL:  p.cfg.RedirectURL,
 			Scopes:       slices.Clone(p.cfg.Scopes),
 		},
+		clientAuth: clientAuth,
 		verifier:   verifier,
 		endSession: meta.EndSessionEndpoint,
 		revocation: meta.RevocationEndpoint,
@@ -189,20 +193,32 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 // hammer the provider (T37).
 const jwksCooldown = 30 * time.Second
 
-// authStyle picks how the client authenticates at the token endpoint. It is
+// chooseClientAuth resolves the configured client authentication against
+// what the provider lists: an explicit method is used as configured (the
+// provider refuses it if it must); an empty one is basic when listed or
+// when nothing is listed (the OpenID Connect default), else post when
+// listed, else basic.
+func chooseClientAuth(configured string, methods []string) string {
+	switch {
+	case configured != "":
+		return configured
+	case len(methods) == 0 || slices.Contains(methods, ClientAuthBasic):
+		return ClientAuthBasic
+	case slices.Contains(methods, ClientAuthPost):
+		return ClientAuthPost
+	default:
+		return ClientAuthBasic
+	}
+}
+
+// authStyle is how x/oauth2 sends a client authentication method. It is
 // never AutoDetect: that retries a failed request the other way, and a
 // retried code exchange or refresh is a reuse the provider punishes (T31).
-func authStyle(secret string, methods []string) oauth2.AuthStyle {
-	switch {
-	case secret == "":
-		return oauth2.AuthStyleInParams // a public client sends only client_id
-	case len(methods) == 0 || slices.Contains(methods, "client_secret_basic"):
-		return oauth2.AuthStyleInHeader // the OpenID Connect default
-	case slices.Contains(methods, "client_secret_post"):
-		return oauth2.AuthStyleInParams
-	default:
+func authStyle(clientAuth string) oauth2.AuthStyle {
+	if clientAuth == ClientAuthBasic {
 		return oauth2.AuthStyleInHeader
 	}
+	return oauth2.AuthStyleInParams // post sends the secret, none only client_id
 }
 
 // boundedClient returns a copy of c (or a new client with timeout) whose

@@ -37,8 +37,12 @@ func (p *providerRevoker) Revoke(ctx context.Context, s *sessionpb.Session) erro
 		return errNoRevocationEndpoint
 	}
 	form := url.Values{"token": {s.GetRefreshToken()}, "token_type_hint": {"refresh_token"}}
-	if p.cfg.ClientSecret == "" {
+	// The same client authentication as at the token endpoint.
+	if d.clientAuth != ClientAuthBasic {
 		form.Set("client_id", p.cfg.ClientID)
+	}
+	if d.clientAuth == ClientAuthPost {
+		form.Set("client_secret", p.cfg.ClientSecret)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProviderTimeout)
 	defer cancel()
@@ -47,7 +51,7 @@ func (p *providerRevoker) Revoke(ctx context.Context, s *sessionpb.Session) erro
 		return fmt.Errorf("revoke refresh token: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if p.cfg.ClientSecret != "" {
+	if d.clientAuth == ClientAuthBasic {
 		req.SetBasicAuth(url.QueryEscape(p.cfg.ClientID), url.QueryEscape(p.cfg.ClientSecret))
 	}
 	resp, err := p.provider.client.Do(req)

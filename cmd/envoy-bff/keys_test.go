@@ -66,6 +66,7 @@ func TestKeysGenerateFileForms(t *testing.T) {
 		"ENVOY_BFF_SESSION_HASH_KEY_FILE":        hashPath,
 		"ENVOY_BFF_OIDC_ISSUER":                  "https://idp.example.com",
 		"ENVOY_BFF_OIDC_CLIENT_ID":               "app",
+		"ENVOY_BFF_OIDC_CLIENT_SECRET":           "s3cret",
 		"ENVOY_BFF_OIDC_REDIRECT_URL":            "https://app.example.com/bff/callback",
 	}
 	c, err := loadConfig("", env(base))

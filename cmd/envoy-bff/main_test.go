@@ -77,6 +77,7 @@ func TestKeysGenerateLoads(t *testing.T) {
 	a["ENVOY_BFF_SESSION_REDIS_URL"] = "redis://127.0.0.1:6379/0"
 	a["ENVOY_BFF_OIDC_ISSUER"] = "https://idp.example.com"
 	a["ENVOY_BFF_OIDC_CLIENT_ID"] = "app"
+	a["ENVOY_BFF_OIDC_CLIENT_SECRET"] = "s3cret"
 	a["ENVOY_BFF_OIDC_REDIRECT_URL"] = "https://app.example.com/bff/callback"
 	c, err := loadConfig("", env(a))
 	if err != nil {

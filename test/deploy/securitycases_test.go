@@ -13,9 +13,20 @@ import (
 	"testing"
 )
 
-// securityCases is the number of cases in SECURITY-TESTS.md (T1–T68), the
-// bad inputs and faults every release must survive.
-const securityCases = 68
+// requiredCases are the cases of SECURITY-TESTS.md (the bad inputs and
+// faults every release must survive) that have landed: T1–T71 and T80.
+// T72–T79 belong to the frontends, token-profile, session-life and FAPI
+// work and join this list as each of those lands.
+func requiredCases() []int {
+	var out []int
+	for k := 1; k <= 71; k++ {
+		out = append(out, k)
+	}
+	return append(out, 80)
+}
+
+// maxCase is the highest case number SECURITY-TESTS.md has.
+const maxCase = 80
 
 // caseName finds T-numbers in a test's name: "T52", "T13_T15", "T8 after";
 // casesIn checks that no letter or digit is glued to either side.
@@ -35,7 +46,7 @@ func casesIn(name string) []int {
 	return out
 }
 
-// TestEverySecurityCaseHasANamedTest: each case T1–T68 is named by a test
+// TestEverySecurityCaseHasANamedTest: each required case is named by a test
 // function, a subtest (t.Run) or a table row (a string literal in a test
 // file), not merely mentioned in a comment, so deleting the last test of a
 // case fails here.
@@ -76,7 +87,7 @@ func TestEverySecurityCaseHasANamedTest(t *testing.T) {
 				}
 			}
 			for _, k := range casesIn(name) {
-				if k >= 1 && k <= securityCases {
+				if k >= 1 && k <= maxCase {
 					found[k] = append(found[k], rel)
 				}
 			}
@@ -87,7 +98,7 @@ func TestEverySecurityCaseHasANamedTest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k := 1; k <= securityCases; k++ {
+	for _, k := range requiredCases() {
 		if len(found[k]) == 0 {
 			t.Errorf("SECURITY-TESTS case T%d has no test named for it", k)
 		}

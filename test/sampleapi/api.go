@@ -50,6 +50,13 @@ type Whoami struct {
 	SawSessionCookie bool `json:"saw_session_cookie"`
 	// CookieNames lists the names of every cookie that arrived, in order (values are never echoed).
 	CookieNames []string `json:"cookie_names"`
+	// SessionNameInCookieHeader reports whether the session cookie's name
+	// appears anywhere in any Cookie header. SawSessionCookie splits on ';'
+	// only, so a pair Envoy joined on with ',' (",__Host-bff=…", or
+	// "a=1,__Host-bff=…") escapes it; this does not (T69).
+	SessionNameInCookieHeader bool `json:"session_name_in_cookie_header"`
+	// CookieHeaders counts the Cookie header lines that arrived.
+	CookieHeaders int `json:"cookie_headers"`
 	// TokenExpiresAt is the verified token's `exp` in RFC 3339 UTC, "" without a verified token.
 	TokenExpiresAt string `json:"token_expires_at"`
 	// ClientID is the verified token's `client_id` (or `azp`).
@@ -113,6 +120,13 @@ func (a *API) whoami(r *http.Request) Whoami {
 	for _, n := range out.CookieNames {
 		if n == a.cfg.SessionCookieName {
 			out.SawSessionCookie = true
+		}
+	}
+	lines := r.Header[textproto.CanonicalMIMEHeaderKey("Cookie")]
+	out.CookieHeaders = len(lines)
+	for _, line := range lines {
+		if strings.Contains(line, a.cfg.SessionCookieName) {
+			out.SessionNameInCookieHeader = true
 		}
 	}
 	auth := r.Header.Values("Authorization")

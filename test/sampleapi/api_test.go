@@ -222,16 +222,21 @@ func TestWhoamiCookies(t *testing.T) {
 		cookies   []string
 		cfgName   string
 		wantSaw   bool
+		wantIn    bool // session_name_in_cookie_header
 		wantNames []string
 	}{
-		{"none", nil, "", false, []string{}},
-		{"session cookie among others", []string{"a=1; __Host-bff=abc; b=2"}, "", true, []string{"a", "__Host-bff", "b"}},
-		{"only others", []string{"a=1; b=2"}, "", false, []string{"a", "b"}},
-		{"case variant", []string{"__host-bff=x"}, "", false, []string{"__host-bff"}},
-		{"prefix variant", []string{"__Host-bffx=x; __Secure-bff=y"}, "", false, []string{"__Host-bffx", "__Secure-bff"}},
-		{"second cookie header", []string{"a=1", "__Host-bff=z"}, "", true, []string{"a", "__Host-bff"}},
-		{"configured name", []string{"__Host-app=1"}, "__Host-app", true, []string{"__Host-app"}},
-		{"default not seen with custom name", []string{"__Host-bff=1"}, "__Host-app", false, []string{"__Host-bff"}},
+		{"none", nil, "", false, false, []string{}},
+		{"session cookie among others", []string{"a=1; __Host-bff=abc; b=2"}, "", true, true, []string{"a", "__Host-bff", "b"}},
+		{"only others", []string{"a=1; b=2"}, "", false, false, []string{"a", "b"}},
+		{"case variant", []string{"__host-bff=x"}, "", false, false, []string{"__host-bff"}},
+		{"prefix variant", []string{"__Host-bffx=x; __Secure-bff=y"}, "", false, true, []string{"__Host-bffx", "__Secure-bff"}},
+		{"second cookie header", []string{"a=1", "__Host-bff=z"}, "", true, true, []string{"a", "__Host-bff"}},
+		// Envoy's merge of repeated Cookie headers: the ';' split misnames
+		// the pair, the header check still sees it.
+		{"comma-joined session cookie", []string{"a=1,__Host-bff=z"}, "", false, true, []string{"a"}},
+		{"leading comma", []string{",__Host-bff=z"}, "", false, true, []string{",__Host-bff"}},
+		{"configured name", []string{"__Host-app=1"}, "__Host-app", true, true, []string{"__Host-app"}},
+		{"default not seen with custom name", []string{"__Host-bff=1"}, "__Host-app", false, false, []string{"__Host-bff"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,6 +245,9 @@ func TestWhoamiCookies(t *testing.T) {
 			got := e.whoami(t, http.Header{"Cookie": tt.cookies})
 			if got.SawSessionCookie != tt.wantSaw || strings.Join(got.CookieNames, ",") != strings.Join(tt.wantNames, ",") {
 				t.Errorf("got saw=%v names=%v", got.SawSessionCookie, got.CookieNames)
+			}
+			if got.SessionNameInCookieHeader != tt.wantIn || got.CookieHeaders != len(tt.cookies) {
+				t.Errorf("got session_name_in_cookie_header=%v cookie_headers=%d", got.SessionNameInCookieHeader, got.CookieHeaders)
 			}
 			if got.Sub != "" || got.SawAuthorization {
 				t.Errorf("got %+v", got)

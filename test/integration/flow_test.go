@@ -75,7 +75,7 @@ func TestVerticalSlice(t *testing.T) {
 				t.Fatalf("API with session: %d %s", w.Status, w.Body)
 			}
 			who := w.json(t)
-			if who["sub"] != "demo-user" || who["saw_authorization"] != true || who["saw_session_cookie"] != false {
+			if who["sub"] != "demo-user" || who["saw_authorization"] != true || who["saw_session_cookie"] != false || who["session_name_in_cookie_header"] != false {
 				t.Fatalf("API saw %v; want a verified bearer for demo-user and no session cookie", who)
 			}
 

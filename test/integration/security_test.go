@@ -177,7 +177,8 @@ func TestThroughEnvoy(t *testing.T) {
 		b := loggedIn(t)
 		b.cookies["theme"] = "dark"
 		r := b.api("/api/whoami")
-		if r.Status != 200 || r.json(t)["saw_session_cookie"] != false {
+		// Not as a cookie, nor its name anywhere in the header (T69's ",").
+		if who := r.json(t); r.Status != 200 || who["saw_session_cookie"] != false || who["session_name_in_cookie_header"] != false {
 			t.Fatalf("upstream saw the session cookie: %d %s", r.Status, r.Body)
 		}
 	})

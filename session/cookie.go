@@ -37,6 +37,19 @@ func (c CookieConfig) ValueFromRequest(r *http.Request) (string, error) {
 	for _, line := range r.Header["Cookie"] {
 		n, val = c.scan(line, n, val)
 	}
+	return only(n, val)
+}
+
+func (c CookieConfig) result(n int, val string) (ID, error) {
+	val, err := only(n, val)
+	if err != nil {
+		return ID{}, err
+	}
+	return ParseID(val)
+}
+
+// only is the value of a cookie scan counted n times: exactly one, or none.
+func only(n int, val string) (string, error) {
 	switch n {
 	case 0:
 		return "", ErrNoCookie
@@ -44,17 +57,6 @@ func (c CookieConfig) ValueFromRequest(r *http.Request) (string, error) {
 		return val, nil
 	default:
 		return "", ErrDuplicateCookie
-	}
-}
-
-func (c CookieConfig) result(n int, val string) (ID, error) {
-	switch n {
-	case 0:
-		return ID{}, ErrNoCookie
-	case 1:
-		return ParseID(val)
-	default:
-		return ID{}, ErrDuplicateCookie
 	}
 }
 

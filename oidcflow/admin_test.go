@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -31,7 +32,7 @@ func TestAdminHandler(t *testing.T) {
 	t.Run("bearer_token_required_when_set", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
-		h := AdminHandler(e.h.Sessions(), token, nil)
+		h := AdminHandler(oneFrontend(e.h.Sessions()), token, nil)
 		for _, bearer := range []string{"", "wrong", token + "x"} {
 			if code, m := do(t, h, http.MethodGet, "/admin/sessions?sub=demo-user", bearer); code != http.StatusUnauthorized || m["error"] != "unauthorized" {
 				t.Fatalf("bearer %q: %d %v", bearer, code, m)
@@ -48,7 +49,7 @@ func TestAdminHandler(t *testing.T) {
 		e := newEnv(t, withDeps(func(d *Deps) { d.Revoker = rev }))
 		a, recA := e.loggedIn()
 		b, _ := e.loggedIn()
-		h := AdminHandler(e.h.Sessions(), "", nil)
+		h := AdminHandler(oneFrontend(e.h.Sessions()), "", nil)
 		code, m := do(t, h, http.MethodGet, "/admin/sessions?sub=demo-user", "")
 		list, _ := m["sessions"].([]any)
 		if code != http.StatusOK || len(list) != 2 {
@@ -86,7 +87,7 @@ func TestAdminHandler(t *testing.T) {
 	t.Run("bad_requests", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
-		h := AdminHandler(e.h.Sessions(), "", nil)
+		h := AdminHandler(oneFrontend(e.h.Sessions()), "", nil)
 		for _, tc := range []struct {
 			method, target string
 			code           int
@@ -106,9 +107,91 @@ func TestAdminHandler(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
 		e.store.failWith("FindSessions", errStoreDown)
-		h := AdminHandler(e.h.Sessions(), "", nil)
+		h := AdminHandler(oneFrontend(e.h.Sessions()), "", nil)
 		if code, m := do(t, h, http.MethodGet, "/admin/sessions?sub=demo-user", ""); code != http.StatusServiceUnavailable || m["error"] != "session_store_unavailable" {
 			t.Fatalf("%d %v", code, m)
 		}
 	})
+}
+
+// oneFrontend is the frontends of a single-frontend deployment.
+func oneFrontend(s *Sessions) func() []*Sessions {
+	return func() []*Sessions { return []*Sessions{s} }
+}
+
+// TestAdminHandlerFrontends: ?frontend= picks the frontend whose sessions
+// are listed or ended; it is required when there is more than one, and the
+// set is read per request, so a reload is seen at once.
+func TestAdminHandlerFrontends(t *testing.T) {
+	t.Parallel()
+	shop := newEnv(t, withDeps(func(d *Deps) { d.Frontend = "shop" }))
+	admin := newEnv(t, withDeps(func(d *Deps) { d.Frontend = "admin" }))
+	idShop, _ := shop.loggedIn()
+	idAdmin, _ := admin.loggedIn()
+	var current atomic.Pointer[[]*Sessions]
+	current.Store(&[]*Sessions{shop.h.Sessions(), admin.h.Sessions()})
+	h := AdminHandler(func() []*Sessions { return *current.Load() }, "", nil)
+	call := func(method, target string) (int, map[string]any) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), method, target, nil))
+		var m map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+			t.Fatalf("%s %s: not JSON: %s", method, target, rec.Body)
+		}
+		return rec.Code, m
+	}
+
+	for _, tc := range []struct {
+		name, method, target string
+		code                 int
+		errCode, mentions    string
+	}{
+		{"list_needs_frontend", http.MethodGet, "/admin/sessions?sub=demo-user", 400, "invalid_request", "admin, shop"},
+		{"end_needs_frontend", http.MethodDelete, "/admin/sessions?sub=demo-user", 400, "invalid_request", "admin, shop"},
+		{"ref_needs_frontend", http.MethodDelete, "/admin/sessions/" + strings.Repeat("A", 43), 400, "invalid_request", "admin, shop"},
+		{"empty_frontend", http.MethodGet, "/admin/sessions?frontend=&sub=demo-user", 400, "invalid_request", "admin, shop"},
+		{"frontend_twice", http.MethodGet, "/admin/sessions?frontend=shop&frontend=admin&sub=demo-user", 400, "invalid_request", "more than once"},
+		{"unknown_frontend", http.MethodGet, "/admin/sessions?frontend=nope&sub=demo-user", 404, "frontend_unknown", "admin, shop"},
+		{"unknown_frontend_end", http.MethodDelete, "/admin/sessions?frontend=default&sub=demo-user", 404, "frontend_unknown", "admin, shop"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, m := call(tc.method, tc.target)
+			desc, _ := m["error_description"].(string)
+			if code != tc.code || m["error"] != tc.errCode || !strings.Contains(desc, tc.mentions) {
+				t.Fatalf("%d %v; want %d %s mentioning %q", code, m, tc.code, tc.errCode, tc.mentions)
+			}
+		})
+	}
+	if !shop.alive(idShop) || !admin.alive(idAdmin) {
+		t.Fatal("a refused request ended a session")
+	}
+
+	code, m := call(http.MethodGet, "/admin/sessions?frontend=shop&sub=demo-user")
+	if list, _ := m["sessions"].([]any); code != http.StatusOK || len(list) != 1 {
+		t.Fatalf("list shop: %d %v", code, m)
+	}
+	if code, m := call(http.MethodDelete, "/admin/sessions?frontend=admin&sub=demo-user"); code != http.StatusOK || m["ended"] != 1.0 {
+		t.Fatalf("end admin's: %d %v", code, m)
+	}
+	if !shop.alive(idShop) || admin.alive(idAdmin) {
+		t.Fatalf("after ending admin's sessions: shop alive %v, admin alive %v", shop.alive(idShop), admin.alive(idAdmin))
+	}
+
+	// A reload down to one frontend: the parameter becomes optional, and
+	// the removed frontend is unknown.
+	current.Store(&[]*Sessions{shop.h.Sessions()})
+	if code, m := call(http.MethodGet, "/admin/sessions?sub=demo-user"); code != http.StatusOK {
+		t.Fatalf("one frontend, no parameter: %d %v", code, m)
+	}
+	if code, m := call(http.MethodGet, "/admin/sessions?frontend=admin&sub=demo-user"); code != http.StatusNotFound || m["error"] != "frontend_unknown" {
+		t.Fatalf("a removed frontend: %d %v", code, m)
+	}
+	current.Store(&[]*Sessions{})
+	if code, m := call(http.MethodGet, "/admin/sessions?sub=demo-user"); code != http.StatusNotFound || m["error"] != "frontend_unknown" {
+		t.Fatalf("no frontends: %d %v", code, m)
+	}
+	if shop.h.Sessions().Frontend() != "shop" {
+		t.Fatalf("Sessions.Frontend = %q", shop.h.Sessions().Frontend())
+	}
 }

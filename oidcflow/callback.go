@@ -49,10 +49,10 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		// The provider refused: a fixed answer, its description never
 		// reflected (T28); the pending login is dropped.
 		if state != "" {
-			_, err := h.store.TakeLoginState(ctx, state, loginCookie(r))
+			_, err := h.store.TakeLoginState(ctx, state, h.loginSecret(r))
 			switch {
 			case err == nil:
-				w.Header().Add("Set-Cookie", clearLoginCookie())
+				w.Header().Add("Set-Cookie", h.clearLoginCookie())
 			case !errors.Is(err, session.ErrNotFound):
 				h.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: drop pending login failed", slog.Any("error", err))
 			}
@@ -75,14 +75,14 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	// another browser, or without the cookie, finds nothing and leaves the
 	// pending login to its owner (T25, T71). A cookie of another pending
 	// login of this browser is kept.
-	ls, err := h.store.TakeLoginState(ctx, state, loginCookie(r))
+	ls, err := h.store.TakeLoginState(ctx, state, h.loginSecret(r))
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		return fmt.Errorf("%w: state unknown, used, expired or not this browser's", errInvalidState)
 	case err != nil:
 		return fmt.Errorf("take login state: %w", err)
 	}
-	w.Header().Add("Set-Cookie", clearLoginCookie())
+	w.Header().Add("Set-Cookie", h.clearLoginCookie())
 
 	rec, err := h.redeem(ctx, d, code, ls)
 	if err != nil {
@@ -114,8 +114,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		slog.String("session", idTag(id)), slog.String("sub", rec.GetSubject()), slog.Bool("sid_from_provider", rec.GetSidFromProvider()))
 	w.Header().Add("Set-Cookie", h.cookie.SetCookie(id))
 	returnURL, err := ValidateReturnURL(ls.GetReturnUrl()) // stored validated; checked again all the same
-	if err != nil {
-		returnURL = "/"
+	if err != nil || ls.GetReturnUrl() == "" {
+		returnURL = h.home
 	}
 	redirect(w, returnURL)
 	return nil

@@ -52,9 +52,9 @@ func NewClientTokens(cfg Config, deps Deps) (*ClientTokens, error) {
 	if deps.Store == nil || deps.Provider == nil {
 		return nil, errors.New("oidcflow client tokens: deps.Store and deps.Provider: required")
 	}
-	deps.Logger = requestIDLogger(deps.Logger)
-	if deps.Now == nil {
-		deps.Now = time.Now
+	deps, err := deps.common()
+	if err != nil {
+		return nil, fmt.Errorf("oidcflow client tokens: %w", err)
 	}
 	return &ClientTokens{
 		cfg:      cfg,

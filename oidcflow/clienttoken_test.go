@@ -24,7 +24,17 @@ func withClientTokens() envOption {
 // clientTokens builds a ClientTokens over the env's store and provider.
 func (e *env) clientTokens() *ClientTokens {
 	e.t.Helper()
-	c, err := NewClientTokens(e.cfg, Deps{Store: e.store, Provider: e.h.Provider(), Now: e.clock.Now})
+	return e.clientTokensWith(nil)
+}
+
+// clientTokensWith is clientTokens with deps edited by f (when set).
+func (e *env) clientTokensWith(f func(*Deps)) *ClientTokens {
+	e.t.Helper()
+	deps := Deps{Store: e.store, Provider: e.h.Provider(), Now: e.clock.Now}
+	if f != nil {
+		f(&deps)
+	}
+	c, err := NewClientTokens(e.cfg, deps)
 	if err != nil {
 		e.t.Fatal(err)
 	}

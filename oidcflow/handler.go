@@ -53,11 +53,19 @@ type Deps struct {
 	// Provider is the discovered provider; nil makes NewHandler build one
 	// from the config and HTTPClient. NewRefresher requires it.
 	Provider *Provider
+	// Frontend names the app these serve (empty means "default"): every log
+	// line carries it as the attribute frontend, and Metrics are bound to it.
+	Frontend string
+	// Home is the frontend's app path prefix ("/" or "/seg/…/"; empty means
+	// "/"): where a login without returnUrl, a logout without a post-logout
+	// URL, and the error page's link send the browser.
+	Home string
 }
 
-// loginCookieName is the login-transaction cookie: it binds a pending login
-// to the browser that started it (T25).
-const loginCookieName = "__Host-bff-login"
+// LoginCookieName is the login-transaction cookie of the session cookie
+// named sessionCookie: it binds a pending login to the browser that started
+// it (T25), and frontends with their own session cookies get their own.
+func LoginCookieName(sessionCookie string) string { return sessionCookie + "-login" }
 
 // Handler serves the browser endpoints under the configured prefix:
 // login, callback, user and logout. It is safe for concurrent use; all it
@@ -75,6 +83,8 @@ type Handler struct {
 	lifetime    time.Duration
 	revoker     Revoker
 	metrics     *Metrics
+	home        string
+	loginCookie string // LoginCookieName(cookie.Name)
 
 	sessions *Sessions
 
@@ -101,13 +111,13 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 	if deps.AbsoluteLifetime <= 0 {
 		errs = append(errs, errors.New("deps.AbsoluteLifetime: must be positive"))
 	}
+	if !validRoutePrefix(deps.Home) {
+		errs = append(errs, fmt.Errorf(`deps.Home: must start and end with "/" (such as / or /admin/), got %q`, deps.Home))
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("oidcflow handler: %w", errors.Join(errs...))
 	}
-	ref, err := NewRefresher(cfg, deps)
-	if err != nil {
-		return nil, err
-	}
+	ref := newRefresher(cfg, deps)
 	return &Handler{
 		cfg:          cfg,
 		provider:     deps.Provider,
@@ -121,11 +131,14 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 		lifetime:     deps.AbsoluteLifetime,
 		revoker:      deps.Revoker,
 		metrics:      deps.Metrics,
+		home:         deps.Home,
+		loginCookie:  LoginCookieName(deps.Cookie.Name),
 		loginPath:    cfg.PathPrefix + "/login",
 		callbackPath: cfg.PathPrefix + "/callback",
 		userPath:     cfg.PathPrefix + "/user",
 		logoutPath:   cfg.PathPrefix + "/logout",
-		sessions:     &Sessions{issuer: cfg.Issuer, store: deps.Store, revoker: deps.Revoker, logger: deps.Logger, metrics: deps.Metrics},
+		sessions: &Sessions{frontend: deps.Frontend, issuer: cfg.Issuer, store: deps.Store, revoker: deps.Revoker,
+			logger: deps.Logger, metrics: deps.Metrics},
 
 		backchannelPath: cfg.PathPrefix + "/backchannel-logout",
 	}, nil
@@ -140,9 +153,12 @@ func (d Deps) withDefaults(cfg Config) (Deps, error) {
 	if d.Store == nil {
 		return Deps{}, errors.New("oidcflow: deps.Store: required")
 	}
-	d.Logger = requestIDLogger(d.Logger)
-	if d.Now == nil {
-		d.Now = time.Now
+	d, err := d.common()
+	if err != nil {
+		return Deps{}, err
+	}
+	if d.Home == "" {
+		d.Home = "/"
 	}
 	if d.Rand == nil {
 		d.Rand = rand.Reader
@@ -156,6 +172,23 @@ func (d Deps) withDefaults(cfg Config) (Deps, error) {
 	}
 	if d.Revoker == nil && cfg.RevokeTokens {
 		d.Revoker = &providerRevoker{cfg: cfg, provider: d.Provider}
+	}
+	return d, nil
+}
+
+// common fills what every constructor needs: the frontend's name, a
+// logger and metrics bound to it, and the clock.
+func (d Deps) common() (Deps, error) {
+	if d.Frontend == "" {
+		d.Frontend = defaultFrontend
+	}
+	if !ValidFrontendName(d.Frontend) {
+		return Deps{}, fmt.Errorf("oidcflow: deps.Frontend: must be 1-32 characters of a-z, 0-9 and -, got %q", d.Frontend)
+	}
+	d.Logger = frontendLogger(d.Logger, d.Frontend)
+	d.Metrics = d.Metrics.Frontend(d.Frontend)
+	if d.Now == nil {
+		d.Now = time.Now
 	}
 	return d, nil
 }

@@ -29,6 +29,9 @@ const (
 	csrfHeader   = "X-CSRF"
 )
 
+// loginCookieName is the test session cookie's login-transaction cookie.
+var loginCookieName = LoginCookieName(sessiontest.Config().Cookie.Name)
+
 // env is one local provider and one Handler, each on its own httptest
 // server, over the session memory store, all on one settable clock.
 type env struct {

@@ -24,9 +24,13 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	if len(q["returnUrl"]) > 1 {
 		return fmt.Errorf("%w: returnUrl given more than once", ErrInvalidReturnURL)
 	}
-	returnURL, err := ValidateReturnURL(q.Get("returnUrl"))
-	if err != nil {
-		return err
+	// Without a returnUrl the browser goes back to its own app, not to
+	// whichever app owns "/".
+	returnURL := h.home
+	if raw := q.Get("returnUrl"); raw != "" {
+		if returnURL, err = ValidateReturnURL(raw); err != nil {
+			return err
+		}
 	}
 	var state, nonce, verifier, binding string
 	for _, v := range []struct {
@@ -50,7 +54,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	// redirect_uri, scopes and client come from the config only (T23).
 	authURL := d.oauth2.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce))
-	w.Header().Add("Set-Cookie", setLoginCookie(binding))
+	w.Header().Add("Set-Cookie", h.setLoginCookie(binding))
 	redirect(w, authURL)
 	return nil
 }

@@ -17,21 +17,21 @@ const loginCookieAttrs = "; Path=/; Secure; HttpOnly; SameSite=Lax"
 
 // setLoginCookie is the Set-Cookie value that gives the browser its
 // login-transaction secret.
-func setLoginCookie(value string) string {
-	return loginCookieName + "=" + value + loginCookieAttrs + "; Max-Age=" + strconv.Itoa(loginCookieMaxAge)
+func (h *Handler) setLoginCookie(value string) string {
+	return h.loginCookie + "=" + value + loginCookieAttrs + "; Max-Age=" + strconv.Itoa(loginCookieMaxAge)
 }
 
 // clearLoginCookie is the Set-Cookie value that drops it.
-func clearLoginCookie() string {
-	return loginCookieName + "=" + loginCookieAttrs + "; Max-Age=0"
+func (h *Handler) clearLoginCookie() string {
+	return h.loginCookie + "=" + loginCookieAttrs + "; Max-Age=0"
 }
 
-// loginCookie is the login-transaction secret r carries, read by the
+// loginSecret is the login-transaction secret r carries, read by the
 // session cookie's rules (every separator counts): the value of its one
 // login cookie, or "" when it has none or more than one, which no pending
 // login is stored under.
-func loginCookie(r *http.Request) string {
-	v, err := session.CookieConfig{Name: loginCookieName}.ValueFromRequest(r)
+func (h *Handler) loginSecret(r *http.Request) string {
+	v, err := session.CookieConfig{Name: h.loginCookie}.ValueFromRequest(r)
 	if err != nil {
 		return ""
 	}

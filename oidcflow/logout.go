@@ -64,7 +64,7 @@ func (h *Handler) afterLogout() string {
 	if h.cfg.PostLogoutRedirectURL != "" {
 		return h.cfg.PostLogoutRedirectURL
 	}
-	return "/"
+	return h.home
 }
 
 // endSessionURL is the RP-initiated logout request. The ID token travels as

@@ -8,9 +8,17 @@ import (
 )
 
 // Metrics are the refresh, login and logout counters and histograms
-// envoy-bff serves on its admin listener. A nil *Metrics records nothing, so
-// tests may leave it out.
+// envoy-bff serves on its admin listener, every series labelled with its
+// frontend. NewMetrics registers them once; Frontend binds the label for one
+// frontend (Deps does so from Deps.Frontend). A nil *Metrics records
+// nothing, so tests may leave it out.
 type Metrics struct {
+	vecs     *metricVecs
+	frontend string
+}
+
+// metricVecs are the registered collectors every frontend's Metrics share.
+type metricVecs struct {
 	refreshes    *prometheus.CounterVec
 	lockWaits    *prometheus.CounterVec
 	lockWaitTime *prometheus.HistogramVec
@@ -51,81 +59,92 @@ const (
 	outcomeTimeout        = "timeout"              // the wait for another holder ran out of time
 )
 
-// NewMetrics registers the refresh metrics with reg.
+// NewMetrics registers the flow metrics with reg, once for every frontend.
+// The result records for the frontend "default"; Frontend binds another.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
-	m := &Metrics{
+	v := &metricVecs{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "envoy_bff_token_refreshes_total",
-			Help: "Token refresh attempts by kind (session, client) and outcome.",
-		}, []string{"kind", "outcome"}),
+			Help: "Token refresh attempts by frontend, kind (session, client) and outcome.",
+		}, []string{FrontendAttr, "kind", "outcome"}),
 		lockWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "envoy_bff_refresh_lock_waits_total",
-			Help: "Times a refresh waited for another holder of the token's lock, by kind.",
-		}, []string{"kind"}),
+			Help: "Times a refresh waited for another holder of the token's lock, by frontend and kind.",
+		}, []string{FrontendAttr, "kind"}),
 		lockWaitTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "envoy_bff_refresh_lock_wait_seconds",
 			Help:    "How long refreshes waited for another holder of the token's lock.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"kind"}),
+		}, []string{FrontendAttr, "kind"}),
 		grantTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "envoy_bff_token_grant_duration_seconds",
-			Help:    "Latency of token-endpoint calls made to refresh tokens, by kind.",
+			Help:    "Latency of token-endpoint calls made to refresh tokens, by frontend and kind.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"kind"}),
+		}, []string{FrontendAttr, "kind"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "envoy_bff_logins_total",
-			Help: "Login callbacks by outcome: ok, or the error code the browser was answered with.",
-		}, []string{"outcome"}),
+			Help: "Login callbacks by frontend and outcome: ok, or the error code the browser was answered with.",
+		}, []string{FrontendAttr, "outcome"}),
 		logouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "envoy_bff_logouts_total",
-			Help: "Sessions ended by logout, by kind (user, backchannel, admin).",
-		}, []string{"kind"}),
+			Help: "Sessions ended by logout, by frontend and kind (user, backchannel, admin).",
+		}, []string{FrontendAttr, "kind"}),
 	}
-	for _, c := range []prometheus.Collector{m.refreshes, m.lockWaits, m.lockWaitTime, m.grantTime, m.logins, m.logouts} {
+	for _, c := range []prometheus.Collector{v.refreshes, v.lockWaits, v.lockWaitTime, v.grantTime, v.logins, v.logouts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register flow metrics: %w", err)
 		}
 	}
-	// Series that exist from the start, so a rate over them needs no absent case.
-	m.logins.WithLabelValues(loginOK)
-	for _, k := range []string{logoutUser, logoutBackchannel, logoutAdmin} {
-		m.logouts.WithLabelValues(k)
+	return &Metrics{vecs: v, frontend: defaultFrontend}, nil
+}
+
+// Frontend is m recording for the frontend name, sharing m's collectors;
+// nil for a nil m. It creates that frontend's login and logout series at
+// zero, so a rate over them needs no absent case.
+func (m *Metrics) Frontend(name string) *Metrics {
+	if m == nil {
+		return nil
 	}
-	return m, nil
+	b := &Metrics{vecs: m.vecs, frontend: name}
+	b.vecs.logins.WithLabelValues(name, loginOK)
+	for _, k := range []string{logoutUser, logoutBackchannel, logoutAdmin} {
+		b.vecs.logouts.WithLabelValues(name, k)
+	}
+	return b
 }
 
 // login counts one callback's outcome.
 func (m *Metrics) login(outcome string) {
 	if m != nil {
-		m.logins.WithLabelValues(outcome).Inc()
+		m.vecs.logins.WithLabelValues(m.frontend, outcome).Inc()
 	}
 }
 
 // loggedOut counts n sessions ended by a logout of kind.
 func (m *Metrics) loggedOut(kind string, n int) {
 	if m != nil && n > 0 {
-		m.logouts.WithLabelValues(kind).Add(float64(n))
+		m.vecs.logouts.WithLabelValues(m.frontend, kind).Add(float64(n))
 	}
 }
 
 // outcome counts one refresh attempt's result.
 func (m *Metrics) outcome(kind, outcome string) {
 	if m != nil {
-		m.refreshes.WithLabelValues(kind, outcome).Inc()
+		m.vecs.refreshes.WithLabelValues(m.frontend, kind, outcome).Inc()
 	}
 }
 
 // waited records one wait for another holder of a lock.
 func (m *Metrics) waited(kind string, d time.Duration) {
 	if m != nil {
-		m.lockWaits.WithLabelValues(kind).Inc()
-		m.lockWaitTime.WithLabelValues(kind).Observe(d.Seconds())
+		m.vecs.lockWaits.WithLabelValues(m.frontend, kind).Inc()
+		m.vecs.lockWaitTime.WithLabelValues(m.frontend, kind).Observe(d.Seconds())
 	}
 }
 
 // granted records one token-endpoint call's latency.
 func (m *Metrics) granted(kind string, d time.Duration) {
 	if m != nil {
-		m.grantTime.WithLabelValues(kind).Observe(d.Seconds())
+		m.vecs.grantTime.WithLabelValues(m.frontend, kind).Observe(d.Seconds())
 	}
 }

@@ -22,12 +22,11 @@ func TestLoginLogoutMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range []string{logoutUser, logoutBackchannel, logoutAdmin} {
-		if got := testutil.ToFloat64(m.logouts.WithLabelValues(kind)); got != 0 {
-			t.Fatalf("logouts{kind=%s} starts at %v", kind, got)
-		}
-	}
 	e := newEnv(t, withDeps(func(d *Deps) { d.Metrics = m }))
+	// The frontend's series exist from the start (a rate needs no absent case).
+	if n := testutil.CollectAndCount(m.vecs.logouts); n != 3 {
+		t.Fatalf("%d logout series before any logout, want 3 (one per kind)", n)
+	}
 
 	// Logins: two that start sessions, one with an unknown state.
 	b := e.browser()
@@ -49,7 +48,7 @@ func TestLoginLogoutMetrics(t *testing.T) {
 		t.Fatalf("end the rest directly: %d %v", n, err) // not through AdminHandler: not counted
 	}
 	_, d := e.loggedIn()
-	admin := AdminHandler(e.h.Sessions(), "", nil)
+	admin := AdminHandler(oneFrontend(e.h.Sessions()), "", nil)
 	rec := adminDelete(t, admin, "/admin/sessions?sub="+d.GetSubject())
 	if rec != http.StatusOK {
 		t.Fatalf("admin end: %d", rec)
@@ -60,13 +59,13 @@ func TestLoginLogoutMetrics(t *testing.T) {
 		label, want string
 		n           float64
 	}{
-		{m.logins, "outcome", loginOK, 4},
-		{m.logins, "outcome", "invalid_state", 1},
-		{m.logouts, "kind", logoutUser, 1},
-		{m.logouts, "kind", logoutBackchannel, 1},
-		{m.logouts, "kind", logoutAdmin, 1},
+		{m.vecs.logins, "outcome", loginOK, 4},
+		{m.vecs.logins, "outcome", "invalid_state", 1},
+		{m.vecs.logouts, "kind", logoutUser, 1},
+		{m.vecs.logouts, "kind", logoutBackchannel, 1},
+		{m.vecs.logouts, "kind", logoutAdmin, 1},
 	} {
-		if got := testutil.ToFloat64(tc.vec.WithLabelValues(tc.want)); got != tc.n {
+		if got := testutil.ToFloat64(tc.vec.WithLabelValues(defaultFrontend, tc.want)); got != tc.n {
 			t.Errorf("{%s=%s} = %v, want %v", tc.label, tc.want, got, tc.n)
 		}
 	}
@@ -77,4 +76,59 @@ func adminDelete(t *testing.T, h http.Handler, target string) int {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodDelete, target, nil))
 	return rec.Code
+}
+
+// TestMetricsPerFrontend: two frontends record into one registry without a
+// clash, each series labelled with its own frontend, and a nil Metrics binds
+// to nil.
+func TestMetricsPerFrontend(t *testing.T) {
+	t.Parallel()
+	if (*Metrics)(nil).Frontend("shop") != nil {
+		t.Fatal("a nil Metrics bound to a frontend is not nil")
+	}
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop := newEnv(t, withClientTokens(), withDeps(func(d *Deps) { d.Metrics = m; d.Frontend = "shop" }))
+	admin := newEnv(t, withDeps(func(d *Deps) { d.Metrics = m; d.Frontend = "admin" }))
+	shop.loggedIn()
+	shop.loggedIn()
+	admin.loggedIn()
+	ct := shop.clientTokensWith(func(d *Deps) { d.Metrics = m; d.Frontend = "shop" })
+	if _, err := ct.Token(t.Context(), DefaultClientToken); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		series string
+		c      prometheus.Collector
+		want   float64
+	}{
+		{"logins{shop,ok}", m.vecs.logins.WithLabelValues("shop", loginOK), 2},
+		{"logins{admin,ok}", m.vecs.logins.WithLabelValues("admin", loginOK), 1},
+		{"refreshes{shop,client,refreshed}", m.vecs.refreshes.WithLabelValues("shop", kindClient, outcomeRefreshed), 1},
+		{"refreshes{admin,client,refreshed}", m.vecs.refreshes.WithLabelValues("admin", kindClient, outcomeRefreshed), 0},
+	} {
+		if got := testutil.ToFloat64(tc.c); got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.series, got, tc.want)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, metric := range mf.GetMetric() {
+			fe := ""
+			for _, lp := range metric.GetLabel() {
+				if lp.GetName() == FrontendAttr {
+					fe = lp.GetValue()
+				}
+			}
+			if fe != "shop" && fe != "admin" {
+				t.Errorf("%s %v: frontend label %q", mf.GetName(), metric.GetLabel(), fe)
+			}
+		}
+	}
 }

@@ -44,10 +44,15 @@ func NewRefresher(cfg Config, deps Deps) (*Refresher, error) {
 	if deps.Store == nil || deps.Provider == nil {
 		return nil, errors.New("oidcflow refresher: deps.Store and deps.Provider: required")
 	}
-	deps.Logger = requestIDLogger(deps.Logger)
-	if deps.Now == nil {
-		deps.Now = time.Now
+	deps, err := deps.common()
+	if err != nil {
+		return nil, fmt.Errorf("oidcflow refresher: %w", err)
 	}
+	return newRefresher(cfg, deps), nil
+}
+
+// newRefresher is NewRefresher for deps already checked and filled (common).
+func newRefresher(cfg Config, deps Deps) *Refresher {
 	return &Refresher{
 		cfg:      cfg,
 		provider: deps.Provider,
@@ -57,7 +62,7 @@ func NewRefresher(cfg Config, deps Deps) (*Refresher, error) {
 		logger:   deps.Logger,
 		metrics:  deps.Metrics,
 		now:      deps.Now,
-	}, nil
+	}
 }
 
 // Refresh returns s itself while its access token is not yet due (within

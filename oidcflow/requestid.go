@@ -77,11 +77,26 @@ func requestIDLogger(l *slog.Logger) *slog.Logger {
 	if _, ok := l.Handler().(requestIDHandler); ok {
 		return l
 	}
-	return slog.New(requestIDHandler{l.Handler()})
+	return slog.New(requestIDHandler{Handler: l.Handler()})
+}
+
+// frontendLogger is requestIDLogger(l) with every line carrying the
+// frontend attribute; a logger bound to that frontend already (a Handler's
+// logger handed on) is returned as it is, so no line carries it twice.
+func frontendLogger(l *slog.Logger, frontend string) *slog.Logger {
+	l = requestIDLogger(l)
+	h, ok := l.Handler().(requestIDHandler)
+	if !ok || h.frontend == frontend { // !ok: nil, so nothing is logged at all
+		return l
+	}
+	return slog.New(requestIDHandler{Handler: h.Handler.WithAttrs([]slog.Attr{slog.String(FrontendAttr, frontend)}), frontend: frontend})
 }
 
 // requestIDHandler adds request_id to every record whose context has one.
-type requestIDHandler struct{ slog.Handler }
+type requestIDHandler struct {
+	slog.Handler
+	frontend string // the frontend attribute Handler adds already, if any
+}
 
 // Handle implements slog.Handler.
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
@@ -94,10 +109,10 @@ func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
 
 // WithAttrs implements slog.Handler.
 func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return requestIDHandler{h.Handler.WithAttrs(attrs)}
+	return requestIDHandler{h.Handler.WithAttrs(attrs), h.frontend}
 }
 
 // WithGroup implements slog.Handler.
 func (h requestIDHandler) WithGroup(name string) slog.Handler {
-	return requestIDHandler{h.Handler.WithGroup(name)}
+	return requestIDHandler{h.Handler.WithGroup(name), h.frontend}
 }

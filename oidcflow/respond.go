@@ -62,17 +62,18 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, err error, page b
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 		w.WriteHeader(d.status)
-		_ = errorPage.Execute(w, struct{ Code, Description string }{d.code, d.description})
+		_ = errorPage.Execute(w, struct{ Code, Description, Home string }{d.code, d.description, h.home})
 		return
 	}
 	writeJSON(w, d.status, errorBody{Error: d.code, Description: d.description})
 }
 
 // errorPage is what a person sees when a sign-in navigation fails. Every
-// value in it comes from the denials table, never from the request.
+// value in it comes from the denials table or the config, never from the
+// request.
 var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign-in problem</title>
 <style>body{font:16px system-ui,sans-serif;max-width:36rem;margin:4rem auto;color:#222}code{color:#555}</style>
 </head><body><h1>Sign-in problem</h1><p>{{.Description}}.</p><p><code>{{.Code}}</code></p>
-<p><a href="/">Back to the application</a></p></body></html>
+<p><a href="{{.Home}}">Back to the application</a></p></body></html>
 `))

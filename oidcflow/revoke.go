@@ -110,12 +110,17 @@ func revokeLatest(ctx context.Context, rv Revoker, rec *sessionpb.Session, rerea
 // provider first (a failure is logged, never fatal), then its record is
 // deleted, which every replica sees on its next read.
 type Sessions struct {
-	issuer  string
-	store   session.Store
-	revoker Revoker
-	logger  *slog.Logger
-	metrics *Metrics
+	frontend string
+	issuer   string
+	store    session.Store
+	revoker  Revoker
+	logger   *slog.Logger
+	metrics  *Metrics
 }
+
+// Frontend names the frontend whose sessions these are, as the admin API's
+// ?frontend= does.
+func (s *Sessions) Frontend() string { return s.frontend }
 
 // SessionInfo is what administration sees of a session: never a token or
 // the cookie value.

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/envoy-bff/envoy-bff/oidcflow/oidctest"
 )
 
 // named answers with its own name, standing in for a frontend's Handler.
@@ -83,5 +85,37 @@ func TestRouter(t *testing.T) {
 		if rec := serve(host, "/bff/login"); rec.Body.String() != "only" {
 			t.Fatalf("%s after Set: %q", host, rec.Body)
 		}
+	}
+}
+
+// TestRouterHandlers: two real Handlers on two prefixes of one host, each
+// answering under its own <prefix>bff/ and sending its logins home.
+func TestRouterHandlers(t *testing.T) {
+	t.Parallel()
+	shop := newEnv(t, withDeps(func(d *Deps) { d.Frontend = "shop" }))
+	admin := newEnv(t, withConfig(func(c *Config) {
+		c.PathPrefix = "/admin/bff"
+		c.RedirectURL = strings.Replace(c.RedirectURL, "/bff/callback", "/admin/bff/callback", 1)
+	}), withProvider(func(p *oidctest.ProviderConfig) {
+		p.Clients[0].RedirectURIs = append(p.Clients[0].RedirectURIs, strings.Replace(p.Clients[0].RedirectURIs[0], "/bff/callback", "/admin/bff/callback", 1))
+	}), withDeps(func(d *Deps) { d.Frontend = "admin"; d.Home = "/admin/" }))
+	rt, err := NewRouter([]Route{{Name: "shop"}, {Name: "admin", PathPrefix: "/admin/"}}, []http.Handler{shop.h, admin.h}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env    *env
+		target string
+	}{{shop, "/bff/login"}, {admin, "/admin/bff/login"}} {
+		rec := httptest.NewRecorder()
+		rt.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, tc.target, nil))
+		if rec.Code != http.StatusFound || !strings.HasPrefix(rec.Header().Get("Location"), tc.env.idp.URL+"/") {
+			t.Fatalf("%s: %d %q", tc.target, rec.Code, rec.Header().Get("Location"))
+		}
+	}
+	rec := httptest.NewRecorder()
+	rt.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/admin/bff/nope", nil))
+	if rec.Code != http.StatusNotFound || !strings.Contains(admin.logs.String(), "frontend=admin") {
+		t.Fatalf("unknown endpoint of admin: %d; admin logs:\n%s", rec.Code, admin.logs)
 	}
 }

@@ -207,7 +207,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	}
 
 	admin := &http.Server{
-		Handler:           adminMux(backend, flow, &draining, reg, oidcflow.AdminHandler(flow.Sessions(), cfg.Listen.AdminToken, logger)),
+		Handler:           adminMux(backend, flow, &draining, reg, oidcflow.AdminHandler(func() []*oidcflow.Sessions { return []*oidcflow.Sessions{flow.Sessions()} }, cfg.Listen.AdminToken, logger)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 

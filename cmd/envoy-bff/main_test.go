@@ -26,6 +26,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"keys", "--help"}, 0, "1. Add: envoy-bff keys generate --id k2 --format keys-file"},
 		{[]string{"keys", "generate", "--format", "yaml"}, 2, "--format must be all, keys-file or hash-key-file"},
 		{[]string{"sessions", "list", "--help"}, 0, "-sub"},
+		{[]string{"sessions", "revoke", "--help"}, 0, "--frontend NAME"},
 		{[]string{"help", "sessions"}, 0, "envoy-bff sessions revoke"},
 		{[]string{"sessions"}, 2, "Usage:"},
 		{[]string{"sessions", "list"}, 2, "give --sub"},

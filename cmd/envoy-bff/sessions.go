@@ -15,13 +15,16 @@ import (
 )
 
 const sessionsUsage = `Usage:
-  envoy-bff sessions list   --sub SUBJECT            [--admin URL]
-  envoy-bff sessions revoke --sub SUBJECT | --ref REF [--admin URL]
+  envoy-bff sessions list   [--frontend NAME] --sub SUBJECT            [--admin URL]
+  envoy-bff sessions revoke [--frontend NAME] --sub SUBJECT | --ref REF [--admin URL]
 
 Lists or ends sessions through a running replica's admin listener. Ending a
 session revokes its refresh token at the provider, then deletes it; every
-replica denies it on its next request. The admin token, if the listener has
-one, is read from ENVOY_BFF_LISTEN_ADMIN_TOKEN.
+replica denies it on its next request. Sessions belong to one frontend:
+--frontend names it, and may be left out when the deployment has exactly one
+(a config without frontends: has one, named default); otherwise the replica
+answers with the names it knows. The admin token, if the listener has one, is
+read from ENVOY_BFF_LISTEN_ADMIN_TOKEN.
 
 Flags:
 `
@@ -41,6 +44,7 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer, l
 	adminURL := fs.String("admin", "http://127.0.0.1:9003", "the admin listener of any replica (listen.admin)")
 	sub := fs.String("sub", "", "the user's subject (sub claim)")
 	ref := fs.String("ref", "", "one session's ref, as `sessions list` prints it (revoke only)")
+	frontend := fs.String("frontend", "", "the frontend whose sessions these are (optional with exactly one frontend)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), sessionsUsage)
 		fs.PrintDefaults()
@@ -49,7 +53,7 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer, l
 		return code
 	}
 	token, _ := lookup("ENVOY_BFF_LISTEN_ADMIN_TOKEN")
-	c := adminClient{base: strings.TrimRight(*adminURL, "/"), token: token, http: &http.Client{Timeout: 30 * time.Second}}
+	c := adminClient{base: strings.TrimRight(*adminURL, "/"), token: token, frontend: *frontend, http: &http.Client{Timeout: 30 * time.Second}}
 	var err error
 	switch {
 	case action == "list" && *sub != "" && *ref == "":
@@ -72,9 +76,10 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer, l
 
 // adminClient calls a replica's admin API.
 type adminClient struct {
-	base  string
-	token string
-	http  *http.Client
+	base     string
+	token    string
+	frontend string // "": the replica's only frontend
+	http     *http.Client
 }
 
 func (c adminClient) list(ctx context.Context, out io.Writer, sub string) error {
@@ -86,7 +91,7 @@ func (c adminClient) list(ctx context.Context, out io.Writer, sub string) error 
 			ExpiresAt int64  `json:"expires_at_unix_ms"`
 		} `json:"sessions"`
 	}
-	if err := c.do(ctx, http.MethodGet, "/admin/sessions?sub="+url.QueryEscape(sub), &body); err != nil {
+	if err := c.do(ctx, http.MethodGet, "/admin/sessions", url.Values{"sub": {sub}}, &body); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -99,23 +104,30 @@ func (c adminClient) list(ctx context.Context, out io.Writer, sub string) error 
 }
 
 func (c adminClient) revoke(ctx context.Context, out io.Writer, sub, ref string) error {
-	path := "/admin/sessions?sub=" + url.QueryEscape(sub)
+	path, q := "/admin/sessions", url.Values{"sub": {sub}}
 	if ref != "" {
-		path = "/admin/sessions/" + url.PathEscape(ref)
+		path, q = "/admin/sessions/"+url.PathEscape(ref), url.Values{}
 	}
 	var body struct {
 		Ended int `json:"ended"`
 	}
-	if err := c.do(ctx, http.MethodDelete, path, &body); err != nil {
+	if err := c.do(ctx, http.MethodDelete, path, q, &body); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "ended %d session(s)\n", body.Ended)
 	return nil
 }
 
-// do sends one request and decodes a 200's JSON into v; other answers
-// become errors carrying the server's error code.
-func (c adminClient) do(ctx context.Context, method, path string, v any) error {
+// do sends one request with query q (plus the frontend, when given) and
+// decodes a 200's JSON into v; other answers become errors carrying the
+// server's error code.
+func (c adminClient) do(ctx context.Context, method, path string, q url.Values, v any) error {
+	if c.frontend != "" {
+		q.Set("frontend", c.frontend)
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)

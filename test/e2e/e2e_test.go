@@ -313,7 +313,7 @@ func refreshes(t *testing.T, s *harness.Stack) float64 {
 	t.Helper()
 	var sum float64
 	for _, b := range s.BFFs {
-		v, err := b.Metric(`envoy_bff_token_refreshes_total{kind="session",outcome="refreshed"}`)
+		v, err := b.Metric(`envoy_bff_token_refreshes_total{frontend="default",kind="session",outcome="refreshed"}`)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -58,7 +58,7 @@ func TestNoSecretInAnyLog(t *testing.T) {
 
 	// Login, API calls until a replica has refreshed the 2s access token.
 	u := login()
-	for n := 0; sum(`envoy_bff_token_refreshes_total{kind="session",outcome="refreshed"}`) == 0; n++ {
+	for n := 0; sum(`envoy_bff_token_refreshes_total{frontend="default",kind="session",outcome="refreshed"}`) == 0; n++ {
 		if n == 100 {
 			t.Fatal("no refresh after 100 API calls over 10s")
 		}
@@ -110,10 +110,10 @@ func TestNoSecretInAnyLog(t *testing.T) {
 		series string
 		want   float64
 	}{
-		{`envoy_bff_logins_total{outcome="ok"}`, 3},
-		{`envoy_bff_logouts_total{kind="user"}`, 1},
-		{`envoy_bff_logouts_total{kind="backchannel"}`, 1},
-		{`envoy_bff_logouts_total{kind="admin"}`, 1},
+		{`envoy_bff_logins_total{frontend="default",outcome="ok"}`, 3},
+		{`envoy_bff_logouts_total{frontend="default",kind="user"}`, 1},
+		{`envoy_bff_logouts_total{frontend="default",kind="backchannel"}`, 1},
+		{`envoy_bff_logouts_total{frontend="default",kind="admin"}`, 1},
 	} {
 		if got := sum(m.series); got != m.want {
 			t.Errorf("%s summed over the replicas = %v, want %v", m.series, got, m.want)

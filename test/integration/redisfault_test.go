@@ -304,7 +304,7 @@ func TestRedisFaults(t *testing.T) {
 		if err := e.rdb.RestoreReplace(t.Context(), keys[0], time.Hour, before).Err(); err != nil {
 			t.Fatal(err)
 		}
-		const rejected = `envoy_bff_token_refreshes_total{kind="session",outcome="rejected"}`
+		const rejected = `envoy_bff_token_refreshes_total{frontend="default",kind="session",outcome="rejected"}`
 		was := metric(t, e.stack.BFFs[0], rejected)
 		r := b.api("/api/whoami")
 		if r.Status != 401 || errCode(r) != "session_expired" {

@@ -215,7 +215,7 @@ func TestScaleOut(t *testing.T) {
 				t.Errorf("replica %d: %d, forwards the newer token: %v", i+1, r.Status, r.Bearer == fresh)
 			}
 		}
-		if m := metric(t, s.BFFs[1], `envoy_bff_token_refreshes_total{kind="session",outcome="conflict"}`); m != 1 {
+		if m := metric(t, s.BFFs[1], `envoy_bff_token_refreshes_total{frontend="default",kind="session",outcome="conflict"}`); m != 1 {
 			t.Errorf("stale holder's conflict count = %v, want 1", m)
 		}
 	})
@@ -498,7 +498,7 @@ func loadOneRefreshPerExpiry(t *testing.T, s *harness.Stack, users []*scaleUser,
 	// The replicas' own accounting agrees with the provider's.
 	var refreshed float64
 	for _, b := range s.BFFs {
-		refreshed += metric(t, b, `envoy_bff_token_refreshes_total{kind="session",outcome="refreshed"}`)
+		refreshed += metric(t, b, `envoy_bff_token_refreshes_total{frontend="default",kind="session",outcome="refreshed"}`)
 	}
 	if int(refreshed) != after.RefreshTokenGrants {
 		t.Errorf("replicas count %v refreshes, the provider %d grants", refreshed, after.RefreshTokenGrants)

@@ -182,10 +182,13 @@ func (m *instrumented) Ping(ctx context.Context) error {
 }
 
 // Register exposes the cache's counters with reg: hits, misses,
-// invalidations, resets, ack timeouts, entries, and whether it serves.
+// invalidations, resets, ack timeouts, entries, and whether it serves. They
+// carry the cache's frontend as a label, so every frontend's cache
+// registers in one registry.
 func (c *Cache) Register(reg prometheus.Registerer) error {
+	labels := prometheus.Labels{"frontend": c.store.frontend}
 	counter := func(name, help string, v func(CacheStats) uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(c.Stats())) })
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return float64(v(c.Stats())) })
 	}
 	for _, col := range []prometheus.Collector{
 		counter("envoy_bff_session_cache_hits_total", "Session reads served from the in-process cache.", func(s CacheStats) uint64 { return s.Hits }),
@@ -193,8 +196,8 @@ func (c *Cache) Register(reg prometheus.Registerer) error {
 		counter("envoy_bff_session_cache_invalidations_total", "Session change messages applied to the cache.", func(s CacheStats) uint64 { return s.Invalidations }),
 		counter("envoy_bff_session_cache_resets_total", "Times the cache was emptied because its subscription was (re)established or lost.", func(s CacheStats) uint64 { return s.Resets }),
 		counter("envoy_bff_session_cache_ack_timeouts_total", "Deletions that stopped waiting for another replica's cache to acknowledge.", func(s CacheStats) uint64 { return s.AckTimeouts }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_entries", Help: "Sessions held in the in-process cache."}, func() float64 { return float64(c.Stats().Entries) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_live", Help: "1 while the cache's change subscription is up and it serves reads."}, func() float64 {
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_entries", Help: "Sessions held in the in-process cache.", ConstLabels: labels}, func() float64 { return float64(c.Stats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_live", Help: "1 while the cache's change subscription is up and it serves reads.", ConstLabels: labels}, func() float64 {
 			if c.Stats().Live {
 				return 1
 			}

@@ -126,10 +126,13 @@ type CacheStats struct {
 	Live bool
 }
 
-// NewCache puts a cache in front of backend, which must be a *RedisStore
-// (possibly wrapped by Instrument);
-// from then on the store tells the cache of its changes. Call Run to keep
-// the subscription that lets it serve; until then every read goes to Redis.
+// NewCache puts a cache in front of backend, which must be a *RedisStore or
+// one of its frontend views (possibly wrapped by Instrument); from then on
+// that store tells the cache of its changes, and the cache follows that
+// frontend's change channel alone. Call Run to keep the subscription that
+// lets it serve; until then every read goes to Redis. A cache hit does not
+// renew the idle timeout in Redis, so cfg.TTL must be at most half of the
+// store's (or view's) idle timeout.
 func NewCache(backend Backend, cfg CacheConfig, now func() time.Time) (*Cache, error) {
 	inst, _ := backend.(*instrumented)
 	raw := backend
@@ -142,6 +145,9 @@ func NewCache(backend Backend, cfg CacheConfig, now func() time.Time) (*Cache, e
 	}
 	if cfg.TTL <= 0 || cfg.MaxEntries <= 0 {
 		return nil, errors.New("session cache: ttl and max_entries must be positive")
+	}
+	if cfg.TTL > r.cfg.IdleTimeout/2 {
+		return nil, fmt.Errorf("session cache of frontend %s: ttl %s must be at most half of its idle_timeout %s", r.frontend, cfg.TTL, r.cfg.IdleTimeout)
 	}
 	if now == nil {
 		now = time.Now

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
@@ -295,4 +296,142 @@ func newCache(t *testing.T, ring *session.KeyRing, maxEntries int) (*session.Red
 	}
 	sessiontest.RunCache(t, cache)
 	return store, cache
+}
+
+// TestCachePerFrontend: a cache on frontend A's view follows A's changes
+// alone: a delete of the same session ID in frontend B, on any replica,
+// leaves A's cached session, and a delete in A, made on another replica,
+// drops it. Each frontend's cache registers its metrics in one registry.
+func TestCachePerFrontend(t *testing.T) {
+	t.Parallel()
+	addr := sessiontest.StartRedis(t)
+	cfg := sessiontest.Config()
+	cfg.KeyPrefix = "fe:"
+	cacheCfg := session.CacheConfig{TTL: time.Minute, MaxEntries: 100}
+	replica := func() *session.RedisStore {
+		client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, ContextTimeoutEnabled: true})
+		t.Cleanup(func() { _ = client.Close() })
+		return session.NewRedisStore(client, cfg, sessiontest.KeyRing(t), nil)
+	}
+	open := func(b session.Backend, name string) session.Backend {
+		v, err := b.Frontend(name, cfg.FrontendDefaults())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	reg := prometheus.NewRegistry()
+	one, two := replica(), replica()
+	instrumented, err := session.Instrument(one, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caches := map[string]*session.Cache{}
+	for _, name := range []string{"shop", "admin", session.DefaultFrontend} {
+		c, err := session.NewCache(open(instrumented, name), cacheCfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Register(reg); err != nil {
+			t.Fatalf("registering %s's cache next to the others: %v", name, err)
+		}
+		sessiontest.RunCache(t, c)
+		caches[name] = c
+	}
+	ctx := t.Context()
+	id := randomID(t)
+	for _, name := range []string{"shop", "admin"} {
+		rec := &sessionpb.Session{SchemaVersion: 1, Issuer: "https://idp", Subject: name}
+		if err := open(two, name).Create(ctx, id, rec); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := caches[name].Get(ctx, id); err != nil || s.GetSubject() != name {
+			t.Fatalf("%s's cache reads %v, %v", name, s, err)
+		}
+		if _, ok := caches[name].Peek(id); !ok {
+			t.Fatalf("%s's cache does not hold the session it read", name)
+		}
+	}
+	if _, err := caches[session.DefaultFrontend].Get(ctx, id); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("the default frontend's cache reads another frontend's session: %v", err)
+	}
+
+	tests := []struct {
+		name      string
+		deleteVia session.Store
+		wantShop  bool // whether shop's cache still serves the session
+	}{
+		{name: "admin_on_the_same_replica", deleteVia: open(one, "admin"), wantShop: true},
+		{name: "default_on_another_replica", deleteVia: open(two, session.DefaultFrontend), wantShop: true},
+		{name: "shop_on_another_replica", deleteVia: open(two, "shop"), wantShop: false},
+	}
+	for _, tc := range tests { // sequential: each row deletes in the same caches' Redis
+		if err := tc.deleteVia.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if tc.wantShop {
+			time.Sleep(100 * time.Millisecond) // what a wrongly heard message would need to arrive
+			if s, ok := caches["shop"].Peek(id); !ok || s.GetSubject() != "shop" {
+				t.Fatalf("%s: shop's cache lost its session (%v)", tc.name, ok)
+			}
+			continue
+		}
+		waitFor(t, tc.name+": shop's cache drops the session", func() bool { _, ok := caches["shop"].Peek(id); return !ok })
+	}
+	if _, ok := caches["admin"].Peek(id); ok {
+		t.Fatal("admin's cache still serves a session deleted in admin")
+	}
+
+	byFrontend := map[string]bool{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "envoy_bff_session_cache_hits_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "frontend" {
+					byFrontend[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if len(byFrontend) != 3 || !byFrontend["shop"] || !byFrontend["admin"] || !byFrontend[session.DefaultFrontend] {
+		t.Fatalf("cache hit series by frontend: %v", byFrontend)
+	}
+}
+
+// TestCacheTTLWithinViewIdle: a cache hit does not renew the idle timeout,
+// so a view whose idle timeout is shorter than twice the TTL gets no cache.
+func TestCacheTTLWithinViewIdle(t *testing.T) {
+	t.Parallel()
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:1"}})
+	t.Cleanup(func() { _ = client.Close() })
+	root := session.NewRedisStore(client, sessiontest.Config(), sessiontest.KeyRing(t), nil)
+	fc := sessiontest.Config().FrontendDefaults()
+	fc.IdleTimeout = time.Minute
+	v, err := root.Frontend("shop", fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		ttl     time.Duration
+		wantErr bool
+	}{
+		{name: "half_of_idle", ttl: 30 * time.Second},
+		{name: "over_half_of_idle", ttl: 31 * time.Second, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := session.NewCache(v, session.CacheConfig{TTL: tc.ttl, MaxEntries: 10}, nil)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("NewCache(ttl %s) = %v, want error %v", tc.ttl, err, tc.wantErr)
+			}
+		})
+	}
 }

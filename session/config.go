@@ -182,14 +182,7 @@ func (c Config) Validate() error {
 	if strings.ContainsFunc(c.KeyPrefix, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '{' || r == '}' }) {
 		bad("key_prefix", "must not contain spaces, control characters, '{' or '}' (hash tags are envoy-bff's)")
 	}
-	if c.IdleTimeout < time.Millisecond {
-		bad("idle_timeout", "must be at least 1ms")
-	}
-	if c.AbsoluteLifetime < time.Millisecond {
-		bad("absolute_lifetime", "must be at least 1ms")
-	} else if c.IdleTimeout > c.AbsoluteLifetime {
-		bad("idle_timeout", "must not exceed absolute_lifetime")
-	}
+	errs = append(errs, validateLifetimes(c.IdleTimeout, c.AbsoluteLifetime)...)
 	if c.LoginStateTTL < time.Millisecond {
 		bad("login_state_ttl", "must be at least 1ms")
 	}

@@ -23,6 +23,14 @@
 // that session is over (and the log says why). It is not deleted on read, in
 // case a replica with a newer ring can open it; its TTL removes it.
 //
+// Frontends: one store serves many apps. Backend.Frontend gives each its
+// view, in which every key, channel and entry is the frontend's own
+// (<key_prefix><name>: before the single-frontend forms), and every
+// record's additional data carries the frontend too, so a record moved
+// into another frontend's keys does not open. The view DefaultFrontend uses
+// the single-frontend keys unchanged, so an upgraded deployment keeps its
+// sessions.
+//
 // Errors: only ErrNotFound proves a session gone. Every other store failure
 // (refused connection, timeout, READONLY, LOADING, OOM, a cancelled context)
 // wraps ErrUnavailable and must not end a session.

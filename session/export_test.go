@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -115,4 +117,41 @@ func (m *MemoryStore) IndexEntries() int {
 		n += len(refs)
 	}
 	return n
+}
+
+// CopySealedSession implements sessiontest.SealedCopier: the entry itself,
+// under the key where view to looks for id.
+func (m *MemoryStore) CopySealedSession(t testing.TB, from, to Store, id ID) {
+	t.Helper()
+	f, d := from.(*MemoryStore), to.(*MemoryStore)
+	hash := m.ring.HashID(id)
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	e, ok := m.mem.entries[f.ks.session(hash)]
+	if !ok {
+		t.Fatal("copy sealed session: no record to copy")
+	}
+	c := *e
+	m.mem.entries[d.ks.session(hash)] = &c
+}
+
+// CopySealedSession implements sessiontest.SealedCopier with DUMP and
+// RESTORE, so the copy is the stored value byte for byte, TTL included.
+func (r *RedisStore) CopySealedSession(t testing.TB, from, to Store, id ID) {
+	t.Helper()
+	src, dst := from.(*RedisStore).SessionKey(id), to.(*RedisStore).SessionKey(id)
+	dump, err := r.client.Dump(t.Context(), src).Result()
+	if err != nil {
+		t.Fatalf("dump %s: %v", src, err)
+	}
+	if err := r.client.RestoreReplace(t.Context(), dst, time.Hour, dump).Err(); err != nil {
+		t.Fatalf("restore %s: %v", dst, err)
+	}
+}
+
+// StoreErrorCounter is the counter that an instrumented b counts op's
+// failures into, and a function that records one failure.
+func StoreErrorCounter(b Backend, op string) (prometheus.Counter, func(error)) {
+	m := b.(*instrumented)
+	return m.errs[op], func(err error) { _ = m.count(op, err) }
 }

@@ -48,7 +48,7 @@ func queryIndex(ring *KeyRing, issuer, subject, sid string) string {
 // maxOnceKey bounds the names UseOnce accepts (logout-token jti values).
 const maxOnceKey = 1024
 
-// onceName is the logical name of a one-time marker.
+// onceName is the logical name of a one-time marker, without its keyspace.
 func onceName(ring *KeyRing, key string) string { return "o:" + ring.hashName("once", key) }
 
 // absExpiry is a session's absolute expiry, the score of its index entries.

@@ -41,17 +41,25 @@ func ValidClientTokenName(name string) bool {
 	return true
 }
 
-// logicalKey is the lock's name without the Redis prefix: "lk:<hash>" for a
-// session (the hash keeps the cookie value out of the store), "lk:cc:<name>"
-// for a client token.
-func (k LockKey) logicalKey(ring *KeyRing) (string, error) {
-	if k.isClient {
-		if !ValidClientTokenName(k.client) {
-			return "", fmt.Errorf("client token name %q: must be 1-%d characters of a-z, 0-9, _ and -", k.client, maxClientTokenName)
-		}
-		return "lk:cc:" + k.client, nil
+// validate refuses a client token name that could not be part of a key.
+func (k LockKey) validate() error {
+	if k.isClient && !ValidClientTokenName(k.client) {
+		return fmt.Errorf("client token name %q: must be 1-%d characters of a-z, 0-9, _ and -", k.client, maxClientTokenName)
 	}
-	return "lk:" + ring.HashID(k.id), nil
+	return nil
+}
+
+// logicalKey is the lock's name in keyspace ks, without the Redis prefix:
+// "<ks>lk:<hash>" for a session (the hash keeps the cookie value out of the
+// store), "<ks>lk:cc:<name>" for a client token.
+func (k LockKey) logicalKey(ring *KeyRing, ks keyspace) (string, error) {
+	if err := k.validate(); err != nil {
+		return "", err
+	}
+	if k.isClient {
+		return string(ks) + "lk:cc:" + k.client, nil
+	}
+	return string(ks) + "lk:" + ring.HashID(k.id), nil
 }
 
 // Lease is a held refresh lock. It renews itself every third of the lock

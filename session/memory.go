@@ -30,15 +30,30 @@ type MemoryStore struct {
 	ring *KeyRing
 	now  func() time.Time
 	mem  *memData
+	// ks starts every logical key of this store's frontend; frontend is its
+	// name. view is set on the stores Frontend returns, which share mem
+	// with the store that made them and do not own it.
+	ks       keyspace
+	frontend string
+	view     bool
 }
 
-// memData is the state shared by stores over the same map (see withKeyRing).
+// memData is the state shared by stores over the same map (see withKeyRing)
+// and by every frontend's view of it; their logical keys start with their
+// keyspace, so one map holds them apart and one sweeper serves them all.
 type memData struct {
 	mu      sync.Mutex
-	entries map[string]*memEntry         // logical store key → entry
-	locks   map[string]*memLock          // logical lock key → holder
-	index   map[string]map[Ref]time.Time // index name → ref → the session's absolute expiry
+	entries map[string]*memEntry              // logical store key → entry
+	locks   map[string]*memLock               // logical lock key → holder
+	index   map[memIndexKey]map[Ref]time.Time // index → ref → the session's absolute expiry
 	closed  bool
+}
+
+// memIndexKey names one index of one frontend: the sweeper needs the
+// keyspace to find the sessions its refs name.
+type memIndexKey struct {
+	ks   keyspace
+	name string
 }
 
 type memEntry struct {
@@ -58,7 +73,18 @@ func NewMemoryStore(cfg Config, ring *KeyRing, now func() time.Time) *MemoryStor
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryStore{cfg: cfg, ring: ring, now: now, mem: &memData{entries: map[string]*memEntry{}}}
+	return &MemoryStore{cfg: cfg, ring: ring, now: now, mem: &memData{entries: map[string]*memEntry{}}, frontend: DefaultFrontend}
+}
+
+// Frontend implements Backend: a view over the same entries in which every
+// key of frontend name is its own, running on fc's lifetimes. Run on any
+// view (or the store) sweeps the entries of all of them.
+func (m *MemoryStore) Frontend(name string, fc FrontendConfig) (Backend, error) {
+	ks, err := frontendKeyspace(name, fc)
+	if err != nil {
+		return nil, fmt.Errorf("open session store view: %w", err)
+	}
+	return &MemoryStore{cfg: fc.applyTo(m.cfg), ring: m.ring, now: m.now, mem: m.mem, ks: ks, frontend: name, view: true}, nil
 }
 
 // KeyRing implements Backend.
@@ -66,15 +92,16 @@ func (m *MemoryStore) KeyRing() *KeyRing { return m.ring }
 
 // withKeyRing is a store over the same entries that seals with ring.
 func (m *MemoryStore) withKeyRing(ring *KeyRing) *MemoryStore {
-	return &MemoryStore{cfg: m.cfg, ring: ring, now: m.now, mem: m.mem}
+	c := *m
+	c.ring = ring
+	return &c
 }
 
 // Get implements Store: it renews the idle timeout and deletes a record past
 // its absolute lifetime.
 func (m *MemoryStore) Get(_ context.Context, id ID) (*sessionpb.Session, error) {
 	const op = "get session"
-	hash := m.ring.HashID(id)
-	key := sessionStoreKey(hash)
+	key := m.ks.session(m.ring.HashID(id))
 	now := m.now()
 	m.mem.mu.Lock()
 	e, err := m.mem.live(key, now)
@@ -104,7 +131,7 @@ func (m *MemoryStore) Get(_ context.Context, id ID) (*sessionpb.Session, error) 
 func (m *MemoryStore) Create(_ context.Context, id ID, s *sessionpb.Session) error {
 	const op = "create session"
 	now := m.now()
-	n, err := prepareCreate(m.ring, m.cfg, id, s, now)
+	n, err := prepareCreate(m.ring, m.ks, m.cfg, id, s, now)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -115,8 +142,8 @@ func (m *MemoryStore) Create(_ context.Context, id ID, s *sessionpb.Session) err
 	if m.mem.closed {
 		return fmt.Errorf("%s: %w: %w: %w", op, ErrUnavailable, ErrNotWritten, errClosed)
 	}
-	m.mem.entries[sessionStoreKey(hash)] = e
-	m.mem.indexLocked(m.ring, Ref(hash), s)
+	m.mem.entries[m.ks.session(hash)] = e
+	m.mem.indexLocked(m.ring, m.ks, Ref(hash), s)
 	return nil
 }
 
@@ -128,8 +155,7 @@ func (m *MemoryStore) Update(_ context.Context, id ID, s *sessionpb.Session, pre
 		return fmt.Errorf("%s: %w", op, errNilRecord)
 	}
 	now := m.now()
-	hash := m.ring.HashID(id)
-	key := sessionStoreKey(hash)
+	key := m.ks.session(m.ring.HashID(id))
 	ttl, ok := sessionTTL(s, m.cfg.IdleTimeout, now)
 	if !ok {
 		m.mem.mu.Lock()
@@ -138,7 +164,7 @@ func (m *MemoryStore) Update(_ context.Context, id ID, s *sessionpb.Session, pre
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
 	old := s.Generation
-	sealed, err := sealSession(m.ring, hash, s, prevGeneration+1)
+	sealed, err := sealSession(m.ring, key, s, prevGeneration+1)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -167,8 +193,8 @@ func (m *MemoryStore) PutLoginState(_ context.Context, state, browser string, ls
 	if !validLoginKey(state, browser) {
 		return fmt.Errorf("%s: state and browser must be 1-%d bytes, state without NUL", op, maxStateLen)
 	}
-	hash := m.ring.hashLoginState(state, browser)
-	sealed, err := sealLoginState(m.ring, hash, ls)
+	key := m.ks.loginState(m.ring.hashLoginState(state, browser))
+	sealed, err := sealLoginState(m.ring, key, ls)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -178,7 +204,7 @@ func (m *MemoryStore) PutLoginState(_ context.Context, state, browser string, ls
 	if m.mem.closed {
 		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, errClosed)
 	}
-	m.mem.entries[loginStateStoreKey(hash)] = &memEntry{sealed: sealed, expires: now.Add(m.cfg.LoginStateTTL)}
+	m.mem.entries[key] = &memEntry{sealed: sealed, expires: now.Add(m.cfg.LoginStateTTL)}
 	return nil
 }
 
@@ -188,8 +214,7 @@ func (m *MemoryStore) TakeLoginState(_ context.Context, state, browser string) (
 	if !validLoginKey(state, browser) { // no login cookie: nothing to take, no lookup
 		return nil, fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
-	hash := m.ring.hashLoginState(state, browser)
-	key := loginStateStoreKey(hash)
+	key := m.ks.loginState(m.ring.hashLoginState(state, browser))
 	now := m.now()
 	m.mem.mu.Lock()
 	e, err := m.mem.live(key, now)
@@ -200,7 +225,7 @@ func (m *MemoryStore) TakeLoginState(_ context.Context, state, browser string) (
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	ls, err := openLoginState(m.ring, hash, e.sealed)
+	ls, err := openLoginState(m.ring, key, e.sealed)
 	if err != nil {
 		return nil, notFound(op, err)
 	}
@@ -217,8 +242,13 @@ func (m *MemoryStore) Ping(context.Context) error {
 	return nil
 }
 
-// Close drops every entry; later calls answer ErrUnavailable.
+// Close drops every entry of every frontend; later calls answer
+// ErrUnavailable. On a view it does nothing: the store that made it owns
+// the entries.
 func (m *MemoryStore) Close() error {
+	if m.view {
+		return nil
+	}
 	m.mem.mu.Lock()
 	defer m.mem.mu.Unlock()
 	m.mem.closed = true
@@ -229,6 +259,8 @@ func (m *MemoryStore) Close() error {
 
 // Run sweeps expired entries every 30 seconds until ctx ends, so memory
 // holds only live sessions. Each tick examines a bounded number of entries.
+// The entries of every frontend's view are swept, whichever of them runs
+// it: one Run per store is enough.
 func (m *MemoryStore) Run(ctx context.Context) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()

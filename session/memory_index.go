@@ -8,12 +8,13 @@ import (
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 )
 
-// indexLocked adds ref to s's indexes. The caller holds mu.
-func (d *memData) indexLocked(ring *KeyRing, ref Ref, s *sessionpb.Session) {
+// indexLocked adds ref to s's indexes in keyspace ks. The caller holds mu.
+func (d *memData) indexLocked(ring *KeyRing, ks keyspace, ref Ref, s *sessionpb.Session) {
 	if d.index == nil {
-		d.index = map[string]map[Ref]time.Time{}
+		d.index = map[memIndexKey]map[Ref]time.Time{}
 	}
-	for _, idx := range indexesOf(ring, s) {
+	for _, name := range indexesOf(ring, s) {
+		idx := memIndexKey{ks, name}
 		if d.index[idx] == nil {
 			d.index[idx] = map[Ref]time.Time{}
 		}
@@ -21,9 +22,10 @@ func (d *memData) indexLocked(ring *KeyRing, ref Ref, s *sessionpb.Session) {
 	}
 }
 
-// unindexLocked removes ref from s's indexes. The caller holds mu.
-func (d *memData) unindexLocked(ring *KeyRing, ref Ref, s *sessionpb.Session) {
-	for _, idx := range indexesOf(ring, s) {
+// unindexLocked removes ref from s's indexes in keyspace ks. The caller holds mu.
+func (d *memData) unindexLocked(ring *KeyRing, ks keyspace, ref Ref, s *sessionpb.Session) {
+	for _, name := range indexesOf(ring, s) {
+		idx := memIndexKey{ks, name}
 		delete(d.index[idx], ref)
 		if len(d.index[idx]) == 0 {
 			delete(d.index, idx)
@@ -34,14 +36,15 @@ func (d *memData) unindexLocked(ring *KeyRing, ref Ref, s *sessionpb.Session) {
 // GetByRef implements Store without renewing the idle timeout.
 func (m *MemoryStore) GetByRef(_ context.Context, ref Ref) (*sessionpb.Session, error) {
 	const op = "get session by ref"
+	key := m.ks.session(string(ref))
 	now := m.now()
 	m.mem.mu.Lock()
-	e, err := m.mem.live(sessionStoreKey(string(ref)), now)
+	e, err := m.mem.live(key, now)
 	m.mem.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	s, err := openSession(m.ring, string(ref), e.sealed)
+	s, err := openSession(m.ring, key, e.sealed)
 	if err != nil {
 		return nil, notFound(op, err)
 	}
@@ -50,7 +53,7 @@ func (m *MemoryStore) GetByRef(_ context.Context, ref Ref) (*sessionpb.Session, 
 
 // DeleteByRef implements Store: the record and its index entries go together.
 func (m *MemoryStore) DeleteByRef(_ context.Context, ref Ref) error {
-	key := sessionStoreKey(string(ref))
+	key := m.ks.session(string(ref))
 	m.mem.mu.Lock()
 	defer m.mem.mu.Unlock()
 	if m.mem.closed {
@@ -61,15 +64,15 @@ func (m *MemoryStore) DeleteByRef(_ context.Context, ref Ref) error {
 		return nil
 	}
 	delete(m.mem.entries, key)
-	if s, err := openSession(m.ring, string(ref), e.sealed); err == nil {
-		m.mem.unindexLocked(m.ring, ref, s)
+	if s, err := openSession(m.ring, key, e.sealed); err == nil {
+		m.mem.unindexLocked(m.ring, m.ks, ref, s)
 	}
 	return nil
 }
 
 // FindSessions implements Store, pruning entries whose session is gone.
 func (m *MemoryStore) FindSessions(_ context.Context, issuer, subject, sid string) ([]Ref, error) {
-	idx := queryIndex(m.ring, issuer, subject, sid)
+	idx := memIndexKey{m.ks, queryIndex(m.ring, issuer, subject, sid)}
 	now := m.now()
 	m.mem.mu.Lock()
 	defer m.mem.mu.Unlock()
@@ -78,7 +81,7 @@ func (m *MemoryStore) FindSessions(_ context.Context, issuer, subject, sid strin
 	}
 	var live []Ref
 	for ref, exp := range m.mem.index[idx] {
-		if _, err := m.mem.live(sessionStoreKey(string(ref)), now); err != nil || !now.Before(exp) {
+		if _, err := m.mem.live(m.ks.session(string(ref)), now); err != nil || !now.Before(exp) {
 			delete(m.mem.index[idx], ref)
 			continue
 		}
@@ -96,7 +99,7 @@ func (m *MemoryStore) UseOnce(_ context.Context, key string, ttl time.Duration) 
 	if key == "" || len(key) > maxOnceKey {
 		return false, fmt.Errorf("%s: key must be 1-%d bytes", op, maxOnceKey)
 	}
-	name := onceName(m.ring, key)
+	name := string(m.ks) + onceName(m.ring, key)
 	now := m.now()
 	m.mem.mu.Lock()
 	defer m.mem.mu.Unlock()
@@ -120,7 +123,7 @@ func (d *memData) sweepIndexesLocked(now time.Time, limit int) {
 		}
 		seen++
 		for ref, exp := range refs {
-			if _, ok := d.entries[sessionStoreKey(string(ref))]; !ok || !now.Before(exp) {
+			if _, ok := d.entries[idx.ks.session(string(ref))]; !ok || !now.Before(exp) {
 				delete(refs, ref)
 			}
 		}

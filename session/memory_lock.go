@@ -20,7 +20,7 @@ type memLock struct {
 // Redis one: a TTL on the store's clock, renewed by the lease.
 func (m *MemoryStore) TryLock(_ context.Context, key LockKey) (*Lease, error) {
 	const op = "take refresh lock"
-	k, err := key.logicalKey(m.ring)
+	k, err := key.logicalKey(m.ring, m.ks)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
@@ -70,7 +70,7 @@ func (m *MemoryStore) TryLock(_ context.Context, key LockKey) (*Lease, error) {
 // WaitUnlock implements Store.
 func (m *MemoryStore) WaitUnlock(ctx context.Context, key LockKey) error {
 	const op = "wait for refresh lock"
-	k, err := key.logicalKey(m.ring)
+	k, err := key.logicalKey(m.ring, m.ks)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -103,12 +103,12 @@ func (m *MemoryStore) GetClientToken(_ context.Context, name string) (*sessionpb
 		return nil, fmt.Errorf("%s: invalid name %q", op, name)
 	}
 	m.mem.mu.Lock()
-	e, err := m.mem.live(clientTokenStoreKey(name), m.now())
+	e, err := m.mem.live(m.ks.clientToken(name), m.now())
 	m.mem.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	t, err := openClientToken(m.ring, name, e.sealed)
+	t, err := openClientToken(m.ring, m.ks, name, e.sealed)
 	if err != nil {
 		return nil, notFound(op, err)
 	}
@@ -119,7 +119,7 @@ func (m *MemoryStore) GetClientToken(_ context.Context, name string) (*sessionpb
 func (m *MemoryStore) PutClientToken(_ context.Context, name string, t *sessionpb.ClientToken) error {
 	const op = "put client token"
 	now := m.now()
-	sealed, ttl, err := prepareClientToken(m.ring, name, t, now)
+	sealed, ttl, err := prepareClientToken(m.ring, m.ks, name, t, now)
 	if err != nil || ttl <= 0 {
 		return err
 	}
@@ -128,6 +128,6 @@ func (m *MemoryStore) PutClientToken(_ context.Context, name string, t *sessionp
 	if m.mem.closed {
 		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, errClosed)
 	}
-	m.mem.entries[clientTokenStoreKey(name)] = &memEntry{sealed: sealed, expires: now.Add(ttl)}
+	m.mem.entries[m.ks.clientToken(name)] = &memEntry{sealed: sealed, expires: now.Add(ttl)}
 	return nil
 }

@@ -23,6 +23,13 @@ func TestMemoryStoreContract(t *testing.T) {
 	})
 }
 
+func TestMemoryStoreFrontends(t *testing.T) {
+	t.Parallel()
+	sessiontest.RunFrontendTests(t, func(t *testing.T, now func() time.Time) session.Backend {
+		return newMemory(t, now)
+	})
+}
+
 func TestMemoryStoreSweep(t *testing.T) {
 	t.Parallel()
 	clock := sessiontest.NewClock(sessiontest.Epoch)

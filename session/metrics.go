@@ -34,24 +34,27 @@ var storeOps = [...]string{opGet, opCreate, opUpdate, opDelete, opPutLoginState,
 	opTryLock, opWaitUnlock, opGetClientToken, opPutClientToken, opFindSessions, opGetByRef,
 	opDeleteByRef, opUseOnce, opPing}
 
-// instrumented counts a Backend's failures by operation. Only errors that
-// wrap ErrUnavailable count: ErrNotFound, ErrLocked and ErrConflict are
-// answers, not faults.
+// instrumented counts a Backend's failures by operation and frontend. Only
+// errors that wrap ErrUnavailable count: ErrNotFound, ErrLocked and
+// ErrConflict are answers, not faults.
 type instrumented struct {
 	Backend
-	errs map[string]prometheus.Counter // resolved once: recording never allocates
+	vec  *prometheus.CounterVec        // shared by the store and its views
+	errs map[string]prometheus.Counter // this view's, resolved once: recording never allocates
 }
 
 var _ Backend = (*instrumented)(nil)
 
-// Instrument registers envoy_bff_store_errors_total{operation} with reg and
-// returns b counting into it. Every series exists from the start at 0, so an
-// alert on its rate needs no "absent" case.
+// Instrument registers envoy_bff_store_errors_total{operation,frontend}
+// with reg and returns b counting into it as frontend "default"; the views
+// its Frontend returns count under their own name. Every series of b and of
+// each view exists from its creation at 0, so an alert on its rate needs no
+// "absent" case.
 func Instrument(b Backend, reg prometheus.Registerer) (Backend, error) {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "envoy_bff_store_errors_total",
-		Help: "Session store failures (unreachable, timeout, closed; never not-found) by operation.",
-	}, []string{"operation"})
+		Help: "Session store failures (unreachable, timeout, closed; never not-found) by operation and frontend.",
+	}, []string{"operation", "frontend"})
 	if err := reg.Register(vec); err != nil {
 		return nil, fmt.Errorf("register store metrics: %w", err)
 	}
@@ -64,11 +67,27 @@ func Instrument(b Backend, reg prometheus.Registerer) (Backend, error) {
 			return nil, fmt.Errorf("register store metrics: %w", err)
 		}
 	}
-	m := &instrumented{Backend: b, errs: make(map[string]prometheus.Counter, len(storeOps))}
+	return bindInstrumented(b, vec, DefaultFrontend), nil
+}
+
+// bindInstrumented resolves (and so creates at 0) frontend's series of vec
+// for every operation, and wraps b to count into them.
+func bindInstrumented(b Backend, vec *prometheus.CounterVec, frontend string) *instrumented {
+	m := &instrumented{Backend: b, vec: vec, errs: make(map[string]prometheus.Counter, len(storeOps))}
 	for _, op := range storeOps {
-		m.errs[op] = vec.WithLabelValues(op)
+		m.errs[op] = vec.WithLabelValues(op, frontend)
 	}
-	return m, nil
+	return m
+}
+
+// Frontend implements Backend: the view counts its failures under its own
+// frontend label.
+func (m *instrumented) Frontend(name string, fc FrontendConfig) (Backend, error) {
+	v, err := m.Backend.Frontend(name, fc)
+	if err != nil {
+		return nil, err
+	}
+	return bindInstrumented(v, m.vec, name), nil
 }
 
 // count records err against op if it is a store failure, and returns it.
@@ -163,10 +182,13 @@ func (m *instrumented) Ping(ctx context.Context) error {
 }
 
 // Register exposes the cache's counters with reg: hits, misses,
-// invalidations, resets, ack timeouts, entries, and whether it serves.
+// invalidations, resets, ack timeouts, entries, and whether it serves. They
+// carry the cache's frontend as a label, so every frontend's cache
+// registers in one registry.
 func (c *Cache) Register(reg prometheus.Registerer) error {
+	labels := prometheus.Labels{"frontend": c.store.frontend}
 	counter := func(name, help string, v func(CacheStats) uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(c.Stats())) })
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return float64(v(c.Stats())) })
 	}
 	for _, col := range []prometheus.Collector{
 		counter("envoy_bff_session_cache_hits_total", "Session reads served from the in-process cache.", func(s CacheStats) uint64 { return s.Hits }),
@@ -174,8 +196,8 @@ func (c *Cache) Register(reg prometheus.Registerer) error {
 		counter("envoy_bff_session_cache_invalidations_total", "Session change messages applied to the cache.", func(s CacheStats) uint64 { return s.Invalidations }),
 		counter("envoy_bff_session_cache_resets_total", "Times the cache was emptied because its subscription was (re)established or lost.", func(s CacheStats) uint64 { return s.Resets }),
 		counter("envoy_bff_session_cache_ack_timeouts_total", "Deletions that stopped waiting for another replica's cache to acknowledge.", func(s CacheStats) uint64 { return s.AckTimeouts }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_entries", Help: "Sessions held in the in-process cache."}, func() float64 { return float64(c.Stats().Entries) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_live", Help: "1 while the cache's change subscription is up and it serves reads."}, func() float64 {
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_entries", Help: "Sessions held in the in-process cache.", ConstLabels: labels}, func() float64 { return float64(c.Stats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "envoy_bff_session_cache_live", Help: "1 while the cache's change subscription is up and it serves reads.", ConstLabels: labels}, func() float64 {
 			if c.Stats().Live {
 				return 1
 			}

@@ -3,23 +3,66 @@ package session_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/envoy-bff/envoy-bff/session"
 	"github.com/envoy-bff/envoy-bff/session/sessiontest"
 )
 
-// TestStoreErrorMetrics: store failures count by operation; answers
-// (not found, a replayed jti) do not. The failure is real: a closed store
-// answers ErrUnavailable as an unreachable Redis does.
+// storeErrors reads envoy_bff_store_errors_total from reg by frontend, then operation.
+func storeErrors(t *testing.T, reg prometheus.Gatherer) map[string]map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "envoy_bff_store_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if got[labels["frontend"]] == nil {
+				got[labels["frontend"]] = map[string]float64{}
+			}
+			got[labels["frontend"]][labels["operation"]] = m.GetCounter().GetValue()
+		}
+	}
+	return got
+}
+
+// TestStoreErrorMetrics: store failures count by operation and frontend;
+// answers (not found, a replayed jti) do not. The failure is real: a
+// closed store answers ErrUnavailable as an unreachable Redis does.
 func TestStoreErrorMetrics(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	b, err := session.Instrument(newMemory(t, sessiontest.NewClock(sessiontest.Epoch).Now), reg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(reg, "envoy_bff_store_errors_total"); n != 15 {
+		t.Errorf("%d series, want one per operation (15) from the start", n)
+	}
+	views := map[string]session.Backend{}
+	for _, name := range []string{"shop", session.DefaultFrontend} {
+		if views[name], err = b.Frontend(name, sessiontest.Config().FrontendDefaults()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := testutil.CollectAndCount(reg, "envoy_bff_store_errors_total"); n != 30 {
+		t.Errorf("%d series, want 15 for default and 15 for shop as soon as its view exists", n)
+	}
+	if _, err := b.Frontend("Bad Name", sessiontest.Config().FrontendDefaults()); err == nil {
+		t.Error("an instrumented store opened a view with a bad name")
 	}
 	ctx := t.Context()
 	id := sessiontest.ID(t, 1)
@@ -46,26 +89,66 @@ func TestStoreErrorMetrics(t *testing.T) {
 	if err := b.Ping(ctx); !errors.Is(err, session.ErrUnavailable) {
 		t.Fatalf("ping on a closed store: %v", err)
 	}
-	want := map[string]float64{"get": 2, "delete": 1, "ping": 1, "use_once": 0, "create": 0}
-	got := map[string]float64{}
-	mfs, err := reg.Gather()
+	for range 3 {
+		if _, err := views["shop"].Get(ctx, id); !errors.Is(err, session.ErrUnavailable) {
+			t.Fatalf("get on a view of a closed store: %v", err)
+		}
+	}
+	if err := views[session.DefaultFrontend].Ping(ctx); !errors.Is(err, session.ErrUnavailable) {
+		t.Fatalf("ping on the default view of a closed store: %v", err)
+	}
+	want := map[string]map[string]float64{
+		session.DefaultFrontend: {"get": 2, "delete": 1, "ping": 2, "use_once": 0, "create": 0},
+		"shop":                  {"get": 3, "delete": 0, "ping": 0},
+	}
+	got := storeErrors(t, reg)
+	for fe, ops := range want {
+		for op, w := range ops {
+			if v, ok := got[fe][op]; !ok || v != w {
+				t.Errorf("envoy_bff_store_errors_total{frontend=%q,operation=%q} = %v (present %v), want %v", fe, op, v, ok, w)
+			}
+		}
+	}
+}
+
+// TestStoreErrorRecordingDoesNotAllocate: counting a failure, on the
+// backend or a view, costs no allocation on the request path.
+func TestStoreErrorRecordingDoesNotAllocate(t *testing.T) { // not parallel: AllocsPerRun
+	b, err := session.Instrument(newMemory(t, nil), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != "envoy_bff_store_errors_total" {
-			continue
+	v, err := b.Frontend("shop", sessiontest.Config().FrontendDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := session.ErrUnavailable
+	for _, s := range []session.Backend{b, v} {
+		counter, record := session.StoreErrorCounter(s, "get")
+		if n := testing.AllocsPerRun(100, func() { record(fail) }); n != 0 {
+			t.Errorf("recording a failure allocates %v times", n)
 		}
-		for _, m := range mf.GetMetric() {
-			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		if got := testutil.ToFloat64(counter); got < 100 {
+			t.Errorf("counter = %v, want every failure counted", got)
 		}
 	}
-	for op, w := range want {
-		if v, ok := got[op]; !ok || v != w {
-			t.Errorf("envoy_bff_store_errors_total{operation=%q} = %v (present %v), want %v", op, v, ok, w)
-		}
+}
+
+// TestUnreplicatedWritesCountEveryView: a view's token-carrying writes that
+// WAIT found unreplicated count in the backend's one counter.
+func TestUnreplicatedWritesCountEveryView(t *testing.T) {
+	t.Parallel()
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sessiontest.StartRedis(t)}, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = client.Close() })
+	cfg := sessiontest.Config()
+	cfg.Redis.WaitReplicas, cfg.Redis.WaitTimeout = 1, 10*time.Millisecond // no replica: every write is unreplicated
+	root := session.NewRedisStore(client, cfg, sessiontest.KeyRing(t), nil)
+	v, err := root.Frontend("shop", cfg.FrontendDefaults())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(reg, "envoy_bff_store_errors_total"); n != 15 {
-		t.Errorf("%d series, want one per operation (15) from the start", n)
+	mustCreate(t, v, sessiontest.ID(t, 1), sessiontest.Record(time.Now()))
+	if got := root.UnreplicatedWrites(); got != 1 {
+		t.Fatalf("UnreplicatedWrites = %d, want the view's 1", got)
 	}
 }

@@ -21,11 +21,10 @@ var errPastLifetime = errors.New("record is past its absolute lifetime")
 // errNilRecord rejects a nil record instead of panicking inside a store.
 var errNilRecord = errors.New("nil record")
 
-// The logical store keys, bound into every sealed record as additional data.
-// They do not include the Redis prefix, so records survive a prefix rename.
-func sessionStoreKey(hash string) string     { return "s:" + hash }
-func loginStateStoreKey(hash string) string  { return "l:" + hash }
-func clientTokenStoreKey(name string) string { return "c:" + name }
+// The logical store keys (keyspace's methods) are bound into every sealed
+// record as additional data. They do not include the Redis prefix, so
+// records survive a prefix rename; they do include the frontend's keyspace,
+// so a record never opens in another frontend.
 
 // prepareSession fills what a new record may leave out: schema version,
 // creation time, and absolute expiry (creation + the configured lifetime).
@@ -52,15 +51,15 @@ func sessionTTL(s *sessionpb.Session, idle time.Duration, now time.Time) (ttl ti
 	return min(idle, left), true
 }
 
-// sealSession stamps s with gen and seals it under the session's store key.
-// On error s keeps its old generation.
-func sealSession(ring *KeyRing, hash string, s *sessionpb.Session, gen uint64) ([]byte, error) {
+// sealSession stamps s with gen and seals it under the session's logical
+// store key. On error s keeps its old generation.
+func sealSession(ring *KeyRing, key string, s *sessionpb.Session, gen uint64) ([]byte, error) {
 	old := s.Generation
 	s.Generation = gen
 	b, err := proto.Marshal(s)
 	if err == nil {
 		var sealed []byte
-		if sealed, err = ring.seal(sessionStoreKey(hash), gen, b); err == nil {
+		if sealed, err = ring.seal(key, gen, b); err == nil {
 			return sealed, nil
 		}
 	}
@@ -70,14 +69,14 @@ func sealSession(ring *KeyRing, hash string, s *sessionpb.Session, gen uint64) (
 
 // openSession opens a sealed record; its generation is the authenticated one
 // from the header. Every failure wraps ErrUnreadable.
-func openSession(ring *KeyRing, hash string, sealed []byte) (*sessionpb.Session, error) {
-	return decodeSession(ring.open(sessionStoreKey(hash), sealed))
+func openSession(ring *KeyRing, key string, sealed []byte) (*sessionpb.Session, error) {
+	return decodeSession(ring.open(key, sealed))
 }
 
 // openOwnedSession is openSession for a buffer only the caller holds; it
 // decrypts in place.
-func openOwnedSession(ring *KeyRing, hash string, sealed []byte) (*sessionpb.Session, error) {
-	return decodeSession(ring.openOwned(sessionStoreKey(hash), sealed))
+func openOwnedSession(ring *KeyRing, key string, sealed []byte) (*sessionpb.Session, error) {
+	return decodeSession(ring.openOwned(key, sealed))
 }
 
 // decodeSession parses an opened record.
@@ -96,7 +95,7 @@ func decodeSession(gen uint64, b []byte, err error) (*sessionpb.Session, error) 
 	return s, nil
 }
 
-func sealLoginState(ring *KeyRing, hash string, ls *sessionpb.LoginState) ([]byte, error) {
+func sealLoginState(ring *KeyRing, key string, ls *sessionpb.LoginState) ([]byte, error) {
 	if ls == nil {
 		return nil, errNilRecord
 	}
@@ -106,15 +105,15 @@ func sealLoginState(ring *KeyRing, hash string, ls *sessionpb.LoginState) ([]byt
 	b, err := proto.Marshal(ls)
 	if err == nil {
 		var sealed []byte
-		if sealed, err = ring.seal(loginStateStoreKey(hash), 0, b); err == nil {
+		if sealed, err = ring.seal(key, 0, b); err == nil {
 			return sealed, nil
 		}
 	}
 	return nil, fmt.Errorf("seal login state: %w", err)
 }
 
-func openLoginState(ring *KeyRing, hash string, sealed []byte) (*sessionpb.LoginState, error) {
-	_, b, err := ring.open(loginStateStoreKey(hash), sealed)
+func openLoginState(ring *KeyRing, key string, sealed []byte) (*sessionpb.LoginState, error) {
+	_, b, err := ring.open(key, sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -155,8 +154,8 @@ type sealedNew struct {
 }
 
 // prepareCreate fills s's lifetimes, refuses a record already past them, and
-// seals it as generation 1 under the keyed hash of id.
-func prepareCreate(ring *KeyRing, cfg Config, id ID, s *sessionpb.Session, now time.Time) (sealedNew, error) {
+// seals it as generation 1 under the keyed hash of id in keyspace ks.
+func prepareCreate(ring *KeyRing, ks keyspace, cfg Config, id ID, s *sessionpb.Session, now time.Time) (sealedNew, error) {
 	if s == nil {
 		return sealedNew{}, errNilRecord
 	}
@@ -166,17 +165,17 @@ func prepareCreate(ring *KeyRing, cfg Config, id ID, s *sessionpb.Session, now t
 		return sealedNew{}, errPastLifetime
 	}
 	hash := ring.HashID(id)
-	sealed, err := sealSession(ring, hash, s, 1)
+	sealed, err := sealSession(ring, ks.session(hash), s, 1)
 	if err != nil {
 		return sealedNew{}, err
 	}
 	return sealedNew{hash: hash, sealed: sealed, ttl: ttl}, nil
 }
 
-// prepareClientToken seals t under its name and returns how long it may be
-// kept: until its access token expires. A ttl of 0 means "already expired:
-// do not store".
-func prepareClientToken(ring *KeyRing, name string, t *sessionpb.ClientToken, now time.Time) ([]byte, time.Duration, error) {
+// prepareClientToken seals t under its name in keyspace ks and returns how
+// long it may be kept: until its access token expires. A ttl of 0 means
+// "already expired: do not store".
+func prepareClientToken(ring *KeyRing, ks keyspace, name string, t *sessionpb.ClientToken, now time.Time) ([]byte, time.Duration, error) {
 	const op = "put client token"
 	switch {
 	case !ValidClientTokenName(name):
@@ -194,7 +193,7 @@ func prepareClientToken(ring *KeyRing, name string, t *sessionpb.ClientToken, no
 	b, err := proto.Marshal(t)
 	if err == nil {
 		var sealed []byte
-		if sealed, err = ring.seal(clientTokenStoreKey(name), 0, b); err == nil {
+		if sealed, err = ring.seal(ks.clientToken(name), 0, b); err == nil {
 			return sealed, ttl, nil
 		}
 	}
@@ -202,8 +201,8 @@ func prepareClientToken(ring *KeyRing, name string, t *sessionpb.ClientToken, no
 }
 
 // openClientToken opens a sealed client token; failures wrap ErrUnreadable.
-func openClientToken(ring *KeyRing, name string, sealed []byte) (*sessionpb.ClientToken, error) {
-	_, b, err := ring.open(clientTokenStoreKey(name), sealed)
+func openClientToken(ring *KeyRing, ks keyspace, name string, sealed []byte) (*sessionpb.ClientToken, error) {
+	_, b, err := ring.open(ks.clientToken(name), sealed)
 	if err != nil {
 		return nil, err
 	}

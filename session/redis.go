@@ -27,6 +27,13 @@ type Backend interface {
 	Close() error
 	// KeyRing is the ring the store seals with; a KeyReloader rotates it in place.
 	KeyRing() *KeyRing
+	// Frontend is a view of the store for frontend name, on fc's cookie and
+	// lifetimes, over the same connections and key ring: every key, channel
+	// and entry it uses is the frontend's own, so frontends never see each
+	// other's sessions, logins, locks or tokens. The view named
+	// DefaultFrontend uses the store's original keys. Closing a view does
+	// nothing; the store that made it owns the connections.
+	Frontend(name string, fc FrontendConfig) (Backend, error)
 }
 
 var _ Backend = (*RedisStore)(nil)
@@ -34,17 +41,26 @@ var _ Backend = (*RedisStore)(nil)
 // RedisStore keeps sealed records in Redis, shared by every replica. Each
 // operation is one round trip; the compare-and-set Update is a Lua script.
 type RedisStore struct {
-	client  redis.UniversalClient
-	cfg     Config
-	ring    *KeyRing
-	now     func() time.Time
-	waiters lockWaiters
+	client redis.UniversalClient
+	cfg    Config
+	ring   *KeyRing
+	now    func() time.Time
+	// waiters is shared with every view: one subscription, one connection,
+	// serves the lock waiters of all frontends.
+	waiters *lockWaiters
 	// cache, when set by NewCache, is told of every change this store
 	// makes, before the change's caller learns it is done.
 	cache *Cache
 	// unreplicated counts token-carrying writes that WAIT found on fewer
-	// than cfg.Redis.WaitReplicas replicas in time.
-	unreplicated atomic.Uint64
+	// than cfg.Redis.WaitReplicas replicas in time, for all views.
+	unreplicated *atomic.Uint64
+	// frontend names the view; ks starts its logical keys and base
+	// (key_prefix + ks) its Redis keys and channels. view is set on the
+	// stores Frontend returns: they do not own the client.
+	frontend string
+	ks       keyspace
+	base     string
+	view     bool
 }
 
 // updateScript is Update's compare-and-set: it compares the clear generation
@@ -120,11 +136,11 @@ func deleteReply(res []any) (sealed string, receivers int64, ok bool) {
 }
 
 // changeChannel carries the ref of every session changed or deleted, to
-// every replica's cache: <prefix>session-changed.
-func (r *RedisStore) changeChannel() string { return r.cfg.KeyPrefix + "session-changed" }
+// every replica's cache of this frontend: <base>session-changed.
+func (r *RedisStore) changeChannel() string { return r.base + "session-changed" }
 
-// ackChannel carries caches' acknowledgements of deletions: <prefix>session-changed-ack.
-func (r *RedisStore) ackChannel() string { return r.cfg.KeyPrefix + "session-changed-ack" }
+// ackChannel carries caches' acknowledgements of deletions: <base>session-changed-ack.
+func (r *RedisStore) ackChannel() string { return r.base + "session-changed-ack" }
 
 // NewRedisStore wraps client (a single node, Sentinel or Cluster client) on
 // the given clock (time.Now if nil). Close closes client.
@@ -132,7 +148,20 @@ func NewRedisStore(client redis.UniversalClient, cfg Config, ring *KeyRing, now 
 	if now == nil {
 		now = time.Now
 	}
-	return &RedisStore{client: client, cfg: cfg, ring: ring, now: now}
+	return &RedisStore{client: client, cfg: cfg, ring: ring, now: now, waiters: &lockWaiters{},
+		unreplicated: &atomic.Uint64{}, frontend: DefaultFrontend, base: cfg.KeyPrefix}
+}
+
+// Frontend implements Backend: a view whose keys and channels are
+// <key_prefix><name>:<the single-frontend form> (that form itself for
+// DefaultFrontend), on fc's lifetimes.
+func (r *RedisStore) Frontend(name string, fc FrontendConfig) (Backend, error) {
+	ks, err := frontendKeyspace(name, fc)
+	if err != nil {
+		return nil, fmt.Errorf("open session store view: %w", err)
+	}
+	return &RedisStore{client: r.client, cfg: fc.applyTo(r.cfg), ring: r.ring, now: r.now, waiters: r.waiters,
+		unreplicated: r.unreplicated, frontend: name, ks: ks, base: r.cfg.KeyPrefix + string(ks), view: true}, nil
 }
 
 // KeyRing implements Backend.
@@ -159,17 +188,19 @@ func (r *RedisStore) SealedKeyID(ctx context.Context, id ID) (string, error) {
 
 // withKeyRing is a store over the same Redis keys that seals with ring.
 func (r *RedisStore) withKeyRing(ring *KeyRing) *RedisStore {
-	return &RedisStore{client: r.client, cfg: r.cfg, ring: ring, now: r.now}
+	return &RedisStore{client: r.client, cfg: r.cfg, ring: ring, now: r.now, waiters: &lockWaiters{},
+		unreplicated: &atomic.Uint64{}, frontend: r.frontend, ks: r.ks, base: r.base, view: r.view}
 }
 
-// sessionKey is <prefix>{<hash>}:s; the hash tag puts every key of one
+// sessionKey is <base>{<hash>}:s; the hash tag puts every key of one
 // session in one Cluster slot.
 func (r *RedisStore) sessionKey(hash string) string {
-	return r.cfg.KeyPrefix + "{" + hash + "}:s"
+	return r.base + "{" + hash + "}:s"
 }
 
+// loginStateKey is <base>{<hash>}:l.
 func (r *RedisStore) loginStateKey(hash string) string {
-	return r.cfg.KeyPrefix + "{" + hash + "}:l"
+	return r.base + "{" + hash + "}:l"
 }
 
 // unavailable wraps every Redis failure but redis.Nil: only absence proves a
@@ -196,7 +227,7 @@ func (r *RedisStore) getHashed(ctx context.Context, hash string) (*sessionpb.Ses
 	if err != nil {
 		return nil, unavailable(op, err)
 	}
-	s, err := openOwnedSession(r.ring, hash, sealed) // GETEX's reply is ours alone
+	s, err := openOwnedSession(r.ring, r.ks.session(hash), sealed) // GETEX's reply is ours alone
 	if err != nil {
 		return nil, notFound(op, err)
 	}
@@ -214,7 +245,7 @@ func (r *RedisStore) getHashed(ctx context.Context, hash string) (*sessionpb.Ses
 // and absolute expiry when they are zero.
 func (r *RedisStore) Create(ctx context.Context, id ID, s *sessionpb.Session) error {
 	const op = "create session"
-	n, err := prepareCreate(r.ring, r.cfg, id, s, r.now())
+	n, err := prepareCreate(r.ring, r.ks, r.cfg, id, s, r.now())
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -276,7 +307,7 @@ func (r *RedisStore) Update(ctx context.Context, id ID, s *sessionpb.Session, pr
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
 	old := s.Generation
-	sealed, err := sealSession(r.ring, hash, s, prevGeneration+1)
+	sealed, err := sealSession(r.ring, r.ks.session(hash), s, prevGeneration+1)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -322,7 +353,7 @@ func (r *RedisStore) PutLoginState(ctx context.Context, state, browser string, l
 		return fmt.Errorf("%s: state and browser must be 1-%d bytes, state without NUL", op, maxStateLen)
 	}
 	hash := r.ring.hashLoginState(state, browser)
-	sealed, err := sealLoginState(r.ring, hash, ls)
+	sealed, err := sealLoginState(r.ring, r.ks.loginState(hash), ls)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -347,7 +378,7 @@ func (r *RedisStore) TakeLoginState(ctx context.Context, state, browser string) 
 	if err != nil {
 		return nil, unavailable(op, err)
 	}
-	ls, err := openLoginState(r.ring, hash, sealed)
+	ls, err := openLoginState(r.ring, r.ks.loginState(hash), sealed)
 	if err != nil {
 		return nil, notFound(op, err)
 	}
@@ -362,8 +393,13 @@ func (r *RedisStore) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close ends the lock-release subscription and closes the Redis client.
+// Close ends the lock-release subscription and closes the Redis client,
+// for every view. On a view it does nothing: the store that made it owns
+// the client.
 func (r *RedisStore) Close() error {
+	if r.view {
+		return nil
+	}
 	r.waiters.close()
 	if err := r.client.Close(); err != nil {
 		return fmt.Errorf("close session store: %w", err)

@@ -25,9 +25,9 @@ redis.call('PEXPIREAT', KEYS[1], last[2])
 return 1
 `)
 
-// redisIndexKey is <prefix>{<kind>:<keyed hash>}:ix.
+// redisIndexKey is <base>{<kind>:<keyed hash>}:ix.
 func (r *RedisStore) redisIndexKey(name string) string {
-	return r.cfg.KeyPrefix + "{" + name + "}:ix"
+	return r.base + "{" + name + "}:ix"
 }
 
 // addToIndexes runs before the record is written: a Cluster cannot make the
@@ -56,7 +56,7 @@ func (r *RedisStore) GetByRef(ctx context.Context, ref Ref) (*sessionpb.Session,
 	if err != nil {
 		return nil, unavailable(op, err)
 	}
-	s, err := openSession(r.ring, string(ref), sealed)
+	s, err := openSession(r.ring, r.ks.session(string(ref)), sealed)
 	if err != nil {
 		return nil, notFound(op, err)
 	}
@@ -87,7 +87,7 @@ func (r *RedisStore) DeleteByRef(ctx context.Context, ref Ref) error {
 	}
 	r.cache.changed(ref)
 	acks.wait(ctx, receivers)
-	s, err := openSession(r.ring, string(ref), []byte(sealed))
+	s, err := openSession(r.ring, r.ks.session(string(ref)), []byte(sealed))
 	if err != nil {
 		return nil // gone; its index entries (if any) are pruned when found
 	}
@@ -140,7 +140,7 @@ func (r *RedisStore) UseOnce(ctx context.Context, key string, ttl time.Duration)
 	if key == "" || len(key) > maxOnceKey {
 		return false, fmt.Errorf("%s: key must be 1-%d bytes", op, maxOnceKey)
 	}
-	ok, err := r.client.SetNX(ctx, r.cfg.KeyPrefix+"{"+onceName(r.ring, key)+"}:o", 1, max(ttl, time.Millisecond)).Result()
+	ok, err := r.client.SetNX(ctx, r.base+"{"+onceName(r.ring, key)+"}:o", 1, max(ttl, time.Millisecond)).Result()
 	if err != nil {
 		return false, unavailable(op, err)
 	}

@@ -34,27 +34,31 @@ return 0
 `)
 
 // lockWaiters fans release messages out to the waiters of this process. One
-// subscription serves every waiter, so waiting costs no connection each.
+// subscription serves every waiter of every frontend (one release channel
+// each), so waiting costs no connection each.
 type lockWaiters struct {
-	mu     sync.Mutex
-	byKey  map[string]map[chan struct{}]struct{}
-	sub    *redis.PubSub
-	closed bool
+	mu    sync.Mutex
+	byKey map[string]map[chan struct{}]struct{}
+	sub   *redis.PubSub
+	// channels holds, for each release channel asked for, a channel closed
+	// once Redis confirmed the subscription.
+	channels map[string]chan struct{}
+	closed   bool
 }
 
-// redisLockChannel is where releases are published: <prefix>lock-released.
-func (r *RedisStore) redisLockChannel() string { return r.cfg.KeyPrefix + "lock-released" }
+// redisLockChannel is where releases are published: <base>lock-released.
+func (r *RedisStore) redisLockChannel() string { return r.base + "lock-released" }
 
-// redisLockKey is <prefix>{<hash>}:lk for a session, sharing the session's
-// hash tag (one Cluster slot), or <prefix>{cc:<name>}:lk for a client token.
+// redisLockKey is <base>{<hash>}:lk for a session, sharing the session's
+// hash tag (one Cluster slot), or <base>{cc:<name>}:lk for a client token.
 func (r *RedisStore) redisLockKey(key LockKey) (string, error) {
-	if _, err := key.logicalKey(r.ring); err != nil {
+	if err := key.validate(); err != nil {
 		return "", err
 	}
 	if key.isClient {
-		return r.cfg.KeyPrefix + "{cc:" + key.client + "}:lk", nil
+		return r.base + "{cc:" + key.client + "}:lk", nil
 	}
-	return r.cfg.KeyPrefix + "{" + r.ring.HashID(key.id) + "}:lk", nil
+	return r.base + "{" + r.ring.HashID(key.id) + "}:lk", nil
 }
 
 // TryLock implements Store with SET NX PX and a random token.
@@ -121,30 +125,71 @@ func (r *RedisStore) WaitUnlock(ctx context.Context, key LockKey) error {
 	}
 }
 
-// subscribe starts the shared release subscription once, waiting (within
-// ctx) for Redis to confirm it. On failure a later call tries again; the
-// poll interval covers the gap.
+// subscribe adds this frontend's release channel to the shared
+// subscription (starting it on first use), and waits, within ctx and the
+// poll interval, until Redis has confirmed it. go-redis keeps the
+// subscription and resubscribes after a lost connection; the poll interval
+// covers any gap.
 func (r *RedisStore) subscribe(ctx context.Context) {
-	w := &r.waiters
+	w := r.waiters
+	channel := r.redisLockChannel()
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.sub != nil || w.closed {
+	confirmed, ok := w.channels[channel]
+	if !ok && !w.closed {
+		confirmed = make(chan struct{})
+		if w.channels == nil {
+			w.channels = map[string]chan struct{}{}
+		}
+		w.channels[channel] = confirmed
+		if w.sub == nil {
+			w.sub = r.client.Subscribe(context.WithoutCancel(ctx), channel)
+			go w.fanOut(w.sub.ChannelWithSubscriptions())
+		} else {
+			// An error here is a connection's: go-redis has noted the
+			// channel and subscribes to it when it reconnects.
+			_ = w.sub.Subscribe(context.WithoutCancel(ctx), channel)
+		}
+	}
+	w.mu.Unlock()
+	if confirmed == nil {
 		return
 	}
-	sub := r.client.Subscribe(context.WithoutCancel(ctx), r.redisLockChannel())
-	rctx, cancel := context.WithTimeout(ctx, r.cfg.LockPollInterval)
-	defer cancel()
-	if _, err := sub.Receive(rctx); err != nil {
-		_ = sub.Close()
-		return
+	t := time.NewTimer(r.cfg.LockPollInterval)
+	defer t.Stop()
+	select {
+	case <-confirmed:
+	case <-t.C:
+	case <-ctx.Done():
 	}
-	w.sub = sub
-	msgs := sub.Channel()
-	go func() {
-		for m := range msgs {
+}
+
+// fanOut delivers the subscription's confirmations and release messages
+// until it is closed.
+func (w *lockWaiters) fanOut(msgs <-chan any) {
+	for msg := range msgs {
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				w.confirm(m.Channel)
+			}
+		case *redis.Message:
 			w.wake(m.Payload)
 		}
-	}()
+	}
+}
+
+// confirm marks channel's subscription as confirmed; a resubscription
+// after a reconnect confirms it again, which changes nothing.
+func (w *lockWaiters) confirm(channel string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c := w.channels[channel]; c != nil {
+		select {
+		case <-c:
+		default:
+			close(c)
+		}
+	}
 }
 
 func (w *lockWaiters) add(key string, ch chan struct{}) {
@@ -193,9 +238,9 @@ func (w *lockWaiters) close() {
 	}
 }
 
-// clientTokenKey is <prefix>{cc:<name>}:c.
+// clientTokenKey is <base>{cc:<name>}:c.
 func (r *RedisStore) clientTokenKey(name string) string {
-	return r.cfg.KeyPrefix + "{cc:" + name + "}:c"
+	return r.base + "{cc:" + name + "}:c"
 }
 
 // GetClientToken implements Store.
@@ -211,7 +256,7 @@ func (r *RedisStore) GetClientToken(ctx context.Context, name string) (*sessionp
 	if err != nil {
 		return nil, unavailable(op, err)
 	}
-	t, err := openClientToken(r.ring, name, sealed)
+	t, err := openClientToken(r.ring, r.ks, name, sealed)
 	if err != nil {
 		return nil, notFound(op, err)
 	}
@@ -224,7 +269,7 @@ func (r *RedisStore) GetClientToken(ctx context.Context, name string) (*sessionp
 // PutClientToken implements Store: SET PX until the token expires.
 func (r *RedisStore) PutClientToken(ctx context.Context, name string, t *sessionpb.ClientToken) error {
 	const op = "put client token"
-	sealed, ttl, err := prepareClientToken(r.ring, name, t, r.now())
+	sealed, ttl, err := prepareClientToken(r.ring, r.ks, name, t, r.now())
 	if err != nil || ttl <= 0 {
 		return err
 	}

@@ -50,6 +50,14 @@ func TestRedisStoreContract(t *testing.T) {
 	})
 }
 
+func TestRedisStoreFrontends(t *testing.T) {
+	t.Parallel()
+	env := newRedisEnv(t)
+	sessiontest.RunFrontendTests(t, func(t *testing.T, now func() time.Time) session.Backend {
+		return env.store(t, now)
+	})
+}
+
 // commandLog records the commands a client sends.
 type commandLog struct {
 	mu   sync.Mutex

@@ -92,7 +92,7 @@ func (f *reloadFixture) sealedBy(t *testing.T, id ID) string {
 	t.Helper()
 	f.store.mem.mu.Lock()
 	defer f.store.mem.mu.Unlock()
-	e, ok := f.store.mem.entries[sessionStoreKey(f.store.ring.HashID(id))]
+	e, ok := f.store.mem.entries[f.store.ks.session(f.store.ring.HashID(id))]
 	if !ok {
 		t.Fatal("no stored record")
 	}

@@ -23,7 +23,7 @@ type decision struct {
 
 // decide runs anti-forgery → session cookie → store → refresh, in that
 // order, and stops at the first answer. It never passes on a fault.
-func (s *Server) decide(ctx context.Context, req *request) (decision, error) {
+func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 	if req.policy == PolicyNone {
 		return decision{}, nil
 	}
@@ -110,7 +110,7 @@ const checkReserve = 50 * time.Millisecond
 // Envoy sent (its ext_authz timeout, as grpc-timeout), whichever is first.
 // It is wall clock time, as context deadlines are, never the injected
 // clock, and computed only by the Checks that need it.
-func (s *Server) deadline(ctx context.Context, req *request) time.Time {
+func (s *frontend) deadline(ctx context.Context, req *request) time.Time {
 	d := req.start.Add(s.timeout)
 	if envoy, ok := ctx.Deadline(); ok {
 		if e := envoy.Add(-checkReserve); e.Before(d) {
@@ -128,7 +128,7 @@ func (s *Server) deadline(ctx context.Context, req *request) time.Time {
 // The Refresher's log lines name the request: its context carries the
 // request ID, added only once a refresh is due (a Refresher that reports
 // Due), so the hot path allocates nothing for it.
-func (s *Server) refresh(ctx context.Context, req *request, id session.ID, sess *sessionpb.Session, nowMs int64) (*sessionpb.Session, error) {
+func (s *frontend) refresh(ctx context.Context, req *request, id session.ID, sess *sessionpb.Session, nowMs int64) (*sessionpb.Session, error) {
 	if s.refresher == nil {
 		exp := sess.GetAccessTokenExpiresAtUnixMs()
 		if sess.GetAccessToken() == "" || exp != 0 && nowMs >= exp {
@@ -163,7 +163,7 @@ func (s *Server) refresh(ctx context.Context, req *request, id session.ID, sess 
 // user_or_none routes and with a client token on user_or_client routes
 // (clearing a dead cookie on both), and into err elsewhere. Faults never
 // come here: they deny on every policy.
-func (s *Server) anonymous(ctx context.Context, req *request, err error) (decision, error) {
+func (s *frontend) anonymous(ctx context.Context, req *request, err error) (decision, error) {
 	clear := errors.Is(err, errSessionUnknown) || errors.Is(err, errRefreshRejected)
 	switch req.policy {
 	case PolicyUserOrNone:
@@ -179,7 +179,7 @@ func (s *Server) anonymous(ctx context.Context, req *request, err error) (decisi
 
 // clientToken passes with the route's client-credentials token. A token that
 // cannot be had is a fault: 503, never a pass without one.
-func (s *Server) clientToken(ctx context.Context, req *request) (decision, error) {
+func (s *frontend) clientToken(ctx context.Context, req *request) (decision, error) {
 	if s.clients == nil {
 		return decision{}, errClientTokenUnknown
 	}

@@ -24,6 +24,7 @@ var (
 	errRefreshRejected    = errors.New("provider rejected the refresh")
 	errStoreUnavailable   = errors.New("session store unavailable")
 	errRefreshFailed      = errors.New("token refresh unavailable")
+	errFrontendUnknown    = errors.New("no frontend serves this route")
 )
 
 // denial is one row of the error → answer table.
@@ -54,6 +55,10 @@ func denials() []denial {
 			code: "invalid_request", description: "The request carries a header value that is not allowed."},
 		{err: errInvalidPath, status: http.StatusBadRequest, grpcCode: codes.InvalidArgument,
 			code: "invalid_path", description: "The request path is not acceptable."},
+		// Fail closed: a protected route no frontend claims has no session
+		// cookie, routes or provider to decide with (T73).
+		{err: errFrontendUnknown, status: http.StatusForbidden, grpcCode: codes.PermissionDenied,
+			code: "frontend_unknown", description: "No application is configured for this route."},
 		{err: errPolicyInvalid, status: http.StatusInternalServerError, grpcCode: codes.Internal,
 			code: "policy_invalid", description: "The route names an unknown policy."},
 		{err: errClientTokenUnknown, status: http.StatusInternalServerError, grpcCode: codes.Internal,

@@ -20,6 +20,7 @@ func TestDenialTable(t *testing.T) {
 	}{
 		{errInvalidRequest, 400, "invalid_request", false, false, false},
 		{errInvalidPath, 400, "invalid_path", false, false, false},
+		{errFrontendUnknown, 403, "frontend_unknown", false, false, false},
 		{errPolicyInvalid, 500, "policy_invalid", false, false, false},
 		{errClientTokenUnknown, 500, "client_token_unknown", false, false, false},
 		{errAntiforgery, 403, "antiforgery_required", false, false, false},

@@ -29,11 +29,16 @@ func TestMetrics(t *testing.T) {
 		{"user", "unauthenticated", 1},
 		{"none", "ok", 1},
 	} {
-		if got := testutil.ToFloat64(m.checks.WithLabelValues(tc.policy, tc.answer)); got != tc.want {
-			t.Errorf("checks{policy=%s,answer=%s} = %v, want %v", tc.policy, tc.answer, got, tc.want)
+		if got := testutil.ToFloat64(m.checks.WithLabelValues(DefaultFrontend, tc.policy, tc.answer)); got != tc.want {
+			t.Errorf("checks{frontend=default,policy=%s,answer=%s} = %v, want %v", tc.policy, tc.answer, got, tc.want)
 		}
 	}
-	if n := testutil.CollectAndCount(m.latency); n != 2 {
-		t.Errorf("%d latency series, want one per policy seen (2)", n)
+	// A pass's series exist from the start, at 0, for every policy of
+	// every frontend and of "unknown", so a rate() alert needs no absent().
+	if n := testutil.CollectAndCount(m.latency); n != 10 {
+		t.Errorf("%d latency series, want one per policy for default and unknown (10)", n)
+	}
+	if got := testutil.ToFloat64(m.checks.WithLabelValues(DefaultFrontend, "client", "ok")); got != 0 {
+		t.Errorf("checks{policy=client,answer=ok} = %v before any client check", got)
 	}
 }

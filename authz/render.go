@@ -149,12 +149,15 @@ type okAlloc struct {
 
 // ok renders a pass. Upstream gets exactly one authorization header, ours,
 // or none at all (T43, T44); the cookie header without the session cookie,
-// or no cookie header (T49); identity headers from the session's claims
+// or no cookie header (T49), nor any other frontend's cookie the browser
+// could have sent along (T72); identity headers from the session's claims
 // only (T45). Mutations are sorted so output is stable.
-func (r *responses) ok(req *request, d decision, cookie session.CookieConfig, identity []identityHeader) *authv3.CheckResponse {
+func (r *responses) ok(req *request, d decision, strip []session.CookieConfig, identity []identityHeader) *authv3.CheckResponse {
 	stripped, cookieChanged := req.cookie, false
 	if req.cookie != "" {
-		stripped = cookie.Strip(req.cookie)
+		for _, c := range strip {
+			stripped = c.Strip(stripped)
+		}
 		cookieChanged = stripped != req.cookie
 	}
 

@@ -20,6 +20,8 @@ const (
 	extRedirect = "bff.redirect"
 	// extClientToken names the client token client and user_or_client send (default "default").
 	extClientToken = "bff.client_token"
+	// extFrontend names the route's frontend; it beats host and path selection.
+	extFrontend = "bff.frontend"
 )
 
 // defaultClientToken is the client token of a route that names none.
@@ -33,9 +35,12 @@ const maxRequestIDLen = 128
 type request struct {
 	id          string // x-request-id, for logs only
 	method      string
+	host        string // :authority as Envoy saw it, maybe with a port
+	frontend    string // the frontend the route names, "" to select one
 	path        string // normalised, without query or fragment
 	query       string // raw, without '?'
 	policy      Policy
+	routed      bool   // the route named the policy (context_extensions)
 	clientToken string // the client token client and user_or_client send
 	redirect    bool   // the route allows a 302 to login
 	navigation  bool   // a browser's top-level GET
@@ -50,9 +55,10 @@ type request struct {
 	start time.Time
 }
 
-// parser turns CheckRequests into requests. It is built once by NewServer.
+// parser turns CheckRequests into requests. It is built once by
+// NewFrontendServer; a frontend's path rules give the policy afterwards
+// (frontend.route) unless the route names one.
 type parser struct {
-	routes          routeTable
 	antiforgeryName string // lower case, as Envoy hands header names over
 }
 
@@ -67,6 +73,7 @@ func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
 	var r request
 	r.method = h.GetMethod()
 	r.id = h.GetId()
+	r.host = h.GetHost()
 
 	var accept, fetchMode string
 	var hasACRM bool
@@ -119,16 +126,16 @@ func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
 	r.navigation = r.method == "GET" && (fetchMode == "navigate" || strings.Contains(accept, "text/html"))
 	r.preflight = r.method == "OPTIONS" && hasACRM
 
-	if name, ok := attrs.GetContextExtensions()[extPolicy]; ok {
+	ext := attrs.GetContextExtensions()
+	r.frontend = ext[extFrontend]
+	if name, ok := ext[extPolicy]; ok {
 		if r.policy, err = parsePolicy(name); err != nil {
 			return request{id: r.id, method: r.method, path: r.path}, err
 		}
-		r.redirect = attrs.GetContextExtensions()[extRedirect] == "true"
-		r.clientToken = cmp.Or(attrs.GetContextExtensions()[extClientToken], defaultClientToken)
-		return r, nil
+		r.routed = true
+		r.redirect = ext[extRedirect] == "true"
+		r.clientToken = cmp.Or(ext[extClientToken], defaultClientToken)
 	}
-	rt := p.routes.match(r.path)
-	r.policy, r.redirect, r.clientToken = rt.policy, rt.redirect, rt.clientToken
 	return r, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -62,19 +63,22 @@ type ClientTokenSource interface {
 
 // Deps are the Server's collaborators, injected so tests control time and I/O.
 type Deps struct {
-	// Sessions reads session records. Required.
+	// Sessions reads session records. Required by NewServer; NewFrontendServer
+	// takes each frontend's own.
 	Sessions SessionReader
 	// Refresher renews access tokens; nil disables refresh, and an expired
-	// access token then answers 401 session_expired.
+	// access token then answers 401 session_expired. NewServer only.
 	Refresher TokenRefresher
 	// ClientTokens serves the client and user_or_client policies; nil makes
-	// those routes answer 500 client_token_unknown.
+	// those routes answer 500 client_token_unknown. NewServer only.
 	ClientTokens ClientTokenSource
 	// Cookie names the session cookie and reads, strips and clears it.
+	// Required by NewServer.
 	Cookie session.CookieConfig
 	// Antiforgery is the header every non-none policy requires.
 	Antiforgery oidcflow.AntiforgeryConfig
-	// Logger receives one line per denial (debug for expected ones); nil discards.
+	// Logger receives one line per denial (debug for expected ones); nil
+	// discards. Each frontend's lines carry its name as "frontend".
 	Logger *slog.Logger
 	// Now is the clock. Required.
 	Now func() time.Time
@@ -86,27 +90,82 @@ type Deps struct {
 	Tracer trace.Tracer
 }
 
+// Frontend is one app as Check sees it: where it lives, its routes, its
+// session cookie, and what reads its sessions. Nothing of one frontend is
+// ever consulted for a request of another.
+type Frontend struct {
+	// Route is its name, hosts and path prefix.
+	Route oidcflow.Route
+	// Config is its `authz:` section.
+	Config Config
+	// Sessions reads its sessions (its own view of the store). Required.
+	Sessions SessionReader
+	// Refresher renews its access tokens; nil: as in Deps.
+	Refresher TokenRefresher
+	// ClientTokens serves its client policies; nil: as in Deps.
+	ClientTokens ClientTokenSource
+	// Cookie is its session cookie. Required.
+	Cookie session.CookieConfig
+}
+
+// DefaultFrontend names the one frontend of NewServer (and of a config
+// without `frontends:`).
+const DefaultFrontend = "default"
+
+// unknownFrontend labels metrics, logs and spans of requests no frontend took.
+const unknownFrontend = "unknown"
+
 // Server answers envoy.service.auth.v3.Authorization/Check. It is safe for
-// concurrent use; everything it needs per Check is built by NewServer.
+// concurrent use; SetFrontends swaps the frontends while it serves.
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
 	parser      parser
+	antiforgery oidcflow.AntiforgeryConfig
+	logger      *slog.Logger
+	unknownLog  *slog.Logger // logger, for requests no frontend took
+	now         func() time.Time
+	metrics     *Metrics
+	tracer      trace.Tracer
+	// frontends is swapped whole by SetFrontends: a Check sees one
+	// consistent set, for one atomic load.
+	frontends atomic.Pointer[frontendSet]
+}
+
+// frontendSet is one generation of frontends, immutable once built.
+type frontendSet struct {
+	sel *oidcflow.Selector[*frontend]
+	// unknown renders the answers of requests no frontend took.
+	unknown responses
+	// cookies are every frontend's cookies: a `none` route no frontend
+	// claims still sends none of them upstream.
+	cookies []session.CookieConfig
+	metrics frontendMetrics
+	list    []*frontend // in configuration order
+}
+
+// frontend is everything Check needs for one frontend, built by SetFrontends.
+type frontend struct {
+	name        string
+	routes      routeTable
 	sessions    SessionReader
-	peeker      SessionPeeker // deps.Sessions, when it can answer without I/O
+	peeker      SessionPeeker // sessions, when it can answer without I/O
 	refresher   TokenRefresher
 	due         dueReporter // the refresher, when it reports Due
 	clients     ClientTokenSource
 	cookie      session.CookieConfig
 	antiforgery oidcflow.AntiforgeryConfig
-	logger      *slog.Logger
-	now         func() time.Time
-	metrics     *Metrics
-	tracer      trace.Tracer
-	loginPath   string
-	timeout     time.Duration    // Config.CheckTimeout
-	identity    []identityHeader // sorted by header name
-	responses   responses
+	// strip are the cookies removed from every request passed upstream:
+	// its own session and login cookies and those of every frontend whose
+	// hosts overlap its own, so no upstream sees another app's session.
+	strip     []session.CookieConfig
+	logger    *slog.Logger
+	now       func() time.Time
+	metrics   frontendMetrics
+	loginPath string
+	timeout   time.Duration    // Config.CheckTimeout
+	identity  []identityHeader // sorted by header name
+	responses responses
 }
 
 // identityHeader is one configured identity header, lower-cased.
@@ -117,57 +176,180 @@ type identityHeader struct {
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
-// NewServer validates cfg and deps and precomputes every response that does
-// not depend on the request.
+// NewServer is a Server for one frontend, DefaultFrontend on every host and
+// path, with deps' Sessions, Refresher, ClientTokens and Cookie.
 func NewServer(cfg Config, deps Deps) (*Server, error) {
 	var errs []error
-	if err := cfg.Validate(); err != nil {
-		errs = append(errs, err)
-	}
 	if deps.Sessions == nil {
 		errs = append(errs, errors.New("deps.Sessions: required"))
-	}
-	if deps.Now == nil {
-		errs = append(errs, errors.New("deps.Now: required"))
 	}
 	if deps.Cookie.Name == "" {
 		errs = append(errs, errors.New("deps.Cookie.Name: required"))
 	}
+	s, err := NewFrontendServer(deps, []Frontend{{
+		Route:        oidcflow.Route{Name: DefaultFrontend, PathPrefix: "/"},
+		Config:       cfg,
+		Sessions:     deps.Sessions,
+		Refresher:    deps.Refresher,
+		ClientTokens: deps.ClientTokens,
+		Cookie:       deps.Cookie,
+	}})
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("authz: %w", errors.Join(append(errs, err)...))
+	}
+	return s, err
+}
+
+// NewFrontendServer validates deps and frontends and precomputes every
+// response that does not depend on the request. Every problem is reported
+// at once.
+func NewFrontendServer(deps Deps, frontends []Frontend) (*Server, error) {
+	var errs []error
+	if deps.Now == nil {
+		errs = append(errs, errors.New("deps.Now: required"))
+	}
 	if !isToken(deps.Antiforgery.Header) || deps.Antiforgery.Value == "" {
 		errs = append(errs, errors.New("deps.Antiforgery: header name and value required"))
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("authz: %w", errors.Join(errs...))
 	}
 	logger := deps.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		parser: parser{
-			routes:          newRouteTable(cfg),
-			antiforgeryName: strings.ToLower(deps.Antiforgery.Header),
-		},
-		sessions:    deps.Sessions,
-		refresher:   deps.Refresher,
-		clients:     deps.ClientTokens,
-		cookie:      deps.Cookie,
+		parser:      parser{antiforgeryName: strings.ToLower(deps.Antiforgery.Header)},
 		antiforgery: deps.Antiforgery,
 		logger:      logger,
+		unknownLog:  logger.With("frontend", unknownFrontend),
 		now:         deps.Now,
 		metrics:     deps.Metrics,
 		tracer:      deps.Tracer,
+	}
+	if err := s.SetFrontends(frontends); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("authz: %w", errors.Join(errs...))
+	}
+	return s, nil
+}
+
+// SetFrontends replaces every frontend at once (a config reload). Checks
+// in flight finish with the set they started with. On error nothing
+// changes.
+func (s *Server) SetFrontends(frontends []Frontend) error {
+	set, err := s.buildSet(frontends)
+	if err != nil {
+		return err
+	}
+	s.frontends.Store(set)
+	return nil
+}
+
+// Frontends names the frontends Check serves now, in configuration order.
+func (s *Server) Frontends() []string {
+	set := s.frontends.Load()
+	names := make([]string, len(set.list))
+	for i, f := range set.list {
+		names[i] = f.name
+	}
+	return names
+}
+
+func (s *Server) buildSet(frontends []Frontend) (*frontendSet, error) {
+	var errs []error
+	if len(frontends) == 0 {
+		errs = append(errs, errors.New("frontends: at least one required"))
+	}
+	routes := make([]oidcflow.Route, len(frontends))
+	for i, fr := range frontends {
+		routes[i] = fr.Route
+		field := fmt.Sprintf("frontends[%s]", fr.Route.Name)
+		if err := fr.Config.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s.authz: %w", field, err))
+		}
+		if fr.Sessions == nil {
+			errs = append(errs, fmt.Errorf("%s: Sessions required", field))
+		}
+		if fr.Cookie.Name == "" {
+			errs = append(errs, fmt.Errorf("%s: Cookie.Name required", field))
+		}
+	}
+	errs = append(errs, oidcflow.ValidateRoutes(routes)...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	set := &frontendSet{
+		unknown: newResponses(nil, ""),
+		metrics: s.metrics.frontend(unknownFrontend),
+	}
+	built := make([]*frontend, len(frontends))
+	for i, fr := range frontends {
+		built[i] = s.newFrontend(fr)
+		set.cookies = append(set.cookies, fr.Cookie, loginCookie(fr.Cookie))
+	}
+	for i, f := range built {
+		for j, other := range frontends {
+			if j != i && hostsOverlap(frontends[i].Route.Hosts, other.Route.Hosts) {
+				f.strip = append(f.strip, other.Cookie, loginCookie(other.Cookie))
+			}
+		}
+	}
+	sel, err := oidcflow.NewSelector(routes, built)
+	if err != nil {
+		return nil, err
+	}
+	set.sel, set.list = sel, built
+	return set, nil
+}
+
+// newFrontend builds one validated frontend.
+func (s *Server) newFrontend(fr Frontend) *frontend {
+	cfg := fr.Config
+	f := &frontend{
+		name:        fr.Route.Name,
+		routes:      newRouteTable(cfg),
+		sessions:    fr.Sessions,
+		refresher:   fr.Refresher,
+		clients:     fr.ClientTokens,
+		cookie:      fr.Cookie,
+		antiforgery: s.antiforgery,
+		strip:       []session.CookieConfig{fr.Cookie, loginCookie(fr.Cookie)},
+		logger:      s.logger.With("frontend", fr.Route.Name),
+		now:         s.now,
+		metrics:     s.metrics.frontend(fr.Route.Name),
 		loginPath:   cfg.LoginPath,
 		timeout:     cfg.CheckTimeout,
 	}
 	for _, h := range slices.Sorted(maps.Keys(cfg.IdentityHeaders)) {
-		s.identity = append(s.identity, identityHeader{header: strings.ToLower(h), claim: cfg.IdentityHeaders[h]})
+		f.identity = append(f.identity, identityHeader{header: strings.ToLower(h), claim: cfg.IdentityHeaders[h]})
 	}
-	slices.SortFunc(s.identity, func(a, b identityHeader) int { return strings.Compare(a.header, b.header) })
-	s.due, _ = deps.Refresher.(dueReporter)
-	s.responses = newResponses(s.identity, deps.Cookie.ClearCookie())
-	s.peeker, _ = deps.Sessions.(SessionPeeker)
-	return s, nil
+	slices.SortFunc(f.identity, func(a, b identityHeader) int { return strings.Compare(a.header, b.header) })
+	f.due, _ = fr.Refresher.(dueReporter)
+	f.responses = newResponses(f.identity, fr.Cookie.ClearCookie())
+	f.peeker, _ = fr.Sessions.(SessionPeeker)
+	return f
+}
+
+// loginCookie is the login-transaction cookie of a frontend whose session
+// cookie is c (oidcflow names it so).
+func loginCookie(c session.CookieConfig) session.CookieConfig {
+	return session.CookieConfig{Name: c.Name + "-login", SameSite: c.SameSite}
+}
+
+// hostsOverlap reports whether a browser could send one frontend's
+// host-only cookies to the other: they share a host, or either takes any.
+func hostsOverlap(a, b []string) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return true
+	}
+	for _, h := range a {
+		for _, g := range b {
+			if strings.EqualFold(h, g) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Check answers Envoy. Known conditions are answers, never gRPC errors, so
@@ -181,43 +363,103 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 
 // checked is what a traced Check's span reports of the request.
 type checked struct {
-	req    request
-	answer string
+	req      request
+	frontend string
+	answer   string
 }
 
 // check is Check without tracing; out, when not nil, receives the parsed
 // request and the answer for the span.
 func (s *Server) check(ctx context.Context, in *authv3.CheckRequest, out *checked) *authv3.CheckResponse {
 	start := time.Now()
+	set := s.frontends.Load()
 	req, err := s.parser.parse(in)
 	req.start = start
-	if err == nil {
-		var d decision
-		if d, err = s.decide(ctx, &req); err == nil {
-			s.metrics.observe(req.policy, "ok", start)
-			if out != nil {
-				*out = checked{req: req, answer: "ok"}
-			}
-			return s.responses.ok(&req, d, s.cookie, s.identity)
+	if err != nil {
+		return s.denyUnknown(ctx, set, &req, err, out)
+	}
+	f := set.pick(&req)
+	if f == nil {
+		if req.policy == PolicyNone {
+			// Not protected, so no frontend is needed; still no session
+			// cookie of any frontend goes upstream.
+			set.metrics.observe(req.policy, "ok", start)
+			out.set(req, unknownFrontend, "ok")
+			return set.unknown.ok(&req, decision{}, set.cookies, nil)
 		}
+		return s.denyUnknown(ctx, set, &req, errFrontendUnknown, out)
 	}
-	resp := s.deny(ctx, &req, err)
-	s.metrics.observe(req.policy, resp.GetStatus().GetMessage(), start)
-	if out != nil {
-		*out = checked{req: req, answer: resp.GetStatus().GetMessage()}
+	f.route(&req)
+	d, err := f.decide(ctx, &req)
+	if err == nil {
+		f.metrics.observe(req.policy, "ok", start)
+		out.set(req, f.name, "ok")
+		return f.responses.ok(&req, d, f.strip, f.identity)
 	}
+	resp := f.deny(ctx, &req, err)
+	f.metrics.observe(req.policy, resp.GetStatus().GetMessage(), start)
+	out.set(req, f.name, resp.GetStatus().GetMessage())
+	return resp
+}
+
+// set records a Check for its span; a nil c records nothing.
+func (c *checked) set(req request, frontend, answer string) {
+	if c != nil {
+		*c = checked{req: req, frontend: frontend, answer: answer}
+	}
+}
+
+// pick is the request's frontend: the one its route names
+// (context_extensions bff.frontend), else the one its host and path select;
+// nil when there is none.
+func (fs *frontendSet) pick(req *request) *frontend {
+	if req.frontend != "" {
+		f, _ := fs.sel.Named(req.frontend)
+		return f
+	}
+	f, _ := fs.sel.Select(req.host, req.path)
+	return f
+}
+
+// route gives req the policy of the frontend's path rules, unless the
+// route named one itself.
+func (f *frontend) route(req *request) {
+	if req.routed {
+		return
+	}
+	rt := f.routes.match(req.path)
+	req.policy, req.redirect, req.clientToken = rt.policy, rt.redirect, rt.clientToken
+}
+
+// denyUnknown answers a request no frontend took: malformed, or matching
+// none. Such answers never set or clear a cookie.
+func (s *Server) denyUnknown(ctx context.Context, set *frontendSet, req *request, err error, out *checked) *authv3.CheckResponse {
+	d, resp := set.unknown.denied(err)
+	logDenial(ctx, s.unknownLog, req, d, err)
+	set.metrics.observe(req.policy, d.code, req.start)
+	out.set(*req, unknownFrontend, d.code)
 	return resp
 }
 
 // deny logs the denial and renders it: the table's precomputed answer, or a
 // redirect to login for a navigation on a route that allows it.
-func (s *Server) deny(ctx context.Context, req *request, err error) *authv3.CheckResponse {
-	d, resp := s.responses.denied(err)
+func (f *frontend) deny(ctx context.Context, req *request, err error) *authv3.CheckResponse {
+	d, resp := f.responses.denied(err)
+	logDenial(ctx, f.logger, req, d, err)
+	if d.redirectable && req.redirect && req.navigation && req.policy == PolicyUser {
+		return f.responses.redirect(f.loginPath, req, d.clearCookie)
+	}
+	return resp
+}
+
+// logDenial is the one log line of a denial: debug for expected ones, warn
+// for faults.
+func logDenial(ctx context.Context, logger *slog.Logger, req *request, d denial, err error) {
 	level := slog.LevelDebug
 	if d.status >= 500 {
 		level = slog.LevelWarn
 	}
-	s.logger.LogAttrs(ctx, level, "authz: denied",
+	logger.LogAttrs(ctx, level, "authz: denied",
 		slog.String(oidcflow.RequestIDAttr, req.id),
 		slog.String("method", req.method),
 		slog.String("path", req.path), // normalised, never the query
@@ -225,8 +467,4 @@ func (s *Server) deny(ctx context.Context, req *request, err error) *authv3.Chec
 		slog.Int("status", d.status),
 		slog.String("error", d.code),
 		slog.Any("cause", err))
-	if d.redirectable && req.redirect && req.navigation && req.policy == PolicyUser {
-		return s.responses.redirect(s.loginPath, req, d.clearCookie)
-	}
-	return resp
 }

@@ -20,6 +20,7 @@ var traceContext propagation.TraceContext
 // Span attributes of a Check. None carries a header value other than the
 // request ID: never a cookie, token or query.
 const (
+	attrFrontend  = attribute.Key("envoy_bff.frontend")
 	attrPolicy    = attribute.Key("envoy_bff.policy")
 	attrAnswer    = attribute.Key("envoy_bff.answer")
 	attrStatus    = attribute.Key("http.response.status_code")
@@ -47,6 +48,7 @@ func (s *Server) tracedCheck(ctx context.Context, in *authv3.CheckRequest) *auth
 		code = int(d.GetStatus().GetCode())
 	}
 	span.SetAttributes(
+		attrFrontend.String(out.frontend),
 		attrPolicy.String(policyLabel(out.req.policy)),
 		attrAnswer.String(out.answer),
 		attrStatus.Int(code),

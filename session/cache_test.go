@@ -332,8 +332,17 @@ func TestCachePerFrontend(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Register(reg); err != nil {
+		unregister, err := c.Register(reg)
+		if err != nil {
 			t.Fatalf("registering %s's cache next to the others: %v", name, err)
+		}
+		if name == "shop" {
+			// A reload replaces shop's cache: the old one's series go, the
+			// new one registers under the same label.
+			unregister()
+			if _, err := c.Register(reg); err != nil {
+				t.Fatalf("registering shop's cache again after unregister: %v", err)
+			}
 		}
 		sessiontest.RunCache(t, c)
 		caches[name] = c

@@ -184,13 +184,14 @@ func (m *instrumented) Ping(ctx context.Context) error {
 // Register exposes the cache's counters with reg: hits, misses,
 // invalidations, resets, ack timeouts, entries, and whether it serves. They
 // carry the cache's frontend as a label, so every frontend's cache
-// registers in one registry.
-func (c *Cache) Register(reg prometheus.Registerer) error {
+// registers in one registry. unregister takes them out again, for a
+// frontend that a config reload replaces or removes.
+func (c *Cache) Register(reg prometheus.Registerer) (unregister func(), err error) {
 	labels := prometheus.Labels{"frontend": c.store.frontend}
 	counter := func(name, help string, v func(CacheStats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return float64(v(c.Stats())) })
 	}
-	for _, col := range []prometheus.Collector{
+	cols := []prometheus.Collector{
 		counter("envoy_bff_session_cache_hits_total", "Session reads served from the in-process cache.", func(s CacheStats) uint64 { return s.Hits }),
 		counter("envoy_bff_session_cache_misses_total", "Session reads that went to Redis.", func(s CacheStats) uint64 { return s.Misses }),
 		counter("envoy_bff_session_cache_invalidations_total", "Session change messages applied to the cache.", func(s CacheStats) uint64 { return s.Invalidations }),
@@ -203,10 +204,17 @@ func (c *Cache) Register(reg prometheus.Registerer) error {
 			}
 			return 0
 		}),
-	} {
-		if err := reg.Register(col); err != nil {
-			return fmt.Errorf("register session cache metrics: %w", err)
+	}
+	unregister = func() {
+		for _, col := range cols {
+			reg.Unregister(col)
 		}
 	}
-	return nil
+	for _, col := range cols {
+		if err := reg.Register(col); err != nil {
+			unregister()
+			return nil, fmt.Errorf("register session cache metrics: %w", err)
+		}
+	}
+	return unregister, nil
 }

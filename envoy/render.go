@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net"
+	"strings"
 	"text/template"
 )
 
@@ -38,6 +39,10 @@ type Ports struct {
 	// BenchFloorRoute adds /bench-floor/, the API route without ext_authz:
 	// `make bench` measures Envoy's own cost there, the floor of /api/.
 	BenchFloorRoute bool
+	// AppPrefixes are the path prefixes of frontends other than "/"
+	// (e.g. /partner/): each gets its browser endpoints (<prefix>bff/) and
+	// its API (<prefix>api/, rewritten to /api/ for the sample API).
+	AppPrefixes []string
 }
 
 // endpoint is one upstream address in the template.
@@ -55,10 +60,11 @@ type view struct {
 	BFFGRPC, BFFHTTP []endpoint
 	API, SPA         endpoint
 	BenchFloorRoute  bool
+	AppPrefixes      []string
 }
 
 func (p Ports) view() (view, error) {
-	v := view{ListenAddress: p.ListenAddress, ListenPort: p.ListenPort, AdminPort: p.AdminPort, ClusterType: "STATIC", BenchFloorRoute: p.BenchFloorRoute}
+	v := view{ListenAddress: p.ListenAddress, ListenPort: p.ListenPort, AdminPort: p.AdminPort, ClusterType: "STATIC", BenchFloorRoute: p.BenchFloorRoute, AppPrefixes: p.AppPrefixes}
 	if v.ListenAddress == "" {
 		v.ListenAddress = "127.0.0.1"
 	}
@@ -70,6 +76,11 @@ func (p Ports) view() (view, error) {
 			v.ClusterType = "STRICT_DNS"
 		}
 		return h
+	}
+	for _, a := range p.AppPrefixes {
+		if len(a) < 3 || a[0] != '/' || a[len(a)-1] != '/' || strings.ContainsAny(a, " \"'{}\n") {
+			return view{}, fmt.Errorf("render envoy config: app prefix %q must look like /name/", a)
+		}
 	}
 	if len(p.BFFHosts) != 0 && (len(p.BFFHosts) != len(p.BFFGRPCPorts) || len(p.BFFHosts) != len(p.BFFHTTPPorts)) {
 		return view{}, fmt.Errorf("render envoy config: %d BFF hosts for %d gRPC and %d HTTP ports", len(p.BFFHosts), len(p.BFFGRPCPorts), len(p.BFFHTTPPorts))

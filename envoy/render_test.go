@@ -31,6 +31,11 @@ func TestRender(t *testing.T) {
 			t.Errorf("rendered config lacks %q", want)
 		}
 	}
+	for _, bad := range []string{"partner", "/partner", "/", `/a"b/`} {
+		if _, err := Render(Ports{ListenPort: 1, BFFGRPCPorts: []int{1}, BFFHTTPPorts: []int{2}, AppPrefixes: []string{bad}}); err == nil {
+			t.Errorf("app prefix %q accepted", bad)
+		}
+	}
 	if _, err := Render(Ports{ListenPort: 1}); err == nil {
 		t.Error("a config without replicas must be refused")
 	}
@@ -47,9 +52,14 @@ func TestEnvoyAcceptsConfig(t *testing.T) {
 			t.Fatal("Envoy not found: set ENVOY_BIN or run `make bootstrap` (this test never skips)")
 		}
 	}
-	raw, err := Render(Ports{ListenPort: 10000, AdminPort: 9901, BFFGRPCPorts: []int{9001}, BFFHTTPPorts: []int{9002}, APIPort: 9101, SPAPort: 9102})
+	// With a frontend under its own prefix, so its extra routes are checked too.
+	raw, err := Render(Ports{ListenPort: 10000, AdminPort: 9901, BFFGRPCPorts: []int{9001}, BFFHTTPPorts: []int{9002}, APIPort: 9101, SPAPort: 9102,
+		AppPrefixes: []string{"/partner/"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `prefix: "/partner/bff/"`) || !strings.Contains(string(raw), `prefix: "/partner/api/"`) {
+		t.Fatal("the /partner/ frontend's routes are missing")
 	}
 	path := filepath.Join(t.TempDir(), "envoy.yaml")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {

@@ -52,13 +52,71 @@ type Options struct {
 	Issuer, ClientID, ClientSecret string
 	// BFFConfig adjusts each replica's config document before it starts.
 	BFFConfig func(map[string]any)
+	// Frontends, when set, makes the replicas serve these apps (the config's
+	// `frontends:`), each its own client of the local provider, instead of
+	// the one app of the top-level oidc section.
+	Frontends []Frontend
 }
+
+// Frontend is one app of a multi-frontend stack.
+type Frontend struct {
+	// Name is the frontend's name in envoy-bff's config.
+	Name string
+	// Host is the host it is served on: "localhost" and "127.0.0.1" are
+	// two hosts to a browser and both resolve everywhere (Go, Java,
+	// Chromium), so tests need no name service.
+	Host string
+	// PathPrefix is its prefix (default "/"); Envoy gets routes for its
+	// browser endpoints and its API under it.
+	PathPrefix string
+	// Cookie is its session cookie's name (default __Host-bff-<name>).
+	Cookie string
+	// ClientID is its client at the provider (default envoy-bff-<name>;
+	// the secret is always ClientSecret).
+	ClientID string
+}
+
+// prefix is f's path prefix, "/" when unset.
+func (f Frontend) prefix() string {
+	if f.PathPrefix == "" {
+		return "/"
+	}
+	return f.PathPrefix
+}
+
+// CookieName is f's session cookie.
+func (f Frontend) CookieName() string {
+	if f.Cookie == "" {
+		return "__Host-bff-" + f.Name
+	}
+	return f.Cookie
+}
+
+// Client is f's client ID at the provider.
+func (f Frontend) Client() string {
+	if f.ClientID == "" {
+		return "envoy-bff-" + f.Name
+	}
+	return f.ClientID
+}
+
+// URL is where a browser opens f: Envoy's port on f's host, with its prefix.
+func (f Frontend) URL(s *Stack) string {
+	return "http://" + f.Host + ":" + strconv.Itoa(s.Port) + strings.TrimSuffix(f.prefix(), "/")
+}
+
+// BFFPath is f's browser endpoint path prefix (<path_prefix>bff).
+func (f Frontend) BFFPath() string { return f.prefix() + "bff" }
 
 // Stack is a running deployment: Envoy in front of envoy-bff replicas, the
 // provider, the sample API and SPA, and maybe redis-server.
 type Stack struct {
 	// URL is Envoy's listener: what a browser opens.
 	URL string
+	// Port is Envoy's listener port.
+	Port int
+	// Frontends are the apps of a multi-frontend stack (Options.Frontends).
+	Frontends []Frontend
 	// IssuerURL is the local provider's issuer.
 	IssuerURL string
 	// Provider is the local OpenID provider (in this process).
@@ -111,6 +169,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		listenPort = listen.Port
 	}
 	s.URL = "http://127.0.0.1:" + strconv.Itoa(listenPort)
+	s.Port, s.Frontends = listenPort, o.Frontends
 
 	if o.Redis {
 		p, addr, err := StartRedis(ctx, o.Dir)
@@ -148,11 +207,20 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	s.EncryptionKey, s.HashKey = encKey, hashKey
 	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort, BenchFloorRoute: o.BenchFloorRoute}
+	for _, f := range o.Frontends {
+		if p := f.prefix(); p != "/" {
+			ports.AppPrefixes = append(ports.AppPrefixes, p)
+		}
+	}
 	for i := range o.Replicas {
 		doc := BFFConfigDoc(s.IssuerURL, s.URL, s.RedisURL, encKey, hashKey)
 		if o.Issuer != "" {
 			oidc := doc["oidc"].(map[string]any)
 			oidc["client_id"], oidc["client_secret"] = o.ClientID, o.ClientSecret
+		}
+		if len(o.Frontends) > 0 {
+			delete(doc, "oidc")
+			doc["frontends"] = s.frontendsDoc()
 		}
 		if o.BFFConfig != nil {
 			o.BFFConfig(doc)
@@ -177,6 +245,28 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	return s, nil
 }
 
+// frontendsDoc is the `frontends:` section of a multi-frontend stack.
+func (s *Stack) frontendsDoc() []map[string]any {
+	var out []map[string]any
+	for _, f := range s.Frontends {
+		out = append(out, map[string]any{
+			"name":        f.Name,
+			"hosts":       []string{f.Host},
+			"path_prefix": f.prefix(),
+			"session":     map[string]any{"cookie": map[string]any{"name": f.CookieName()}},
+			"oidc": map[string]any{
+				"issuer":                   s.IssuerURL,
+				"client_id":                f.Client(),
+				"client_secret":            ClientSecret,
+				"redirect_url":             f.URL(s) + "/bff/callback",
+				"post_logout_redirect_url": f.URL(s) + "/",
+			},
+			"authz": map[string]any{"path_rules": []map[string]any{{"prefix": f.prefix() + "api/", "policy": "user"}}},
+		})
+	}
+	return out
+}
+
 // startProvider runs the local OpenID provider for the stack.
 func (s *Stack) startProvider(o Options) error {
 	pcfg := oidctest.ProviderConfig{
@@ -188,6 +278,15 @@ func (s *Stack) startProvider(o Options) error {
 			PostLogoutRedirectURIs: []string{s.URL + "/"},
 			BackchannelLogoutURI:   s.URL + "/bff/backchannel-logout",
 		}},
+	}
+	for _, f := range o.Frontends {
+		pcfg.Clients = append(pcfg.Clients, oidctest.Client{
+			ID:                     f.Client(),
+			Secret:                 ClientSecret,
+			RedirectURIs:           []string{f.URL(s) + "/bff/callback"},
+			PostLogoutRedirectURIs: []string{f.URL(s) + "/"},
+			BackchannelLogoutURI:   f.URL(s) + "/bff/backchannel-logout",
+		})
 	}
 	if o.Provider != nil {
 		o.Provider(&pcfg)

@@ -37,7 +37,7 @@ func TestScaleOutReplicaKilled_T80(t *testing.T) {
 	victim := s.BFFs[1]
 	// The victim is taking its share of the load when it dies.
 	waitFor(t, 20*time.Second, "the victim serving checks", func() bool {
-		return metric(t, victim, `envoy_bff_checks_total{answer="ok",policy="user"}`) > 0
+		return metric(t, victim, `envoy_bff_checks_total{answer="ok",frontend="default",policy="user"}`) > 0
 	})
 	time.Sleep(crashBefore)
 	atKill := load.total.Load()

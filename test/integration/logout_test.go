@@ -38,11 +38,11 @@ func TestLogoutEverywhereWithSessionCache(t *testing.T) {
 		doc["session"].(map[string]any)["cache"] = map[string]any{"ttl": "30s"}
 	}})
 	for i, b := range s.BFFs {
-		hits, err := b.Metric("envoy_bff_session_cache_hits_total")
+		hits, err := b.Metric(`envoy_bff_session_cache_hits_total{frontend="default"}`)
 		if err != nil || hits == 0 {
 			t.Errorf("replica %d served %v reads from its cache (%v), want some", i+1, hits, err)
 		}
-		if n, err := b.Metric("envoy_bff_session_cache_ack_timeouts_total"); err != nil || n != 0 {
+		if n, err := b.Metric(`envoy_bff_session_cache_ack_timeouts_total{frontend="default"}`); err != nil || n != 0 {
 			t.Errorf("replica %d: %v ack timeouts (%v), want 0", i+1, n, err)
 		}
 	}

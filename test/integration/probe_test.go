@@ -47,7 +47,7 @@ func TestProbeCases(t *testing.T) {
 	t.Run("T70_preflight_with_session_answered_by_envoy_bff", func(t *testing.T) {
 		id := loggedIn(t)
 		for _, origin := range []string{s.URL, "https://evil.example"} {
-			preflights := metric(t, s.BFFs[0], `envoy_bff_checks_total{answer="preflight",policy="user"}`)
+			preflights := metric(t, s.BFFs[0], `envoy_bff_checks_total{answer="preflight",frontend="default",policy="user"}`)
 			upstream := apiRequests(t)
 			// A browser's preflight: credentials are not sent on one, but a
 			// cookie that does arrive must change nothing; no X-CSRF.
@@ -71,7 +71,7 @@ func TestProbeCases(t *testing.T) {
 			if n := apiRequests(t) - upstream; n != 0 {
 				t.Errorf("Origin %s: the API received %d request(s) for the preflight", origin, n)
 			}
-			if n := metric(t, s.BFFs[0], `envoy_bff_checks_total{answer="preflight",policy="user"}`) - preflights; n != 1 {
+			if n := metric(t, s.BFFs[0], `envoy_bff_checks_total{answer="preflight",frontend="default",policy="user"}`) - preflights; n != 1 {
 				t.Errorf("Origin %s: envoy-bff counted %v preflight answers, want 1", origin, n)
 			}
 		}

@@ -465,7 +465,7 @@ func testRedisClusterReplicas(t *testing.T, cached bool) {
 				mustCheck(t, checks[i], users[1].cookie)
 				mustCheck(t, checks[i], users[1].cookie)
 			}
-			if hits := metric(t, b, "envoy_bff_session_cache_hits_total"); hits == 0 {
+			if hits := metric(t, b, `envoy_bff_session_cache_hits_total{frontend="default"}`); hits == 0 {
 				t.Errorf("replica %d: no reads served from its cache on the Cluster", i+1)
 			}
 		}

@@ -39,7 +39,7 @@ func TestRollingRestart(t *testing.T) {
 	for i, b := range s.BFFs {
 		// The replica is taking its share of the load when it is stopped.
 		waitFor(t, 20*time.Second, fmt.Sprintf("replica %d serving checks", i+1), func() bool {
-			return metric(t, b, `envoy_bff_checks_total{answer="ok",policy="user"}`) > 0
+			return metric(t, b, `envoy_bff_checks_total{answer="ok",frontend="default",policy="user"}`) > 0
 		})
 		b.Stop(20 * time.Second) // SIGTERM, then waits for the exit
 		if exited, err := b.Exited(); !exited || err != nil {
@@ -59,7 +59,7 @@ func TestRollingRestart(t *testing.T) {
 	// The last replica back must take traffic again before the load ends.
 	last := s.BFFs[len(s.BFFs)-1]
 	waitFor(t, 20*time.Second, "the last restarted replica serving checks", func() bool {
-		return metric(t, last, `envoy_bff_checks_total{answer="ok",policy="user"}`) > 0
+		return metric(t, last, `envoy_bff_checks_total{answer="ok",frontend="default",policy="user"}`) > 0
 	})
 	r := load.stop()
 	t.Logf("%d calls during three restarts, %d ok", r.total, r.ok)

@@ -78,7 +78,7 @@ func TestScaleOut(t *testing.T) {
 			if r.Status != 200 || r.Bearer == "" {
 				t.Fatalf("replica %d: %d %s", i+1, r.Status, r.Body)
 			}
-			if n := metric(t, s.BFFs[i], `envoy_bff_checks_total{answer="ok",policy="user"}`); n < 1 {
+			if n := metric(t, s.BFFs[i], `envoy_bff_checks_total{answer="ok",frontend="default",policy="user"}`); n < 1 {
 				t.Errorf("replica %d counts %v passed checks", i+1, n)
 			}
 		}
@@ -546,7 +546,7 @@ func TestScaleOutWithSessionCache(t *testing.T) {
 	}
 	loadOneRefreshPerExpiry(t, s, users, scaleLoadFor/2)
 	for i, b := range s.BFFs {
-		if hits := metric(t, b, "envoy_bff_session_cache_hits_total"); hits < 100 {
+		if hits := metric(t, b, `envoy_bff_session_cache_hits_total{frontend="default"}`); hits < 100 {
 			t.Errorf("replica %d served %v reads from its cache, want many", i+1, hits)
 		}
 	}

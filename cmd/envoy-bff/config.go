@@ -28,6 +28,13 @@ type config struct {
 	Antiforgery oidcflow.AntiforgeryConfig `yaml:"antiforgery"`
 	Authz       authz.Config               `yaml:"authz"`
 	Tracing     tracingConfig              `yaml:"tracing"`
+	Reload      reloadConfig               `yaml:"reload"`
+	// FrontendNodes are the raw `frontends:` items, decoded into Frontends
+	// once the whole file is read (see decodeFrontends).
+	FrontendNodes []yaml.Node `yaml:"frontends"`
+	// Frontends are the apps served; empty means the one named default,
+	// built from the top-level oidc, authz and session sections.
+	Frontends []frontendConfig `yaml:"-"`
 }
 
 // listenConfig is where the three listeners bind.
@@ -69,6 +76,7 @@ func defaultConfig() config {
 		Antiforgery: oidcflow.AntiforgeryConfig{Header: "X-CSRF", Value: "1"},
 		Authz:       authz.DefaultConfig(),
 		Tracing:     defaultTracingConfig(),
+		Reload:      reloadConfig{PollInterval: 5 * time.Second},
 	}
 }
 
@@ -77,9 +85,10 @@ func defaultConfig() config {
 // field at once. path may be empty: then defaults and the environment alone.
 func loadConfig(path string, lookup func(string) (string, bool)) (config, error) {
 	cfg := defaultConfig()
+	var raw []byte
 	if path != "" {
-		raw, err := os.ReadFile(path)
-		if err != nil {
+		var err error
+		if raw, err = os.ReadFile(path); err != nil {
 			return config{}, fmt.Errorf("read config: %w", err)
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
@@ -88,7 +97,10 @@ func loadConfig(path string, lookup func(string) (string, bool)) (config, error)
 			return config{}, fmt.Errorf("parse config %s: %w", path, err)
 		}
 	}
-	errs := applyEnv(&cfg, lookup)
+	errs := applyEnv(&cfg, envPrefix, lookup)
+	if len(cfg.FrontendNodes) > 0 {
+		errs = append(errs, cfg.loadFrontends(raw, lookup)...)
+	}
 	if cfg.Authz.LoginPath == "" {
 		cfg.Authz.LoginPath = strings.TrimRight(cfg.OIDC.PathPrefix, "/") + "/login"
 	}
@@ -97,6 +109,39 @@ func loadConfig(path string, lookup func(string) (string, bool)) (config, error)
 		return config{}, &configError{errs: errs}
 	}
 	return cfg, nil
+}
+
+// loadFrontends decodes `frontends:` over its defaults, applies each
+// frontend's ENVOY_BFF_FRONTENDS_<NAME>_* variables, and refuses the
+// top-level sections it replaces.
+func (c *config) loadFrontends(raw []byte, lookup func(string) (string, bool)) []error {
+	var errs []error
+	var top map[string]yaml.Node
+	if err := yaml.Unmarshal(raw, &top); err == nil {
+		for _, s := range legacySections {
+			if _, ok := top[s]; ok {
+				errs = append(errs, fmt.Errorf("%s: not allowed with frontends: move it into each frontend", s))
+			}
+		}
+	}
+	for _, f := range envFields(&config{}, envPrefix) {
+		for _, s := range legacySections {
+			if _, ok := lookup(f.env); ok && strings.HasPrefix(f.path, s+".") {
+				errs = append(errs, fmt.Errorf("%s (from %s): not allowed with frontends: use %s…", f.path, f.env, frontendEnvPrefix("<name>")))
+			}
+		}
+	}
+	list, decodeErrs := decodeFrontends(c.FrontendNodes, c.Session)
+	errs = append(errs, decodeErrs...)
+	for i := range list {
+		f := &list[i]
+		for _, err := range applyEnv(f, frontendEnvPrefix(f.Name), lookup) {
+			errs = append(errs, fmt.Errorf("%s.%w", f.field(i), err))
+		}
+		f.resolve()
+	}
+	c.Frontends = list
+	return errs
 }
 
 // configError lists every bad field, one per line.
@@ -133,33 +178,38 @@ func (c config) validate() []error {
 	section("listen", c.Listen.validate())
 	section("log", c.Log.validate())
 	section("session", c.Session.Validate())
-	section("oidc", c.OIDC.Validate())
 	section("antiforgery", validateAntiforgery(c.Antiforgery))
-	section("authz", c.Authz.Validate())
 	section("tracing", c.Tracing.validate())
-	errs = append(errs, c.crossCheck()...)
+	section("reload", c.Reload.validate())
+	if len(c.FrontendNodes) > 0 {
+		return append(errs, c.validateFrontends()...)
+	}
+	section("oidc", c.OIDC.Validate())
+	section("authz", c.Authz.Validate())
+	errs = append(errs, crossCheck(c.Session, c.OIDC, c.Authz)...)
 	return errs
 }
 
-// crossCheck validates what spans two sections, naming the field to change.
-func (c config) crossCheck() []error {
+// crossCheck validates what spans one frontend's oidc and authz and the
+// global session section, naming the field to change.
+func crossCheck(sess session.Config, oidc oidcflow.Config, az authz.Config) []error {
 	var errs []error
-	if c.Session.LockTTL > 0 && c.OIDC.ProviderTimeout > 0 && c.Session.LockTTL <= c.OIDC.ProviderTimeout {
+	if sess.LockTTL > 0 && oidc.ProviderTimeout > 0 && sess.LockTTL <= oidc.ProviderTimeout {
 		// The lock renews itself, but a holder that dies between renewals
 		// must not leave it to a second refresh while its call may still land.
 		errs = append(errs, fmt.Errorf("session.lock_ttl: must be longer than oidc.provider_timeout (%s), got %s",
-			c.OIDC.ProviderTimeout, c.Session.LockTTL))
+			oidc.ProviderTimeout, sess.LockTTL))
 	}
-	if c.Session.Backend == session.BackendRedis && c.Authz.CheckTimeout > 0 {
+	if sess.Backend == session.BackendRedis && az.CheckTimeout > 0 {
 		// A Check that cannot fit one Redis command always times out: every
 		// request would be a 503 while Redis is perfectly healthy.
-		if b := c.Session.Redis.CommandBudget(); c.Authz.CheckTimeout <= b {
+		if b := sess.Redis.CommandBudget(); az.CheckTimeout <= b {
 			errs = append(errs, fmt.Errorf("authz.check_timeout: must be longer than one Redis command can take "+
-				"(session.redis pool_timeout + dial_timeout + write_timeout + read_timeout = %s), got %s", b, c.Authz.CheckTimeout))
+				"(session.redis pool_timeout + dial_timeout + write_timeout + read_timeout = %s), got %s", b, az.CheckTimeout))
 		}
 	}
-	for _, name := range c.Authz.ClientTokenNames() {
-		if _, ok := c.OIDC.ClientTokens[name]; !ok {
+	for _, name := range az.ClientTokenNames() {
+		if _, ok := oidc.ClientTokens[name]; !ok {
 			errs = append(errs, fmt.Errorf("oidc.client_tokens: %q is used by an authz rule with a client policy but not defined", name))
 		}
 	}

@@ -251,7 +251,7 @@ func TestConfigErrorsHideSecrets(t *testing.T) {
 func TestEveryFieldHasAnEnvironmentVariable(t *testing.T) {
 	t.Parallel()
 	c := defaultConfig()
-	fields := envFields(&c)
+	fields := envFields(&c, envPrefix)
 	if len(fields) < 20 {
 		t.Fatalf("only %d overridable fields found", len(fields))
 	}

@@ -30,13 +30,17 @@ type envField struct {
 // envFields lists every leaf field of cfg (a pointer to a struct) with the
 // variable that overrides it: ENVOY_BFF_ + the YAML path, upper-cased, with
 // dots as underscores.
-func envFields(cfg any) []envField {
+func envFields(cfg any, prefix string) []envField {
 	var out []envField
-	walkFields(reflect.ValueOf(cfg).Elem(), "", &out)
+	walkFields(reflect.ValueOf(cfg).Elem(), "", prefix, &out)
 	return out
 }
 
-func walkFields(v reflect.Value, path string, out *[]envField) {
+// nodesType is the raw `frontends:` list, which has variables per frontend
+// (ENVOY_BFF_FRONTENDS_<NAME>_…) instead of one of its own.
+var nodesType = reflect.TypeFor[[]yaml.Node]()
+
+func walkFields(v reflect.Value, path, prefix string, out *[]envField) {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -49,13 +53,16 @@ func walkFields(v reflect.Value, path string, out *[]envField) {
 			p = path + "." + tag
 		}
 		fv := v.Field(i)
+		if fv.Type() == nodesType {
+			continue
+		}
 		if fv.Kind() == reflect.Struct && fv.Type() != durationType && !reflect.PointerTo(fv.Type()).Implements(textUnmarshalerType) {
-			walkFields(fv, p, out)
+			walkFields(fv, p, prefix, out)
 			continue
 		}
 		*out = append(*out, envField{
 			path: p,
-			env:  envPrefix + strings.ToUpper(strings.ReplaceAll(p, ".", "_")),
+			env:  prefix + strings.ToUpper(strings.ReplaceAll(p, ".", "_")),
 			val:  fv,
 		})
 	}
@@ -63,9 +70,9 @@ func walkFields(v reflect.Value, path string, out *[]envField) {
 
 // applyEnv overrides cfg's fields from the environment. lookup is os.LookupEnv
 // in production. Every bad value is reported, naming its variable and field.
-func applyEnv(cfg any, lookup func(string) (string, bool)) []error {
+func applyEnv(cfg any, prefix string, lookup func(string) (string, bool)) []error {
 	var errs []error
-	for _, f := range envFields(cfg) {
+	for _, f := range envFields(cfg, prefix) {
 		raw, ok := lookup(f.env)
 		if !ok {
 			continue

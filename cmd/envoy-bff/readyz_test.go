@@ -53,7 +53,13 @@ func TestReadyz(t *testing.T) {
 		started := make(chan error, 1)
 		go func() { started <- flow.Start(t.Context()) }()
 		var draining atomic.Bool
-		admin := httptest.NewServer(adminMux(store, flow, &draining, prometheus.NewRegistry(), http.NotFoundHandler()))
+		// A second frontend whose provider never answers: the replica turns
+		// ready with the first one all the same, and lists both.
+		down := &stuck{}
+		frontends := func() []frontendReady {
+			return []frontendReady{{name: "default", ready: flow.Ready()}, {name: "partner", ready: down.Ready()}}
+		}
+		admin := httptest.NewServer(adminMux(store, frontends, &draining, prometheus.NewRegistry(), http.NotFoundHandler()))
 		t.Cleanup(admin.Close)
 		readyz := func() (int, string) {
 			t.Helper()
@@ -80,8 +86,14 @@ func TestReadyz(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("discovery did not recover within 10s of the provider coming up")
 		}
-		if code, body := readyz(); code != http.StatusOK || body != "ready\n" {
+		want := "ready\nfrontend default: ready\nfrontend partner: provider discovery pending\n"
+		if code, body := readyz(); code != http.StatusOK || body != want {
 			t.Fatalf("/readyz after discovery: %d %q", code, body)
 		}
 	})
 }
+
+// stuck is a frontend whose provider is never discovered.
+type stuck struct{}
+
+func (stuck) Ready() bool { return false }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +42,10 @@ request, the browser endpoints (/bff/login, /bff/callback, /bff/user,
 SIGINT or SIGTERM stops it gracefully: readiness and gRPC health turn
 false, it keeps serving for listen.drain_delay, in-flight checks drain,
 then the process exits. SIGHUP re-reads the session key files
-(session.encryption_keys_file, session.hash_key_file); see envoy-bff keys.
+(session.encryption_keys_file, session.hash_key_file; see envoy-bff keys)
+and the config file: frontends added, changed or removed there apply
+without a restart (so does an edit found by polling, reload.poll_interval);
+a config that does not validate is refused whole and the running one stays.
 
 Flags:
 `)
@@ -61,7 +64,7 @@ Flags:
 		return 0
 	}
 	logger := newLogger(cfg.Log, stderr)
-	if err := serve(ctx, cfg, logger, reload); err != nil {
+	if err := serve(ctx, cfg, *configPath, lookup, logger, reload); err != nil {
 		logger.Error("envoy-bff stopped", "error", err)
 		return 1
 	}
@@ -77,8 +80,9 @@ func newLogger(c logConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// serve wires the packages together and runs until ctx ends.
-func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan os.Signal) error {
+// serve wires the packages together and runs until ctx ends. configPath
+// and lookup are read again on a reload.
+func serve(ctx context.Context, cfg config, configPath string, lookup func(string) (string, bool), logger *slog.Logger, reload <-chan os.Signal) error {
 	now := time.Now
 	backend, err := session.OpenBackend(cfg.Session, now)
 	if err != nil {
@@ -96,7 +100,6 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	if err != nil {
 		return err
 	}
-	bg.Go(func() { keys.Run(runCtx, reload) })
 
 	var draining atomic.Bool
 	reg := prometheus.NewRegistry()
@@ -104,11 +107,6 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	if backend, err = session.Instrument(backend, reg); err != nil { // after Run: the sweeper is the raw store's
 		return err
 	}
-	metrics, err := oidcflow.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-
 	traces, err := startTracing(ctx, cfg.Tracing)
 	if err != nil {
 		return err
@@ -122,59 +120,21 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 		}
 	}()
 
-	httpClient := &http.Client{Timeout: cfg.OIDC.ProviderTimeout, Transport: traces.transport(http.DefaultTransport)}
-	flowDeps := oidcflow.Deps{
-		Store:            backend,
-		Cookie:           cfg.Session.Cookie,
-		Antiforgery:      cfg.Antiforgery,
-		Logger:           logger,
-		Now:              now,
-		Rand:             rand.Reader,
-		HTTPClient:       httpClient,
-		AbsoluteLifetime: cfg.Session.AbsoluteLifetime,
-		Metrics:          metrics,
-	}
-	flow, err := oidcflow.NewHandler(cfg.OIDC, flowDeps)
-	if err != nil {
-		return fmt.Errorf("build browser endpoints: %w", err)
-	}
-	bg.Go(func() { flow.Start(runCtx) })
-	flowDeps.Provider = flow.Provider()
-	clientTokens, err := oidcflow.NewClientTokens(cfg.OIDC, flowDeps)
-	if err != nil {
-		return fmt.Errorf("build client tokens: %w", err)
-	}
-
 	checkMetrics, err := authz.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
-	var sessions authz.SessionReader = backend
-	if cfg.Session.Cache.TTL > 0 {
-		cache, err := session.NewCache(backend, cfg.Session.Cache, now)
-		if err != nil {
-			return fmt.Errorf("build session cache: %w", err)
-		}
-		if err := cache.Register(reg); err != nil {
-			return err
-		}
-		bg.Go(func() { cache.Run(runCtx) })
-		sessions = cache
-	}
-	checker, err := authz.NewServer(cfg.Authz, authz.Deps{
-		Metrics:      checkMetrics,
-		Sessions:     sessions,
-		Refresher:    flow.Refresher(),
-		ClientTokens: clientTokens,
-		Cookie:       cfg.Session.Cookie,
-		Antiforgery:  cfg.Antiforgery,
-		Logger:       logger,
-		Now:          now,
-		Tracer:       traces.tracer(),
-	})
+	frontends, err := newApps(runCtx, cfg, backend, logger, reg, traces, checkMetrics)
 	if err != nil {
-		return fmt.Errorf("build authorization server: %w", err)
+		return err
 	}
+	defer frontends.stopAll(frontends.list())
+	configReload := make(chan os.Signal, 1)
+	keyReload := make(chan os.Signal, 1)
+	bg.Go(func() { fanOut(runCtx, reload, keyReload, configReload) })
+	bg.Go(func() { keys.Run(runCtx, keyReload) })
+	watcher := newConfigWatcher(configPath, lookup, cfg, frontends, logger)
+	bg.Go(func() { watcher.run(runCtx, configReload) })
 
 	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
@@ -192,12 +152,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	grpcServer := grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
-	authv3.RegisterAuthorizationServer(grpcServer, checker)
+	authv3.RegisterAuthorizationServer(grpcServer, frontends.checker)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcServer, healthSrv)
 
 	browser := &http.Server{
-		Handler:           traces.handler(flow),
+		Handler:           traces.handler(frontends.router),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -207,7 +167,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 	}
 
 	admin := &http.Server{
-		Handler:           adminMux(backend, flow, &draining, reg, oidcflow.AdminHandler(func() []*oidcflow.Sessions { return []*oidcflow.Sessions{flow.Sessions()} }, cfg.Listen.AdminToken, logger)),
+		Handler:           adminMux(backend, frontends.readiness, &draining, reg, oidcflow.AdminHandler(frontends.sessions, cfg.Listen.AdminToken, logger)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
@@ -220,7 +180,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, reload <-chan o
 		"grpc", grpcLis.Addr().String(),
 		"http", httpLis.Addr().String(),
 		"admin", adminLis.Addr().String(),
-		"session_backend", cfg.Session.Backend)
+		"session_backend", cfg.Session.Backend,
+		"frontends", len(frontends.list()))
 
 	var runErr error
 	select {
@@ -272,12 +233,7 @@ type pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// readier is what readiness needs from the provider side.
-type readier interface {
-	Ready() bool
-}
-
-func adminMux(store pinger, provider readier, draining *atomic.Bool, reg *prometheus.Registry, sessions http.Handler) http.Handler {
+func adminMux(store pinger, frontends func() []frontendReady, draining *atomic.Bool, reg *prometheus.Registry, sessions http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(oidcflow.AdminPathSessions, sessions)
 	mux.Handle(oidcflow.AdminPathSessions+"/", sessions)
@@ -293,16 +249,54 @@ func adminMux(store pinger, provider readier, draining *atomic.Bool, reg *promet
 		case draining.Load():
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, "draining\n")
+			return
 		case store.Ping(ctx) != nil:
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, "session store unreachable\n")
-		case !provider.Ready():
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, "provider discovery pending\n")
-		default:
-			_, _ = io.WriteString(w, "ready\n")
+			return
 		}
+		// One provider being down makes only its own frontends fail their
+		// logins and refreshes: the replica stays ready while any frontend
+		// is, and lists each, so a load balancer never drops every app
+		// because of one.
+		var lines strings.Builder
+		anyReady := false
+		for _, f := range frontends() {
+			state := "ready"
+			if !f.ready {
+				state = "provider discovery pending"
+			}
+			anyReady = anyReady || f.ready
+			fmt.Fprintf(&lines, "frontend %s: %s\n", f.name, state)
+		}
+		if !anyReady {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "provider discovery pending\n"+lines.String())
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n"+lines.String())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// fanOut copies every signal from in to each of outs, dropping one that an
+// out has no room for (a reload already pending covers it).
+func fanOut(ctx context.Context, in <-chan os.Signal, outs ...chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig, ok := <-in:
+			if !ok {
+				return
+			}
+			for _, out := range outs {
+				select {
+				case out <- sig:
+				default:
+				}
+			}
+		}
+	}
 }

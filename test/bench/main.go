@@ -14,6 +14,9 @@
 //	bff-memory    envoy-bff with in-memory sessions
 //	bff-redis-cache  envoy-bff with Redis sessions and the session cache on,
 //	              compared with the no-I/O floor it aims to approach
+//	bff-memory-100fe  bff-memory with 100 frontends configured (each its own
+//	              host and client), compared with bff-memory: what picking
+//	              the frontend costs (issue 13's budget: +3% CPU)
 package main
 
 import (
@@ -64,6 +67,7 @@ type target struct {
 	pid    int
 	addr   string
 	cookie string
+	host   string // the checks' :authority ("" for the default)
 }
 
 // result is one round of one target.
@@ -93,7 +97,9 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 	for _, b := range []struct {
 		name, floor  string
 		redis, cache bool
-	}{{"bff-redis", "floor-redis", true, false}, {"bff-memory", "floor-noio", false, false}, {"bff-redis-cache", "floor-noio", true, true}} {
+		frontends    int
+	}{{"bff-redis", "floor-redis", true, false, 0}, {"bff-memory", "floor-noio", false, false, 0}, {"bff-redis-cache", "floor-noio", true, true, 0},
+		{"bff-memory-100fe", "bff-memory", false, false, 100}} {
 		sdir := filepath.Join(dir, b.name)
 		if err := os.MkdirAll(sdir, 0o755); err != nil {
 			return err
@@ -107,6 +113,19 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 				doc["session"].(map[string]any)["cache"] = map[string]any{"ttl": "5s"}
 			}
 		}
+		host := ""
+		if b.frontends > 0 {
+			// Every frontend on its own host; the measured one, in the
+			// middle, on 127.0.0.1 so the login can walk through Envoy.
+			host = "127.0.0.1"
+			for i := range b.frontends {
+				h := fmt.Sprintf("app-%d.example", i)
+				if i == b.frontends/2 {
+					h = host
+				}
+				o.Frontends = append(o.Frontends, harness.Frontend{Name: fmt.Sprintf("app-%d", i), Host: h, Cookie: "__Host-bff"})
+			}
+		}
 		s, err := harness.Start(ctx, o)
 		if err != nil {
 			return fmt.Errorf("%s: %w", b.name, err)
@@ -116,7 +135,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		if err != nil {
 			return fmt.Errorf("%s: log in: %w", b.name, err)
 		}
-		bffs = append(bffs, &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie})
+		bffs = append(bffs, &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie, host: host})
 		if b.redis && !b.cache {
 			rec, err := s.ReadSession(ctx, strings.TrimPrefix(cookie, "__Host-bff="))
 			if err != nil {
@@ -228,6 +247,7 @@ func load(ctx context.Context, t *target, conc int, d time.Duration) (result, er
 			return result{}, err
 		}
 		defer c.Close()
+		c.Host = t.host
 		clients[i] = c
 	}
 	// Warm up connections and caches outside the measurement.

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -16,6 +17,9 @@ import (
 type CheckClient struct {
 	conn   *grpc.ClientConn
 	client authv3.AuthorizationClient
+	// Host is the :authority of every check (default app.test); with
+	// several frontends it picks one.
+	Host string
 }
 
 // DialCheck connects to a replica's gRPC address; Close releases it.
@@ -50,7 +54,7 @@ func (c *CheckClient) API(ctx context.Context, path, cookie string) (CheckResult
 	}
 	resp, err := c.client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: "GET", Path: path, Host: "app.test", Scheme: "http", Protocol: "HTTP/1.1", Headers: headers,
+			Method: "GET", Path: path, Host: cmp.Or(c.Host, "app.test"), Scheme: "http", Protocol: "HTTP/1.1", Headers: headers,
 		}},
 		ContextExtensions: map[string]string{"bff.policy": "user"},
 	}})

@@ -49,10 +49,18 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		// The provider refused: a fixed answer, its description never
 		// reflected (T28); the pending login is dropped.
 		if state != "" {
-			_, err := h.store.TakeLoginState(ctx, state, h.loginSecret(r))
+			ls, err := h.store.TakeLoginState(ctx, state, h.loginSecret(r))
 			switch {
 			case err == nil:
 				w.Header().Add("Set-Cookie", h.clearLoginCookie())
+				if ls.GetPrompt() == "none" && needsUser(q.Get("error")) {
+					// A silent login the provider cannot finish without the
+					// user: back to the app, which falls back to an
+					// interactive login. Only this browser's own pending
+					// login gets here.
+					redirect(w, withMarker(h.returnURL(ls)))
+					return errSilentLoginAnswered
+				}
 			case !errors.Is(err, session.ErrNotFound):
 				h.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: drop pending login failed", slog.Any("error", err))
 			}
@@ -113,12 +121,18 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	h.logger.LogAttrs(ctx, slog.LevelInfo, "oidcflow: login",
 		slog.String("session", idTag(id)), slog.String("sub", rec.GetSubject()), slog.Bool("sid_from_provider", rec.GetSidFromProvider()))
 	w.Header().Add("Set-Cookie", h.cookie.SetCookie(id))
-	returnURL, err := ValidateReturnURL(ls.GetReturnUrl()) // stored validated; checked again all the same
-	if err != nil || ls.GetReturnUrl() == "" {
-		returnURL = h.home
-	}
-	redirect(w, returnURL)
+	redirect(w, h.returnURL(ls))
 	return nil
+}
+
+// returnURL is where a finished login sends the browser: its stored
+// returnUrl (validated when stored, and again here), else the app's home.
+func (h *Handler) returnURL(ls *sessionpb.LoginState) string {
+	u, err := ValidateReturnURL(ls.GetReturnUrl())
+	if err != nil || ls.GetReturnUrl() == "" {
+		return h.home
+	}
+	return u
 }
 
 // redeem exchanges the code (once, never retried: T31), verifies the ID
@@ -150,6 +164,9 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *se
 		return nil, fmt.Errorf("%w: %w", errLoginFailed, err)
 	}
 	now := h.now()
+	if err := checkAsked(ls, id.acr, id.authTime, now); err != nil {
+		return nil, err
+	}
 	rec := &sessionpb.Session{
 		Issuer:                     h.cfg.Issuer,
 		Subject:                    id.token.Subject,
@@ -165,6 +182,8 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *se
 		AbsoluteExpiresAtUnixMs:    now.Add(h.lifetime).UnixMilli(),
 		ClaimsJson:                 id.claims,
 		Scope:                      tokenString(tok, "scope"),
+		Acr:                        id.acr,
+		AuthTimeUnix:               id.authTime,
 	}
 	if rec.Sid == "" {
 		// No provider sid: mint one, so logout still needs a per-session proof.

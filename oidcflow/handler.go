@@ -239,7 +239,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := serve(w, r)
 	if r.URL.Path == h.callbackPath {
 		outcome := loginOK
-		if err != nil {
+		switch {
+		case errors.Is(err, errSilentLoginAnswered):
+			h.metrics.login(loginSilentRequired)
+			return // answered with the redirect back to the app
+		case err != nil:
 			outcome = denialFor(err).code
 		}
 		h.metrics.login(outcome)

@@ -32,6 +32,10 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	params, err := parseLoginParams(q)
+	if err != nil {
+		return err
+	}
 	var state, nonce, verifier, binding string
 	for _, v := range []struct {
 		dst  *string
@@ -47,13 +51,16 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		ReturnUrl:       returnURL,
 		CreatedAtUnixMs: h.now().UnixMilli(),
 	}
+	params.remember(ls)
 	// Stored under state and the cookie's secret together: the binding to
 	// this browser is the store key itself (T25, T71).
 	if err := h.store.PutLoginState(r.Context(), state, binding, ls); err != nil {
 		return fmt.Errorf("store login state: %w", err)
 	}
-	// redirect_uri, scopes and client come from the config only (T23).
-	authURL := d.oauth2.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce))
+	// redirect_uri, scopes and client come from the config only (T23);
+	// the browser chooses only among the allow-listed parameters (T77).
+	opts := append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)}, params.authOptions()...)
+	authURL := d.oauth2.AuthCodeURL(state, opts...)
 	w.Header().Add("Set-Cookie", h.setLoginCookie(binding))
 	redirect(w, authURL)
 	return nil

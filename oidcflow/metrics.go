@@ -38,6 +38,10 @@ const (
 // one is counted under its error code (invalid_state, login_failed, …).
 const loginOK = "ok"
 
+// loginSilentRequired is the outcome of a prompt=none login the provider
+// could not finish without the user (sent back with bff_login=required).
+const loginSilentRequired = "login_required"
+
 // Token kinds, the `kind` label of every refresh metric.
 const (
 	kindSession = "session" // a user's access token, renewed with the refresh token

@@ -265,6 +265,14 @@ func (r *Refresher) redeem(ctx context.Context, d *discovered, cur *sessionpb.Se
 		}
 		next.IdToken = raw
 		next.ClaimsJson = id.claims
+		// A refreshed ID token speaks for the same authentication; where it
+		// omits acr or auth_time, the login's stay.
+		if id.acr != "" {
+			next.Acr = id.acr
+		}
+		if id.authTime != 0 {
+			next.AuthTimeUnix = id.authTime
+		}
 	}
 	return next, nil
 }

@@ -86,6 +86,14 @@ func userBody(rec *sessionpb.Session, logoutPath string) ([]byte, error) {
 			return nil, fmt.Errorf("decode stored claims: %w", err)
 		}
 	}
+	// acr and auth_time as route requirements see them (a refreshed ID
+	// token that omits them keeps the login's).
+	if rec.GetAcr() != "" {
+		claims["acr"] = rec.GetAcr()
+	}
+	if rec.GetAuthTimeUnix() != 0 {
+		claims["auth_time"] = rec.GetAuthTimeUnix()
+	}
 	claims[userLogoutURL] = logoutURL(logoutPath, rec.GetSid())
 	claims[userSessionExpiresAt] = rec.GetAbsoluteExpiresAtUnixMs() / 1000
 	b, err := json.Marshal(claims)

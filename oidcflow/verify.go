@@ -29,12 +29,32 @@ type verifiedID struct {
 	token  *oidc.IDToken
 	claims json.RawMessage // the whole claim set, served by /user
 	sid    string          // the provider's session ID claim, "" if none
+	// acr and authTime (Unix seconds) are the token's claims of how and
+	// when the user authenticated; "" and 0 when absent.
+	acr      string
+	authTime int64
 }
 
 // idExtra is what go-oidc's IDToken does not expose.
 type idExtra struct {
-	AuthorizedParty string `json:"azp"`
-	SID             string `json:"sid"`
+	AuthorizedParty string          `json:"azp"`
+	SID             string          `json:"sid"`
+	ACR             json.RawMessage `json:"acr"`
+	AuthTime        json.RawMessage `json:"auth_time"`
+}
+
+// authClaims reads acr (a string) and auth_time (a JSON number of seconds);
+// any other form counts as absent.
+func (e idExtra) authClaims() (acr string, authTime int64) {
+	var s string
+	if json.Unmarshal(e.ACR, &s) == nil {
+		acr = s
+	}
+	var f float64
+	if json.Unmarshal(e.AuthTime, &f) == nil && f > 0 && f < 1e11 {
+		authTime = int64(f)
+	}
+	return acr, authTime
 }
 
 // idCheck says what a verification expects beyond signature, issuer,
@@ -107,5 +127,6 @@ func verifyIDToken(ctx context.Context, v *oidc.IDTokenVerifier, raw string, c i
 	if err := tok.Claims(&claims); err != nil {
 		return nil, fmt.Errorf("%w: read claims: %w", errIDToken, err)
 	}
-	return &verifiedID{token: tok, claims: claims, sid: extra.SID}, nil
+	acr, authTime := extra.authClaims()
+	return &verifiedID{token: tok, claims: claims, sid: extra.SID, acr: acr, authTime: authTime}, nil
 }

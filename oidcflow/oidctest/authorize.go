@@ -125,13 +125,22 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request, issue
 	}
 	now := p.now()
 	p.mu.Lock()
+	p.lastAuthorize = url.Values{}
+	for k, v := range q {
+		p.lastAuthorize[k] = append([]string(nil), v...)
+	}
 	if e := p.authorizeError; e != "" {
 		p.mu.Unlock()
 		fail(e, "authorization refused by test hook")
 		return
 	}
+	if q.Get("prompt") == "none" && p.noSilentLogin {
+		p.mu.Unlock()
+		fail("login_required", "the user must sign in")
+		return
+	}
 	p.sweepCodesLocked(now)
-	s := &opSession{sid: p.random(16), authTime: now, clients: map[string]bool{c.ID: true}}
+	s := &opSession{sid: p.random(16), authTime: now, acr: p.reachACR(q.Get("acr_values")), clients: map[string]bool{c.ID: true}}
 	p.sessions[s.sid] = s
 	code := p.random(32)
 	p.codes[code] = &authCode{
@@ -146,6 +155,20 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request, issue
 	p.stats.Authorizations++
 	p.mu.Unlock()
 	redirectWith(w, redirect, url.Values{"code": {code}, "state": {state}, "iss": {issuer}})
+}
+
+// reachACR is the acr a login asking for acrValues reaches (see
+// ProviderConfig.ACRValues).
+func (p *Provider) reachACR(acrValues string) string {
+	if len(p.cfg.ACRValues) == 0 {
+		return ""
+	}
+	for _, want := range strings.Fields(acrValues) {
+		if slices.Contains(p.cfg.ACRValues, want) {
+			return want
+		}
+	}
+	return p.cfg.ACRValues[0]
 }
 
 // sweepCodesLocked forgets expired codes that were never redeemed, keeping

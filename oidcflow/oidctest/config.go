@@ -44,6 +44,11 @@ type ProviderConfig struct {
 	DisableRefreshRotation bool
 	// OmitSID leaves the `sid` claim out of every token (it is emitted by default).
 	OmitSID bool
+	// ACRValues are the authentication levels the provider can reach, weakest
+	// first. A login reaches the first of its acr_values listed here, or the
+	// weakest when it asks for none it knows; its ID tokens carry that acr.
+	// Empty: no acr claim at all.
+	ACRValues []string
 	// RevokeOnlyPresentedToken makes /revoke revoke just the token presented,
 	// not its whole family, as RFC 7009 allows and some providers do; a client
 	// must then revoke the refresh token it holds last, not an earlier one.

@@ -42,6 +42,8 @@ type Provider struct {
 	reuseInterval  time.Duration
 	families       []*family // in creation order
 	authorizeError string
+	noSilentLogin  bool       // prompt=none answers login_required
+	lastAuthorize  url.Values // the last authorization request's parameters
 	srv            *http.Server
 	issued         []string // every user token, for leak checks
 }
@@ -58,6 +60,7 @@ type authCode struct {
 type opSession struct {
 	sid      string
 	authTime time.Time
+	acr      string // "" leaves acr out of ID tokens
 	ended    bool
 	clients  map[string]bool // clients that received tokens in this session
 }
@@ -453,6 +456,30 @@ func (p *Provider) SetAuthorizeError(code string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.authorizeError = code
+}
+
+// SetSilentLoginFails makes /authorize answer prompt=none with
+// login_required (the user has no session at the provider), or, false,
+// sign the user in silently as usual.
+func (p *Provider) SetSilentLoginFails(fails bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.noSilentLogin = fails
+}
+
+// LastAuthorizeRequest is a copy of the parameters of the last request to
+// /authorize (nil before the first): what a relying party forwarded.
+func (p *Provider) LastAuthorizeRequest() url.Values {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lastAuthorize == nil {
+		return nil
+	}
+	out := url.Values{}
+	for k, v := range p.lastAuthorize {
+		out[k] = append([]string(nil), v...)
+	}
+	return out
 }
 
 // RotateKey generates a new signing key and returns its kid; earlier keys

@@ -338,6 +338,9 @@ func (p *Provider) issueLocked(fam *family, now time.Time, issuer string, withRT
 		if fam.nonce != "" {
 			idClaims["nonce"] = fam.nonce
 		}
+		if s.acr != "" {
+			idClaims["acr"] = s.acr
+		}
 		if !p.cfg.OmitSID {
 			idClaims["sid"] = s.sid
 		}

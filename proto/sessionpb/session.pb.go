@@ -51,8 +51,12 @@ type Session struct {
 	// access_token_issued_at_unix_ms is when envoy-bff received the access token; with the
 	// expiry it gives the token's lifetime, so the refresh lead never exceeds half of it.
 	AccessTokenIssuedAtUnixMs int64 `protobuf:"varint,16,opt,name=access_token_issued_at_unix_ms,json=accessTokenIssuedAtUnixMs,proto3" json:"access_token_issued_at_unix_ms,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// acr and auth_time_unix come from the verified ID token only (the login's, or a
+	// refresh's that carries them), never from a request: what step-up requirements compare.
+	Acr           string `protobuf:"bytes,17,opt,name=acr,proto3" json:"acr,omitempty"`
+	AuthTimeUnix  int64  `protobuf:"varint,18,opt,name=auth_time_unix,json=authTimeUnix,proto3" json:"auth_time_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -197,6 +201,20 @@ func (x *Session) GetAccessTokenIssuedAtUnixMs() int64 {
 	return 0
 }
 
+func (x *Session) GetAcr() string {
+	if x != nil {
+		return x.Acr
+	}
+	return ""
+}
+
+func (x *Session) GetAuthTimeUnix() int64 {
+	if x != nil {
+		return x.AuthTimeUnix
+	}
+	return 0
+}
+
 // ClientToken is one cached client-credentials access token, shared by every replica.
 type ClientToken struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -293,8 +311,14 @@ type LoginState struct {
 	// browser_binding is a hash of the login-transaction cookie, so a state only completes in the browser that started it.
 	BrowserBinding  []byte `protobuf:"bytes,5,opt,name=browser_binding,json=browserBinding,proto3" json:"browser_binding,omitempty"`
 	CreatedAtUnixMs int64  `protobuf:"varint,6,opt,name=created_at_unix_ms,json=createdAtUnixMs,proto3" json:"created_at_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// What the login asked the provider beyond the configuration (the allow-listed
+	// parameters of /bff/login); the callback checks the ID token against
+	// acr_values and max_age_seconds, and answers a refused prompt=none softly.
+	AcrValues     string `protobuf:"bytes,7,opt,name=acr_values,json=acrValues,proto3" json:"acr_values,omitempty"`
+	MaxAgeSeconds *int64 `protobuf:"varint,8,opt,name=max_age_seconds,json=maxAgeSeconds,proto3,oneof" json:"max_age_seconds,omitempty"`
+	Prompt        string `protobuf:"bytes,9,opt,name=prompt,proto3" json:"prompt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LoginState) Reset() {
@@ -369,11 +393,32 @@ func (x *LoginState) GetCreatedAtUnixMs() int64 {
 	return 0
 }
 
+func (x *LoginState) GetAcrValues() string {
+	if x != nil {
+		return x.AcrValues
+	}
+	return ""
+}
+
+func (x *LoginState) GetMaxAgeSeconds() int64 {
+	if x != nil && x.MaxAgeSeconds != nil {
+		return *x.MaxAgeSeconds
+	}
+	return 0
+}
+
+func (x *LoginState) GetPrompt() string {
+	if x != nil {
+		return x.Prompt
+	}
+	return ""
+}
+
 var File_session_proto protoreflect.FileDescriptor
 
 const file_session_proto_rawDesc = "" +
 	"\n" +
-	"\rsession.proto\x12\x13envoybff.session.v1\"\xec\x04\n" +
+	"\rsession.proto\x12\x13envoybff.session.v1\"\xa4\x05\n" +
 	"\aSession\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x1e\n" +
 	"\n" +
@@ -395,7 +440,9 @@ const file_session_proto_rawDesc = "" +
 	"\vclaims_json\x18\x0e \x01(\fR\n" +
 	"claimsJson\x12\x14\n" +
 	"\x05scope\x18\x0f \x01(\tR\x05scope\x12A\n" +
-	"\x1eaccess_token_issued_at_unix_ms\x18\x10 \x01(\x03R\x19accessTokenIssuedAtUnixMs\"\xe4\x01\n" +
+	"\x1eaccess_token_issued_at_unix_ms\x18\x10 \x01(\x03R\x19accessTokenIssuedAtUnixMs\x12\x10\n" +
+	"\x03acr\x18\x11 \x01(\tR\x03acr\x12$\n" +
+	"\x0eauth_time_unix\x18\x12 \x01(\x03R\fauthTimeUnix\"\xe4\x01\n" +
 	"\vClientToken\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12!\n" +
 	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12\x1d\n" +
@@ -403,7 +450,7 @@ const file_session_proto_rawDesc = "" +
 	"token_type\x18\x03 \x01(\tR\ttokenType\x12\x14\n" +
 	"\x05scope\x18\x04 \x01(\tR\x05scope\x12+\n" +
 	"\x12expires_at_unix_ms\x18\x05 \x01(\x03R\x0fexpiresAtUnixMs\x12)\n" +
-	"\x11issued_at_unix_ms\x18\x06 \x01(\x03R\x0eissuedAtUnixMs\"\xe3\x01\n" +
+	"\x11issued_at_unix_ms\x18\x06 \x01(\x03R\x0eissuedAtUnixMs\"\xdb\x02\n" +
 	"\n" +
 	"LoginState\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x14\n" +
@@ -412,7 +459,12 @@ const file_session_proto_rawDesc = "" +
 	"\n" +
 	"return_url\x18\x04 \x01(\tR\treturnUrl\x12'\n" +
 	"\x0fbrowser_binding\x18\x05 \x01(\fR\x0ebrowserBinding\x12+\n" +
-	"\x12created_at_unix_ms\x18\x06 \x01(\x03R\x0fcreatedAtUnixMsB0Z.github.com/envoy-bff/envoy-bff/proto/sessionpbb\x06proto3"
+	"\x12created_at_unix_ms\x18\x06 \x01(\x03R\x0fcreatedAtUnixMs\x12\x1d\n" +
+	"\n" +
+	"acr_values\x18\a \x01(\tR\tacrValues\x12+\n" +
+	"\x0fmax_age_seconds\x18\b \x01(\x03H\x00R\rmaxAgeSeconds\x88\x01\x01\x12\x16\n" +
+	"\x06prompt\x18\t \x01(\tR\x06promptB\x12\n" +
+	"\x10_max_age_secondsB0Z.github.com/envoy-bff/envoy-bff/proto/sessionpbb\x06proto3"
 
 var (
 	file_session_proto_rawDescOnce sync.Once
@@ -445,6 +497,7 @@ func file_session_proto_init() {
 	if File_session_proto != nil {
 		return
 	}
+	file_session_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -29,7 +29,7 @@ build: ## build bin/envoy-bff and bin/envoy-bff-demo
 	@go build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/envoy-bff ./cmd/envoy-bff
 	@go build -trimpath -o $(BIN)/envoy-bff-demo ./test/demo
 
-run: bootstrap build ## start the demo on http://127.0.0.1:10000 (REDIS_URL=redis://... to use Redis)
+run: bootstrap build ## start the demo: apps shop on http://localhost:10000, admin on http://127.0.0.1:10000 (REDIS_URL=redis://... to use Redis)
 	@$(BIN)/envoy-bff-demo --envoy "$(ENVOY_BIN)" --envoy-bff "$(ENVOY_BFF_BIN)" $${REDIS_URL:+--redis-url "$$REDIS_URL"}
 
 test: bootstrap build ## gofmt, go vet, and every suite (unit, Redis, Envoy integration) with -race

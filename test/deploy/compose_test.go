@@ -176,18 +176,25 @@ func TestComposeWiring(t *testing.T) {
 // checkConfig has the real binary validate a replica's environment.
 func checkConfig(t *testing.T, name string, env map[string]string) {
 	t.Helper()
+	if out, err := serveCheck(t, env); err != nil {
+		t.Errorf("%s's environment is not a valid configuration: %v\n%s", name, err, out)
+	}
+}
+
+// serveCheck runs `envoy-bff serve --check` with env alone as its
+// environment and args after it (e.g. --config FILE).
+func serveCheck(t *testing.T, env map[string]string, args ...string) ([]byte, error) {
+	t.Helper()
 	bin := os.Getenv("ENVOY_BFF_BIN")
 	if bin == "" {
 		t.Fatal("ENVOY_BFF_BIN is not set: run through make test")
 	}
-	cmd := exec.CommandContext(t.Context(), bin, "serve", "--check")
+	cmd := exec.CommandContext(t.Context(), bin, append([]string{"serve", "--check"}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("%s's environment is not a valid configuration: %v\n%s", name, err, out)
-	}
+	return cmd.CombinedOutput()
 }
 
 type realmFile struct {

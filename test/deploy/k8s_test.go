@@ -212,9 +212,29 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Error("redis runs without its append-only file")
 	}
 
-	// With valid secrets filled in (the key files where the pod would have
-	// them, here in a temporary directory), the environment is a valid
-	// configuration.
+	// With valid secrets filled in, the environment is a valid configuration.
+	env = withSecrets(t, env)
+	env["ENVOY_BFF_OIDC_CLIENT_SECRET"] = "s"
+	checkConfig(t, "the Deployment", env)
+}
+
+// deploymentEnv is the environment the sample Deployment gives envoy-bff.
+func deploymentEnv(t *testing.T) map[string]string {
+	t.Helper()
+	dep := find(t, readManifests(t, "envoy/k8s/envoy-bff.yaml"), "Deployment", "envoy-bff")
+	env := map[string]string{}
+	for _, e := range dep.list("spec.template.spec.containers.0.env") {
+		em := asDoc(e)
+		env[em.str("name")] = em.str("value")
+	}
+	return env
+}
+
+// withSecrets is env with what the Secrets would give the pod: the session
+// key files (written where the pod would have them, here in a temporary
+// directory) and an admin token.
+func withSecrets(t *testing.T, env map[string]string) map[string]string {
+	t.Helper()
 	dir := t.TempDir()
 	for envName, content := range map[string]string{
 		"ENVOY_BFF_SESSION_ENCRYPTION_KEYS_FILE": "k1:KgVFgyTWYXWrFuqvprIz6ZUBVW1nIRUmNLfVsCiC4J0=\n",
@@ -226,9 +246,8 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 		env[envName] = path
 	}
-	env["ENVOY_BFF_OIDC_CLIENT_SECRET"] = "s"
 	env["ENVOY_BFF_LISTEN_ADMIN_TOKEN"] = "a-long-enough-admin-token"
-	checkConfig(t, "the Deployment", env)
+	return env
 }
 
 // TestIstioManifests checks the mesh provider, the gateway routes and the

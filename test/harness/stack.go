@@ -196,7 +196,11 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	spaPort, err := s.serve(spa.Handler())
+	var apps []spa.App // the page names its frontend on that frontend's host
+	for _, f := range o.Frontends {
+		apps = append(apps, spa.App{Host: f.Host, Name: f.Name})
+	}
+	spaPort, err := s.serve(spa.Handler(apps...))
 	if err != nil {
 		return nil, err
 	}

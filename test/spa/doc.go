@@ -3,8 +3,10 @@
 //
 // The page never sees a token. It asks /bff/user who is signed in, calls
 // /api/whoami through Envoy, and navigates to /bff/login and the logoutUrl
-// that /bff/user returns; every fetch carries `X-CSRF: 1`. Element IDs
-// (#login, #logout, #call-api, #user-name, #api-result, #status) and the
-// body's data-state ("loading", "anonymous", "authenticated") are stable for
+// that /bff/user returns; every fetch carries `X-CSRF: 1`. It shows which
+// app it is: the name Handler was given for the request's host (#app-name),
+// and the host itself (#app-host). Element IDs (#login, #logout, #call-api,
+// #user-name, #api-result, #status, #app-name, #app-host) and the body's
+// data-state ("loading", "anonymous", "authenticated") are stable for
 // browser tests.
 package spa

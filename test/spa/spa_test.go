@@ -17,11 +17,21 @@ import (
 // get fetches path from a server running Handler.
 func get(t *testing.T, method, path string) (*http.Response, string) {
 	t.Helper()
-	srv := httptest.NewServer(Handler())
+	return getFrom(t, Handler(), method, "", path)
+}
+
+// getFrom fetches path from a server running h, with host as the Host
+// header unless it is empty.
+func getFrom(t *testing.T, h http.Handler, method, host, path string) (*http.Response, string) {
+	t.Helper()
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	req, err := http.NewRequest(method, srv.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
 	}
 	resp, err := srv.Client().Do(req)
 	if err != nil {
@@ -73,6 +83,8 @@ func TestPageStructure(t *testing.T) {
 		{"#user-name", `id="user-name"`},
 		{"#api-result", `id="api-result"`},
 		{"#status", `id="status"`},
+		{"#app-name", `<h1 id="app-name">Sample app</h1>`},
+		{"#app-host", `id="app-host"`},
 		{"login target", `'/bff/login\?returnUrl=/'`},
 		{"user endpoint", `bffFetch\('/bff/user'\)`},
 		{"api endpoint", `bffFetch\('/api/whoami'\)`},
@@ -101,6 +113,42 @@ func TestPageStructure(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAppName: two apps behind one envoy-bff (the demo's shop and admin)
+// each get the page under their own name, chosen by the request's host
+// whatever its port or case; any other host gets the plain page. The CSP
+// stays the same, since the inline script and style do not change.
+func TestAppName(t *testing.T) {
+	t.Parallel()
+	h := Handler(App{Host: "localhost", Name: "shop"}, App{Host: "127.0.0.1", Name: "admin"}, App{Host: "x.example", Name: "<b>&"})
+	_, plain := get(t, http.MethodGet, "/")
+	wantCSP := contentSecurityPolicy(indexHTML)
+	tests := []struct {
+		host, heading, title string
+	}{
+		{"localhost:10000", `<h1 id="app-name">shop</h1>`, `<title>shop · envoy-bff sample app</title>`},
+		{"LOCALHOST:10000", `<h1 id="app-name">shop</h1>`, `<title>shop · envoy-bff sample app</title>`},
+		{"127.0.0.1:10000", `<h1 id="app-name">admin</h1>`, `<title>admin · envoy-bff sample app</title>`},
+		{"127.0.0.1", `<h1 id="app-name">admin</h1>`, `<title>admin · envoy-bff sample app</title>`},
+		{"x.example", `<h1 id="app-name">&lt;b&gt;&amp;</h1>`, `<title>&lt;b&gt;&amp; · envoy-bff sample app</title>`},
+		{"other.example:10000", headingHTML, titleHTML},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			t.Parallel()
+			resp, body := getFrom(t, h, http.MethodGet, tt.host, "/app/x")
+			if !strings.Contains(body, tt.heading) || !strings.Contains(body, tt.title) {
+				t.Errorf("page for %s lacks %s or %s", tt.host, tt.heading, tt.title)
+			}
+			if got := resp.Header.Get("Content-Security-Policy"); got != wantCSP {
+				t.Errorf("CSP %q, want %q", got, wantCSP)
+			}
+			if between(t, body, "<script>", "</script>") != between(t, plain, "<script>", "</script>") {
+				t.Error("the script changed")
+			}
+		})
+	}
 }
 
 func TestContentSecurityPolicy(t *testing.T) {
@@ -144,7 +192,7 @@ const calls = [];
 let navigated = null;
 globalThis.document = { getElementById: el, body: el('body') };
 globalThis.window = globalThis;
-globalThis.location = { assign(u) { navigated = u; } };
+globalThis.location = { host: 'app.example:10000', assign(u) { navigated = u; } };
 globalThis.fetch = async (url, opts) => {
   calls.push({ url, opts });
   const r = input.responses[url] || { status: 404, body: { error: 'not_found' } };
@@ -156,7 +204,7 @@ const tick = () => new Promise((r) => setTimeout(r, 10));
   new Function(input.script)();
   await tick();
   const snap = () => ({ state: els.body.attrs['data-state'], user: el('user-name').textContent, status: el('status').textContent,
-    statusClass: el('status').className, result: el('api-result').textContent, loginHidden: el('anonymous').hidden, signedInHidden: el('signed-in').hidden });
+    statusClass: el('status').className, result: el('api-result').textContent, host: el('app-host').textContent, loginHidden: el('anonymous').hidden, signedInHidden: el('signed-in').hidden });
   const steps = [{ after: 'load', ...snap() }];
   for (const id of input.clicks) {
     await el(id).listeners.click();
@@ -184,6 +232,7 @@ type nodeRun struct {
 		Status         string `json:"status"`
 		StatusClass    string `json:"statusClass"`
 		Result         string `json:"result"`
+		Host           string `json:"host"`
 		LoginHidden    bool   `json:"loginHidden"`
 		SignedInHidden bool   `json:"signedInHidden"`
 	} `json:"steps"`
@@ -263,6 +312,9 @@ func TestBehaviourInNode(t *testing.T) {
 			}
 			if (last.State == "authenticated") == last.SignedInHidden || (last.State == "authenticated") != last.LoginHidden {
 				t.Errorf("visibility wrong in %+v", last)
+			}
+			if last.Host != "app.example:10000" {
+				t.Errorf("#app-host %q, want the page's location.host", last.Host)
 			}
 			if run.Navigated != tt.wantNavigated {
 				t.Errorf("navigated to %q, want %q", run.Navigated, tt.wantNavigated)

@@ -258,3 +258,22 @@ func TestReloadFrontends(t *testing.T) {
 		t.Errorf("the reload's log line does not name the removed frontend:\n%s", e.logs.String())
 	}
 }
+
+// TestRestartOnly: a reload warns only about what it cannot apply; the
+// session cookie and lifetimes that frontends inherit are applied.
+func TestRestartOnly(t *testing.T) {
+	t.Parallel()
+	running := defaultConfig()
+	w := &configWatcher{running: running}
+	next := running
+	next.Session.IdleTimeout = time.Minute
+	next.Session.Cookie.SameSite = "strict"
+	if got := w.restartOnly(next); len(got) != 0 {
+		t.Errorf("inherited session settings reported as needing a restart: %v", got)
+	}
+	next.Session.KeyPrefix = "other:"
+	next.Listen.GRPC = "127.0.0.1:1"
+	if got := strings.Join(w.restartOnly(next), ","); got != "listen,session" {
+		t.Errorf("restartOnly = %s, want listen,session", got)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"reflect"
 	"time"
+
+	"github.com/envoy-bff/envoy-bff/session"
 )
 
 // reloadConfig is the `reload:` section: how a running replica notices an
@@ -116,6 +118,13 @@ func (w *configWatcher) reload(cause string) {
 		"frontends", len(w.apps.list()))
 }
 
+// storeOnly is c without what frontends inherit from it (cookie and
+// lifetimes): a reload applies those to every frontend that takes them.
+func storeOnly(c session.Config) session.Config {
+	c.Cookie, c.IdleTimeout, c.AbsoluteLifetime = session.CookieConfig{}, 0, 0
+	return c
+}
+
 // restartOnly names the sections of cfg that differ from the running ones
 // and that a reload does not apply.
 func (w *configWatcher) restartOnly(cfg config) []string {
@@ -126,7 +135,7 @@ func (w *configWatcher) restartOnly(cfg config) []string {
 	}{
 		{"listen", w.running.Listen, cfg.Listen},
 		{"log", w.running.Log, cfg.Log},
-		{"session", w.running.Session, cfg.Session},
+		{"session", storeOnly(w.running.Session), storeOnly(cfg.Session)},
 		{"antiforgery", w.running.Antiforgery, cfg.Antiforgery},
 		{"tracing", w.running.Tracing, cfg.Tracing},
 		{"reload", w.running.Reload, cfg.Reload},

@@ -55,6 +55,9 @@ type PathRule struct {
 	// Redirect sends unauthenticated browser navigations a 302 to LoginPath
 	// instead of a 401.
 	Redirect bool `yaml:"redirect"`
+	// Require is what the route asks of the session (claims, acr,
+	// max_age); only policies that use a session may require.
+	Require Require `yaml:"require"`
 }
 
 // ClientTokenNames lists every client token a path rule names (the default
@@ -126,6 +129,12 @@ func (c Config) Validate() error {
 		}
 		if err := validatePolicy(string(r.Policy)); err != nil {
 			errs = append(errs, fmt.Errorf("%s.policy: %w", field, err))
+		}
+		if !r.Require.empty() {
+			if r.Policy == PolicyNone || r.Policy == PolicyClient {
+				errs = append(errs, fmt.Errorf("%s.require: a %s route uses no session to require anything of", field, r.Policy))
+			}
+			errs = append(errs, r.Require.validate(field+".require")...)
 		}
 		switch {
 		case r.ClientToken == "":

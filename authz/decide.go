@@ -91,6 +91,14 @@ func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 		return s.anonymous(ctx, req, errSessionUnknown)
 	}
 
+	// What the route requires is checked before any token work: a session
+	// without it never reaches the route, with or without a token (T75).
+	if req.require != nil {
+		if err := req.require.meets(sess, time.UnixMilli(nowMs), s.claims); err != nil {
+			return decision{}, err
+		}
+	}
+
 	sess, err = s.refresh(ctx, req, id, sess, nowMs)
 	switch {
 	case errors.Is(err, errStoreUnavailable), errors.Is(err, errRefreshFailed):

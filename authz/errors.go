@@ -25,6 +25,7 @@ var (
 	errStoreUnavailable   = errors.New("session store unavailable")
 	errRefreshFailed      = errors.New("token refresh unavailable")
 	errFrontendUnknown    = errors.New("no frontend serves this route")
+	errInsufficientClaims = errors.New("the session lacks a claim the route requires")
 )
 
 // denial is one row of the error → answer table.
@@ -55,6 +56,15 @@ func denials() []denial {
 			code: "invalid_request", description: "The request carries a header value that is not allowed."},
 		{err: errInvalidPath, status: http.StatusBadRequest, grpcCode: codes.InvalidArgument,
 			code: "invalid_path", description: "The request path is not acceptable."},
+		// A session lacking a required claim never reaches the route (T75):
+		// a permission problem, so 403, and the session stays.
+		{err: errInsufficientClaims, status: http.StatusForbidden, grpcCode: codes.PermissionDenied,
+			code: "insufficient_claims", description: "The session lacks a claim this route requires."},
+		// A login too weak or too old for the route: the answer is built per
+		// request (the challenge names what to ask for); this row gives the
+		// status, code and log level.
+		{err: errStepUp, status: http.StatusUnauthorized, grpcCode: codes.Unauthenticated,
+			code: "step_up_required", description: "This route requires a stronger or more recent login."},
 		// Fail closed: a protected route no frontend claims has no session
 		// cookie, routes or provider to decide with (T73).
 		{err: errFrontendUnknown, status: http.StatusForbidden, grpcCode: codes.PermissionDenied,

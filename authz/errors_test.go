@@ -21,6 +21,8 @@ func TestDenialTable(t *testing.T) {
 		{errInvalidRequest, 400, "invalid_request", false, false, false},
 		{errInvalidPath, 400, "invalid_path", false, false, false},
 		{errFrontendUnknown, 403, "frontend_unknown", false, false, false},
+		{errInsufficientClaims, 403, "insufficient_claims", false, false, false},
+		{&stepUpError{acr: []string{"gold"}}, 401, "step_up_required", false, false, false},
 		{errPolicyInvalid, 500, "policy_invalid", false, false, false},
 		{errClientTokenUnknown, 500, "client_token_unknown", false, false, false},
 		{errAntiforgery, 403, "antiforgery_required", false, false, false},

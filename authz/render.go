@@ -122,7 +122,7 @@ func (r *responses) redirect(loginPath string, req *request, clearCookie bool) *
 	}
 	headers := []*corev3.HeaderValueOption{
 		setHeader("cache-control", "no-store"),
-		setHeader("location", loginPath+"?returnUrl="+url.QueryEscape(ret)),
+		setHeader("location", loginURL(loginPath)+"returnUrl="+url.QueryEscape(ret)),
 	}
 	if clearCookie {
 		headers = append(headers, setHeader("set-cookie", r.clearCookie))
@@ -134,6 +134,54 @@ func (r *responses) redirect(loginPath string, req *request, clearCookie bool) *
 			Headers: headers,
 		}},
 	}
+}
+
+// stepUpBody is a step_up_required denial's JSON: the fixed code and text,
+// and the login URL that asks the provider for what the route needs.
+type stepUpBody struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+	LoginURL    string `json:"loginUrl"`
+}
+
+// stepUp renders 401 step_up_required with RFC 9470's WWW-Authenticate
+// challenge and a loginUrl the SPA sends the browser to (adding its own
+// returnUrl). The session cookie stays: the session is valid, only weaker
+// than this route wants.
+func (r *responses) stepUp(loginPath string, d denial, up *stepUpError) *authv3.CheckResponse {
+	body, err := json.Marshal(stepUpBody{Error: d.code, Description: d.description, LoginURL: loginPath + "?" + up.stepUpQuery()})
+	if err != nil {
+		panic(err) // plain strings always marshal
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(d.grpcCode), Message: d.code},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.status)},
+			Headers: []*corev3.HeaderValueOption{
+				setHeader("cache-control", "no-store"),
+				setHeader("content-type", "application/json"),
+				setHeader("www-authenticate", up.wwwAuthenticate()),
+			},
+			Body: string(body),
+		}},
+	}
+}
+
+// stepUpRedirect sends a browser navigation straight to the step-up login,
+// with the page as returnUrl.
+func (r *responses) stepUpRedirect(loginPath string, req *request, up *stepUpError) *authv3.CheckResponse {
+	resp := r.redirect(loginPath+"?"+up.stepUpQuery()+"&", req, false)
+	resp.Status.Message = "step_up_required"
+	return resp
+}
+
+// loginURL is loginPath ready for one more query parameter: a path ending
+// in "?" or "&" (stepUpRedirect's) is taken as it is.
+func loginURL(loginPath string) string {
+	if strings.HasSuffix(loginPath, "&") {
+		return loginPath
+	}
+	return loginPath + "?"
 }
 
 // okAlloc lets one allocation hold a whole OK response and its first few

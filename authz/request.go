@@ -40,11 +40,12 @@ type request struct {
 	path        string // normalised, without query or fragment
 	query       string // raw, without '?'
 	policy      Policy
-	routed      bool   // the route named the policy (context_extensions)
-	clientToken string // the client token client and user_or_client send
-	redirect    bool   // the route allows a 302 to login
-	navigation  bool   // a browser's top-level GET
-	preflight   bool   // a CORS preflight: OPTIONS with access-control-request-method
+	routed      bool         // the route named the policy (context_extensions)
+	clientToken string       // the client token client and user_or_client send
+	require     *requirement // what the route asks of the session; nil: nothing
+	redirect    bool         // the route allows a 302 to login
+	navigation  bool         // a browser's top-level GET
+	preflight   bool         // a CORS preflight: OPTIONS with access-control-request-method
 	// antiforgery is the anti-forgery header's value; antiforgeryCount counts
 	// separate header entries (more than one is always wrong).
 	antiforgery      string
@@ -135,6 +136,11 @@ func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
 		r.routed = true
 		r.redirect = ext[extRedirect] == "true"
 		r.clientToken = cmp.Or(ext[extClientToken], defaultClientToken)
+		if len(ext) > 1 { // only bff.policy: nothing else to read
+			if r.require, err = extRequire(ext); err != nil {
+				return request{id: r.id, method: r.method, path: r.path}, err
+			}
+		}
 	}
 	return r, nil
 }

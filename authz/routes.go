@@ -10,7 +10,8 @@ import (
 type route struct {
 	policy      Policy
 	redirect    bool
-	clientToken string // for client and user_or_client
+	clientToken string       // for client and user_or_client
+	require     *requirement // nil: a session is enough
 }
 
 // routeTable matches normalised paths against the path rules: exact first,
@@ -30,6 +31,7 @@ func newRouteTable(c Config) routeTable {
 	t := routeTable{exact: map[string]route{}, fallback: route{policy: c.DefaultPolicy, clientToken: defaultClientToken}}
 	for _, r := range c.PathRules {
 		rt := route{policy: r.Policy, redirect: r.Redirect, clientToken: cmp.Or(r.ClientToken, defaultClientToken)}
+		rt.require = r.Require.compile()
 		if r.Exact != "" {
 			t.exact[r.Exact] = rt
 			continue

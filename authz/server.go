@@ -163,6 +163,7 @@ type frontend struct {
 	now       func() time.Time
 	metrics   frontendMetrics
 	loginPath string
+	claims    *claimsCache     // decoded claims, for routes that require some
 	timeout   time.Duration    // Config.CheckTimeout
 	identity  []identityHeader // sorted by header name
 	responses responses
@@ -318,6 +319,7 @@ func (s *Server) newFrontend(fr Frontend) *frontend {
 		now:         s.now,
 		metrics:     s.metrics.frontend(fr.Route.Name),
 		loginPath:   cfg.LoginPath,
+		claims:      newClaimsCache(),
 		timeout:     cfg.CheckTimeout,
 	}
 	for _, h := range slices.Sorted(maps.Keys(cfg.IdentityHeaders)) {
@@ -428,7 +430,7 @@ func (f *frontend) route(req *request) {
 		return
 	}
 	rt := f.routes.match(req.path)
-	req.policy, req.redirect, req.clientToken = rt.policy, rt.redirect, rt.clientToken
+	req.policy, req.redirect, req.clientToken, req.require = rt.policy, rt.redirect, rt.clientToken, rt.require
 }
 
 // denyUnknown answers a request no frontend took: malformed, or matching
@@ -446,6 +448,13 @@ func (s *Server) denyUnknown(ctx context.Context, set *frontendSet, req *request
 func (f *frontend) deny(ctx context.Context, req *request, err error) *authv3.CheckResponse {
 	d, resp := f.responses.denied(err)
 	logDenial(ctx, f.logger, req, d, err)
+	var up *stepUpError
+	if errors.As(err, &up) {
+		if req.redirect && req.navigation && req.policy == PolicyUser {
+			return f.responses.stepUpRedirect(f.loginPath, req, up)
+		}
+		return f.responses.stepUp(f.loginPath, d, up)
+	}
 	if d.redirectable && req.redirect && req.navigation && req.policy == PolicyUser {
 		return f.responses.redirect(f.loginPath, req, d.clearCookie)
 	}

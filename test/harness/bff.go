@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -172,4 +173,67 @@ func (b *BFF) Metric(series string) (float64, error) {
 		}
 	}
 	return 0, nil
+}
+
+// Reload edits the replica's config file (edit gets the document as the
+// file holds it now, listen addresses included), sends SIGHUP, and waits
+// until the replica logs the reload's outcome: the "config reloaded" or
+// "config reload refused…" line of its JSON log (the stack's format), which
+// it returns. The file is replaced by
+// a rename, so the replica never reads it half-written.
+func (b *BFF) Reload(ctx context.Context, edit func(doc map[string]any)) (string, error) {
+	raw, err := os.ReadFile(b.ConfigPath)
+	if err != nil {
+		return "", fmt.Errorf("reload %s: %w", b.Name, err)
+	}
+	doc := map[string]any{}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return "", fmt.Errorf("reload %s: parse its config: %w", b.Name, err)
+	}
+	edit(doc)
+	if raw, err = yaml.Marshal(doc); err != nil {
+		return "", fmt.Errorf("reload %s: marshal its config: %w", b.Name, err)
+	}
+	tmp := b.ConfigPath + ".new"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return "", fmt.Errorf("reload %s: %w", b.Name, err)
+	}
+	if err := os.Rename(tmp, b.ConfigPath); err != nil {
+		return "", fmt.Errorf("reload %s: %w", b.Name, err)
+	}
+	before := len(b.reloadLines())
+	if err := b.Signal(syscall.SIGHUP); err != nil {
+		return "", fmt.Errorf("reload %s: SIGHUP: %w", b.Name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		if lines := b.reloadLines(); len(lines) > before {
+			return lines[before], nil
+		}
+		if exited, err := b.Exited(); exited {
+			return "", fmt.Errorf("reload %s: exited (%v); log tail:\n%s", b.Name, err, b.Tail(4000))
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("reload %s: no outcome logged: %w; log tail:\n%s", b.Name, ctx.Err(), b.Tail(4000))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// reloadLines are the replica's log lines that report a config reload's
+// outcome, in order.
+func (b *BFF) reloadLines() []string {
+	raw, err := os.ReadFile(b.LogPath)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if strings.Contains(line, `"msg":"config reloaded"`) || strings.Contains(line, `"msg":"config reload refused`) {
+			out = append(out, line)
+		}
+	}
+	return out
 }

@@ -48,13 +48,18 @@ type CheckResult struct {
 // API checks GET path on a route with the user policy, carrying cookie and
 // the anti-forgery header, as a browser's fetch through Envoy would.
 func (c *CheckClient) API(ctx context.Context, path, cookie string) (CheckResult, error) {
+	return c.APIAt(ctx, cmp.Or(c.Host, "app.test"), path, cookie)
+}
+
+// APIAt is API on host (the :authority, which picks among several frontends).
+func (c *CheckClient) APIAt(ctx context.Context, host, path, cookie string) (CheckResult, error) {
 	headers := map[string]string{"x-csrf": "1", "accept": "application/json"}
 	if cookie != "" {
 		headers["cookie"] = cookie
 	}
 	resp, err := c.client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: "GET", Path: path, Host: cmp.Or(c.Host, "app.test"), Scheme: "http", Protocol: "HTTP/1.1", Headers: headers,
+			Method: "GET", Path: path, Host: host, Scheme: "http", Protocol: "HTTP/1.1", Headers: headers,
 		}},
 		ContextExtensions: map[string]string{"bff.policy": "user"},
 	}})

@@ -74,7 +74,16 @@ type Frontend struct {
 	// ClientID is its client at the provider (default envoy-bff-<name>;
 	// the secret is always ClientSecret).
 	ClientID string
+	// Later registers it at the provider and gives it Envoy's routes but
+	// leaves it out of envoy-bff's config at start: a test adds it by a
+	// config reload (Stack.FrontendDoc, BFF.Reload). Its Host may then be
+	// a name nothing resolves (to prove a host no frontend served before);
+	// the test dials 127.0.0.1 for it.
+	Later bool
 }
+
+// Prefix is f's path prefix, "/" when unset.
+func (f Frontend) Prefix() string { return f.prefix() }
 
 // prefix is f's path prefix, "/" when unset.
 func (f Frontend) prefix() string {
@@ -249,26 +258,35 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	return s, nil
 }
 
-// frontendsDoc is the `frontends:` section of a multi-frontend stack.
-func (s *Stack) frontendsDoc() []map[string]any {
-	var out []map[string]any
+// frontendsDoc is the `frontends:` section of a multi-frontend stack at
+// start (every frontend but the Later ones).
+func (s *Stack) frontendsDoc() []any {
+	var out []any
 	for _, f := range s.Frontends {
-		out = append(out, map[string]any{
-			"name":        f.Name,
-			"hosts":       []string{f.Host},
-			"path_prefix": f.prefix(),
-			"session":     map[string]any{"cookie": map[string]any{"name": f.CookieName()}},
-			"oidc": map[string]any{
-				"issuer":                   s.IssuerURL,
-				"client_id":                f.Client(),
-				"client_secret":            ClientSecret,
-				"redirect_url":             f.URL(s) + "/bff/callback",
-				"post_logout_redirect_url": f.URL(s) + "/",
-			},
-			"authz": map[string]any{"path_rules": []map[string]any{{"prefix": f.prefix() + "api/", "policy": "user"}}},
-		})
+		if !f.Later {
+			out = append(out, s.FrontendDoc(f))
+		}
 	}
 	return out
+}
+
+// FrontendDoc is f's item of the `frontends:` section, as the stack
+// configures it (a test adds a Later frontend to a replica's config with it).
+func (s *Stack) FrontendDoc(f Frontend) map[string]any {
+	return map[string]any{
+		"name":        f.Name,
+		"hosts":       []any{f.Host},
+		"path_prefix": f.prefix(),
+		"session":     map[string]any{"cookie": map[string]any{"name": f.CookieName()}},
+		"oidc": map[string]any{
+			"issuer":                   s.IssuerURL,
+			"client_id":                f.Client(),
+			"client_secret":            ClientSecret,
+			"redirect_url":             f.URL(s) + "/bff/callback",
+			"post_logout_redirect_url": f.URL(s) + "/",
+		},
+		"authz": map[string]any{"path_rules": []any{map[string]any{"prefix": f.prefix() + "api/", "policy": "user"}}},
+	}
 }
 
 // startProvider runs the local OpenID provider for the stack.

@@ -244,6 +244,10 @@ type scaleUser struct {
 	browser *browser
 	cookie  string // the Cookie header value carrying the session cookie
 	sid     string // the provider session, naming its token family
+	// api and client, when set, are the API URL of the session's app in a
+	// multi-frontend stack and that app's client, whose token every call
+	// must carry. Unset: the stack's /api/whoami, any client.
+	api, client string
 }
 
 func loginUser(t *testing.T, s *harness.Stack) *scaleUser {
@@ -401,7 +405,7 @@ func driveLoad(t *testing.T, origin string, users []*scaleUser, clients int, d t
 		wg.Go(func() {
 			for n := 0; n < 100_000 && time.Now().Before(deadline); n++ {
 				total.Add(1)
-				if msg := callAPI(hc, origin, u.cookie); msg != "" {
+				if msg := u.call(hc, origin); msg != "" {
 					fail(msg)
 				} else {
 					ok.Add(1)
@@ -435,7 +439,22 @@ func spaGet(hc *http.Client, origin, path, cookie string) (*http.Response, []byt
 
 // callAPI makes one SPA-style API call; "" means a verified 200.
 func callAPI(hc *http.Client, origin, cookie string) string {
-	resp, body, err := spaGet(hc, origin, "/api/whoami", cookie)
+	return callAppAPI(hc, origin+"/api/whoami", cookie, "")
+}
+
+// call makes one of u's API calls (origin: the stack's, for a user of no
+// particular frontend); "" means a verified 200.
+func (u *scaleUser) call(hc *http.Client, origin string) string {
+	if u.api == "" {
+		return callAPI(hc, origin, u.cookie)
+	}
+	return callAppAPI(hc, u.api, u.cookie, u.client)
+}
+
+// callAppAPI makes one SPA-style GET of rawURL; "" means a 200 with a token
+// the API verified for the demo user (and issued to client, when set).
+func callAppAPI(hc *http.Client, rawURL, cookie, client string) string {
+	resp, body, err := spaGet(hc, rawURL, "", cookie)
 	if err != nil {
 		return err.Error()
 	}
@@ -445,9 +464,13 @@ func callAPI(hc *http.Client, origin, cookie string) string {
 	var who struct {
 		Sub        string `json:"sub"`
 		TokenError string `json:"token_error"`
+		ClientID   string `json:"client_id"`
 	}
 	if err := json.Unmarshal(body, &who); err != nil || who.Sub != "demo-user" || who.TokenError != "" {
 		return fmt.Sprintf("200 without a verified token: %s", body)
+	}
+	if client != "" && who.ClientID != client {
+		return fmt.Sprintf("200 with a token of client %q, want %q", who.ClientID, client)
 	}
 	return ""
 }
@@ -495,10 +518,34 @@ func loadOneRefreshPerExpiry(t *testing.T, s *harness.Stack, users []*scaleUser,
 	if n := after.FamilyRevocations - before.FamilyRevocations; n != 0 {
 		t.Errorf("provider revoked %d token families for reuse", n)
 	}
-	// The replicas' own accounting agrees with the provider's.
+	// The replicas' own accounting agrees with the provider's, for each
+	// frontend (its client's token families) and in all.
+	frontends := map[string]string{} // frontend → its client
+	for _, f := range s.Frontends {
+		frontends[f.Name] = f.Client()
+	}
+	if len(frontends) == 0 {
+		frontends["default"] = harness.ClientID
+	}
 	var refreshed float64
-	for _, b := range s.BFFs {
-		refreshed += metric(t, b, `envoy_bff_token_refreshes_total{frontend="default",kind="session",outcome="refreshed"}`)
+	for name, client := range frontends {
+		var counted float64
+		for _, b := range s.BFFs {
+			counted += metric(t, b, `envoy_bff_token_refreshes_total{frontend="`+name+`",kind="session",outcome="refreshed"}`)
+		}
+		granted := 0
+		for _, f := range s.Provider.Families() {
+			if f.ClientID == client {
+				granted += len(f.RefreshGrants)
+			}
+		}
+		if int(counted) != granted {
+			t.Errorf("frontend %s: replicas count %v refreshes, the provider %d grants to %s", name, counted, granted, client)
+		}
+		if len(s.Frontends) > 0 {
+			t.Logf("frontend %s: %v refreshes", name, counted)
+		}
+		refreshed += counted
 	}
 	if int(refreshed) != after.RefreshTokenGrants {
 		t.Errorf("replicas count %v refreshes, the provider %d grants", refreshed, after.RefreshTokenGrants)
@@ -548,6 +595,47 @@ func TestScaleOutWithSessionCache(t *testing.T) {
 	for i, b := range s.BFFs {
 		if hits := metric(t, b, `envoy_bff_session_cache_hits_total{frontend="default"}`); hits < 100 {
 			t.Errorf("replica %d served %v reads from its cache, want many", i+1, hits)
+		}
+	}
+}
+
+// TestScaleOutTwoFrontends is T63's load with two frontends served at once
+// by the same three replicas on the same Redis (issue 13): shop on
+// localhost and admin on 127.0.0.1, one cookie name, two clients of the
+// provider, the sessions and clients spread evenly over both. Still one
+// refresh grant per expiry per session, no invalid_grant, no failed request,
+// and each frontend's refresh count agrees with its client's grants.
+func TestScaleOutTwoFrontends(t *testing.T) {
+	apps := []harness.Frontend{feShop, feAdmin}
+	s := startStack(t, harness.Options{
+		Replicas:       3,
+		Redis:          true,
+		AccessTokenTTL: scaleTokenTTL,
+		Frontends:      apps,
+		BFFConfig: func(doc map[string]any) {
+			doc["log"] = map[string]any{"level": "info", "format": "json"}
+			doc["session"].(map[string]any)["lock_ttl"] = scaleLockTTL.String()
+			for _, f := range doc["frontends"].([]any) {
+				f.(map[string]any)["oidc"].(map[string]any)["provider_timeout"] = scaleProviderLimit.String()
+			}
+		},
+	})
+	users := make([]*scaleUser, scaleSessions)
+	for i := range users {
+		f := apps[i%len(apps)]
+		b := newBrowser(t, appOrigin(s, f.Host))
+		a := loginApp(t, b, f)
+		users[i] = &scaleUser{browser: b, cookie: a.cookie(), sid: a.sid,
+			api: appOrigin(s, f.Host) + f.Prefix() + "api/whoami", client: f.Client()}
+	}
+	loadOneRefreshPerExpiry(t, s, users, scaleLoadFor/2)
+	for _, f := range apps {
+		var checks float64
+		for _, b := range s.BFFs {
+			checks += metric(t, b, `envoy_bff_checks_total{answer="ok",frontend="`+f.Name+`",policy="user"}`)
+		}
+		if checks < 1000 {
+			t.Errorf("frontend %s passed %v checks, want its share of the load", f.Name, checks)
 		}
 	}
 }

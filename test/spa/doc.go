@@ -5,8 +5,10 @@
 // /api/whoami through Envoy, and navigates to /bff/login and the logoutUrl
 // that /bff/user returns; every fetch carries `X-CSRF: 1`. It shows which
 // app it is: the name Handler was given for the request's host (#app-name),
-// and the host itself (#app-host). Element IDs (#login, #logout, #call-api,
-// #user-name, #api-result, #status, #app-name, #app-host) and the body's
-// data-state ("loading", "anonymous", "authenticated") are stable for
-// browser tests.
+// and the host itself (#app-host). An app under a path prefix
+// (App.PathPrefix "/partner/") gets the page with the prefix in the body's
+// data-base, and the page then uses /partner/bff/… and /partner/api/….
+// Element IDs (#login, #logout, #call-api, #user-name, #api-result,
+// #status, #app-name, #app-host) and the body's data-state ("loading",
+// "anonymous", "authenticated") are stable for browser tests.
 package spa

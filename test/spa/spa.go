@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -23,15 +24,26 @@ func IndexHTML() []byte { return bytes.Clone(indexHTML) }
 // inlineRE finds the inline <script> and <style> bodies that the CSP pins by hash.
 var inlineRE = regexp.MustCompile(`(?s)<(script|style)>(.*?)</(?:script|style)>`)
 
-// App names the page served on one host, so that two apps behind one
-// envoy-bff (the demo's shop on localhost, admin on 127.0.0.1) say which
-// is which.
+// App names the page served on one host (and path prefix), so that two
+// apps behind one envoy-bff (the demo's shop on localhost, admin on
+// 127.0.0.1) say which is which, and an app under a path prefix calls its
+// own endpoints.
 type App struct {
-	// Host is the request's host, without a port (lower case).
+	// Host is the request's host, without a port (lower case); empty, any
+	// host that no App names.
 	Host string
 	// Name is shown as the page's heading and title.
 	Name string
+	// PathPrefix is the app's path prefix: "/" (or empty), or plain
+	// segments between slashes ("/partner/"). Under it the page carries it
+	// in the body's data-base and calls <prefix>bff/… and <prefix>api/…;
+	// the longest prefix of a path wins. Any other form panics.
+	PathPrefix string
 }
+
+// appPrefixRE is what a path prefix may be: as the page itself accepts in
+// data-base, so that it needs no escaping.
+var appPrefixRE = regexp.MustCompile(`^/([A-Za-z0-9._~-]+/)*$`)
 
 // The page's heading and title as embedded, replaced by an App's name.
 const (
@@ -39,24 +51,58 @@ const (
 	titleHTML   = `<title>envoy-bff sample app</title>`
 )
 
-// named is the page with name as its heading and in its title. Only text
-// outside the inline script and style changes, so the CSP's hashes hold.
-func named(name string) []byte {
+// named is the page with name as its heading and in its title, and prefix
+// as its data-base. Only text outside the inline script and style changes,
+// so the CSP's hashes hold.
+func named(name, prefix string) []byte {
 	n := html.EscapeString(name)
 	page := bytes.Replace(indexHTML, []byte(headingHTML), []byte(`<h1 id="app-name">`+n+`</h1>`), 1)
+	page = bytes.Replace(page, []byte(`data-base="/"`), []byte(`data-base="`+prefix+`"`), 1)
 	return bytes.Replace(page, []byte(titleHTML), []byte(`<title>`+n+` · envoy-bff sample app</title>`), 1)
 }
 
-// Handler serves the page at / , 204 at /favicon.ico and 404 elsewhere. On
-// the host of one of apps, the page carries that app's name.
+// appPage is one App's copy of the page.
+type appPage struct {
+	host, prefix string
+	page         []byte
+}
+
+// pick is the page for host and path: among the apps of host, else those
+// without a host, the one with the longest prefix of path; else the plain
+// page under "/".
+func pick(pages []appPage, host, path string) (page []byte, prefix string) {
+	for _, h := range []string{host, ""} {
+		for _, p := range pages {
+			if p.host == h && strings.HasPrefix(path, p.prefix) && len(p.prefix) > len(prefix) {
+				page, prefix = p.page, p.prefix
+			}
+		}
+		if page != nil {
+			return page, prefix
+		}
+	}
+	return indexHTML, "/"
+}
+
+// Handler serves the page at / , 204 at /favicon.ico and 404 elsewhere,
+// each under an app's path prefix too. On the host (and under the path
+// prefix) of one of apps, the page carries that app's name and prefix.
 func Handler(apps ...App) http.Handler {
 	csp := contentSecurityPolicy(indexHTML)
-	pages := make(map[string][]byte, len(apps))
+	pages := make([]appPage, 0, len(apps))
 	for _, a := range apps {
-		pages[strings.ToLower(a.Host)] = named(a.Name)
+		prefix := a.PathPrefix
+		if prefix == "" {
+			prefix = "/"
+		}
+		if !appPrefixRE.MatchString(prefix) {
+			panic("spa: path prefix " + strconv.Quote(a.PathPrefix) + " of app " + strconv.Quote(a.Name) + " must look like /name/")
+		}
+		pages = append(pages, appPage{strings.ToLower(a.Host), prefix, named(a.Name, prefix)})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := r.URL.Path
+		page, prefix := pick(pages, hostname(r.Host), r.URL.Path)
+		path := r.URL.Path[len(prefix)-1:] // the app's own path, from its "/"
 		// Client-side routes (/app/orders) get the page too, as every SPA
 		// host does; only file-like paths (with a dot) are 404s.
 		if !strings.Contains(path[strings.LastIndex(path, "/")+1:], ".") {
@@ -78,10 +124,6 @@ func Handler(apps ...App) http.Handler {
 			h.Set("X-Frame-Options", "DENY")
 			if r.Method == http.MethodHead {
 				return
-			}
-			page, ok := pages[hostname(r.Host)]
-			if !ok {
-				page = indexHTML
 			}
 			_, _ = w.Write(page)
 		case "/favicon.ico":

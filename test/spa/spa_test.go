@@ -85,9 +85,10 @@ func TestPageStructure(t *testing.T) {
 		{"#status", `id="status"`},
 		{"#app-name", `<h1 id="app-name">Sample app</h1>`},
 		{"#app-host", `id="app-host"`},
-		{"login target", `'/bff/login\?returnUrl=/'`},
-		{"user endpoint", `bffFetch\('/bff/user'\)`},
-		{"api endpoint", `bffFetch\('/api/whoami'\)`},
+		{"login target", `base \+ 'bff/login\?returnUrl=' \+ base`},
+		{"user endpoint", `bffFetch\(base \+ 'bff/user'\)`},
+		{"api endpoint", `bffFetch\(base \+ 'api/whoami'\)`},
+		{"root app", `<body data-state="loading" data-base="/">`},
 		{"csrf header", `headers: \{ 'X-CSRF': '1'`},
 		{"same-origin credentials", `credentials: 'same-origin'`},
 	}
@@ -191,6 +192,8 @@ const el = (id) => els[id] || (els[id] = { id, hidden: false, disabled: false, t
 const calls = [];
 let navigated = null;
 globalThis.document = { getElementById: el, body: el('body') };
+if (input.base !== undefined) { el('body').attrs['data-base'] = input.base; }
+el('body').getAttribute = function (k) { return k in this.attrs ? this.attrs[k] : null; };
 globalThis.window = globalThis;
 globalThis.location = { host: 'app.example:10000', assign(u) { navigated = u; } };
 globalThis.fetch = async (url, opts) => {
@@ -279,30 +282,7 @@ func TestBehaviourInNode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			in, err := json.Marshal(map[string]any{"script": script, "responses": tt.responses, "clicks": append([]string{}, tt.clicks...)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.CommandContext(t.Context(), node, "-e", nodeHarness)
-			cmd.Stdin = bytes.NewReader(in)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("node: %v\n%s", err, stderr.String())
-			}
-			var run nodeRun
-			if err := json.Unmarshal(out, &run); err != nil {
-				t.Fatalf("%v: %s", err, out)
-			}
-			if len(run.Calls) == 0 {
-				t.Fatal("no fetch on load")
-			}
-			for _, c := range run.Calls {
-				if c.Opts.Headers["X-CSRF"] != "1" || c.Opts.Credentials != "same-origin" {
-					t.Errorf("fetch %s sent headers %v credentials %q", c.URL, c.Opts.Headers, c.Opts.Credentials)
-				}
-			}
+			run := runPage(t, node, script, nil, tt.responses, tt.clicks)
 			if run.Calls[0].URL != "/bff/user" {
 				t.Errorf("first fetch %s", run.Calls[0].URL)
 			}
@@ -318,6 +298,137 @@ func TestBehaviourInNode(t *testing.T) {
 			}
 			if run.Navigated != tt.wantNavigated {
 				t.Errorf("navigated to %q, want %q", run.Navigated, tt.wantNavigated)
+			}
+		})
+	}
+}
+
+// runPage runs script in Node against the stub responses, with the body's
+// data-base set to *base when base is not nil, clicks the buttons and
+// checks that every fetch carried the anti-forgery header.
+func runPage(t *testing.T, node, script string, base *string, responses map[string]stubResponse, clicks []string) nodeRun {
+	t.Helper()
+	input := map[string]any{"script": script, "responses": responses, "clicks": append([]string{}, clicks...)}
+	if base != nil {
+		input["base"] = *base
+	}
+	in, err := json.Marshal(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), node, "-e", nodeHarness)
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, stderr.String())
+	}
+	var run nodeRun
+	if err := json.Unmarshal(out, &run); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(run.Calls) == 0 {
+		t.Fatal("no fetch on load")
+	}
+	for _, c := range run.Calls {
+		if c.Opts.Headers["X-CSRF"] != "1" || c.Opts.Credentials != "same-origin" {
+			t.Errorf("fetch %s sent headers %v credentials %q", c.URL, c.Opts.Headers, c.Opts.Credentials)
+		}
+	}
+	return run
+}
+
+// TestAppUnderPrefix: an app under /partner/ on shop's host gets the page
+// naming it and its prefix, with the same script and policy; the page then
+// calls only that app's endpoints.
+func TestAppUnderPrefix(t *testing.T) {
+	t.Parallel()
+	h := Handler(App{Host: "localhost", Name: "shop"}, App{Host: "localhost", Name: "partner", PathPrefix: "/partner/"},
+		App{Name: "any", PathPrefix: "/any/"})
+	pages := []struct {
+		host, path, name, base string
+		status                 int
+	}{
+		{"localhost:1", "/", "shop", "/", 200},
+		{"localhost:1", "/partner/", "partner", "/partner/", 200},
+		{"localhost:1", "/partner/orders/7", "partner", "/partner/", 200},
+		{"localhost:1", "/partnerx/", "shop", "/", 200},
+		{"localhost:1", "/any/", "shop", "/", 200}, // a host's own apps come first
+		{"other.example", "/any/x", "any", "/any/", 200},
+		{"other.example", "/", "Sample app", "/", 200},
+		{"localhost:1", "/partner/x.js", "", "", 404},
+		{"localhost:1", "/partner/favicon.ico", "", "", 204},
+	}
+	var appPage string
+	for _, p := range pages {
+		resp, body := getFrom(t, h, http.MethodGet, p.host, p.path)
+		if resp.StatusCode != p.status {
+			t.Errorf("GET %s%s: %d, want %d", p.host, p.path, resp.StatusCode, p.status)
+			continue
+		}
+		if p.status != 200 {
+			continue
+		}
+		if !strings.Contains(body, `<h1 id="app-name">`+p.name+`</h1>`) || !strings.Contains(body, `data-base="`+p.base+`"`) {
+			t.Errorf("GET %s%s: not the page of %s under %s", p.host, p.path, p.name, p.base)
+		}
+		if got := resp.Header.Get("Content-Security-Policy"); got != contentSecurityPolicy(indexHTML) {
+			t.Errorf("GET %s%s: CSP %q", p.host, p.path, got)
+		}
+		if p.name == "partner" {
+			appPage = body
+		}
+	}
+	for _, bad := range []string{"partner/", "/partner", "/a b/", `/"/`} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Handler took the path prefix %q", bad)
+				}
+			}()
+			Handler(App{Name: "x", PathPrefix: bad})
+		}()
+	}
+
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node not installed: this behaviour test needs Node.js (it never skips)")
+	}
+	_, plain := get(t, http.MethodGet, "/")
+	script := between(t, appPage, "<script>", "</script>")
+	if script != between(t, plain, "<script>", "</script>") {
+		t.Fatal("the app's copy has another script")
+	}
+	user := stubResponse{200, map[string]any{"sub": "p1", "name": "Paula"}}
+	whoami := stubResponse{200, map[string]any{"sub": "p1"}}
+	tests := []struct {
+		name, base    string
+		responses     map[string]stubResponse
+		clicks        []string
+		wantCalls     []string
+		wantNavigated string
+		wantHost      string
+	}{
+		{"log in", "/partner/", map[string]stubResponse{"/partner/bff/user": {401, nil}}, []string{"login"}, []string{"/partner/bff/user"}, "/partner/bff/login?returnUrl=/partner/", "app.example:10000/partner"},
+		{"call api", "/partner/", map[string]stubResponse{"/partner/bff/user": user, "/partner/api/whoami": whoami}, []string{"call-api"}, []string{"/partner/bff/user", "/partner/api/whoami"}, "", "app.example:10000/partner"},
+		{"log out without logoutUrl", "/partner/", map[string]stubResponse{"/partner/bff/user": user}, []string{"logout"}, []string{"/partner/bff/user"}, "/partner/bff/logout", "app.example:10000/partner"},
+		{"foreign base refused", "//evil.example/", map[string]stubResponse{"/bff/user": {401, nil}}, []string{"login"}, []string{"/bff/user"}, "/bff/login?returnUrl=/", "app.example:10000"},
+		{"odd base refused", "/a b/", map[string]stubResponse{"/bff/user": {401, nil}}, []string{"login"}, []string{"/bff/user"}, "/bff/login?returnUrl=/", "app.example:10000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			run := runPage(t, node, script, &tt.base, tt.responses, tt.clicks)
+			var calls []string
+			for _, c := range run.Calls {
+				calls = append(calls, c.URL)
+			}
+			if strings.Join(calls, " ") != strings.Join(tt.wantCalls, " ") || run.Navigated != tt.wantNavigated {
+				t.Errorf("fetched %v and navigated to %q; want %v and %q", calls, run.Navigated, tt.wantCalls, tt.wantNavigated)
+			}
+			if host := run.Steps[0].Host; host != tt.wantHost {
+				t.Errorf("#app-host %q, want %q", host, tt.wantHost)
 			}
 		})
 	}

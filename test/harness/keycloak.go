@@ -3,11 +3,14 @@ package harness
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,25 +22,36 @@ const (
 	KeycloakAdminPassword = "admin-e2e-password"
 )
 
-// Keycloak is a running Keycloak (start-dev, in-memory database) with one
-// realm imported from a file.
+// Keycloak is a running Keycloak (start-dev, in-memory database) with
+// realms imported from files.
 type Keycloak struct {
 	*Process
 	// URL is the server's root, http://127.0.0.1:<port>.
 	URL string
-	// Realm is the imported realm's name.
+	// Realm is the realm Issuer and the admin calls use: the first imported
+	// one, or another one in a view from InRealm.
 	Realm string
+	// Realms are the imported realms' names, in the order given.
+	Realms []string
+}
+
+// InRealm is a view of k whose Issuer and admin calls use another of its
+// realms; it shares k's process (stopping either stops both).
+func (k *Keycloak) InRealm(realm string) *Keycloak {
+	v := *k
+	v.Realm = realm
+	return &v
 }
 
 // Issuer is the realm's issuer URL.
 func (k *Keycloak) Issuer() string { return k.URL + "/realms/" + k.Realm }
 
-// StartKeycloak imports realmJSON (a realm export whose "realm" names it)
-// and starts Keycloak on a free loopback port, waiting until the realm's
-// discovery document answers. KEYCLOAK_HOME names the distribution and
-// KEYCLOAK_JAVA_HOME a JDK it supports (the Makefile sets both from the
-// bootstrap).
-func StartKeycloak(ctx context.Context, dir string, realmJSON []byte) (*Keycloak, error) {
+// StartKeycloak imports each of realmJSONs (realm exports whose "realm"
+// names them; at least one) and starts Keycloak on a free loopback port,
+// waiting until every realm's discovery document answers. KEYCLOAK_HOME
+// names the distribution and KEYCLOAK_JAVA_HOME a JDK it supports (the
+// Makefile sets both from the bootstrap).
+func StartKeycloak(ctx context.Context, dir string, realmJSONs ...[]byte) (*Keycloak, error) {
 	home := os.Getenv("KEYCLOAK_HOME")
 	if home == "" {
 		return nil, fmt.Errorf("KEYCLOAK_HOME is not set: run `make bootstrap` (it downloads Keycloak)")
@@ -46,20 +60,36 @@ func StartKeycloak(ctx context.Context, dir string, realmJSON []byte) (*Keycloak
 	if _, err := os.Stat(kc); err != nil {
 		return nil, fmt.Errorf("keycloak: %w (run `make bootstrap`)", err)
 	}
-	var realm struct {
-		Realm string `json:"realm"`
+	if len(realmJSONs) == 0 {
+		return nil, errors.New("keycloak: no realm to import")
 	}
-	if err := json.Unmarshal(realmJSON, &realm); err != nil || realm.Realm == "" {
-		return nil, fmt.Errorf("keycloak: realm file has no realm name: %v", err)
+	var realms []string
+	for i, raw := range realmJSONs {
+		var realm struct {
+			Realm string `json:"realm"`
+		}
+		if err := json.Unmarshal(raw, &realm); err != nil || realm.Realm == "" {
+			return nil, fmt.Errorf("keycloak: realm file %d has no realm name: %v", i+1, err)
+		}
+		if slices.Contains(realms, realm.Realm) {
+			return nil, fmt.Errorf("keycloak: realm %s given twice", realm.Realm)
+		}
+		realms = append(realms, realm.Realm)
 	}
-	// --import-realm reads $KEYCLOAK_HOME/data/import; the database lives in
-	// memory, so every start imports afresh and leaves nothing behind.
+	// --import-realm reads every file in $KEYCLOAK_HOME/data/import; the
+	// database lives in memory, so every start imports afresh. The files go
+	// once Keycloak has imported them (or failed to start), so a later start
+	// imports only its own realms.
 	importDir := filepath.Join(home, "data", "import")
 	if err := os.MkdirAll(importDir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(importDir, realm.Realm+"-realm.json"), realmJSON, 0o644); err != nil {
-		return nil, err
+	for i, raw := range realmJSONs {
+		path := filepath.Join(importDir, realms[i]+"-realm.json")
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			return nil, err
+		}
+		defer os.Remove(path)
 	}
 	env := []string{
 		"KC_BOOTSTRAP_ADMIN_USERNAME=" + KeycloakAdmin,
@@ -74,7 +104,7 @@ func StartKeycloak(ctx context.Context, dir string, realmJSON []byte) (*Keycloak
 	// may take it meanwhile: then it exits, and another port is tried.
 	var lastErr error
 	for range 3 {
-		k, err := startKeycloakOnce(ctx, dir, kc, realm.Realm, env)
+		k, err := startKeycloakOnce(ctx, dir, kc, realms, env)
 		if err == nil {
 			return k, nil
 		}
@@ -86,7 +116,7 @@ func StartKeycloak(ctx context.Context, dir string, realmJSON []byte) (*Keycloak
 	return nil, lastErr
 }
 
-func startKeycloakOnce(ctx context.Context, dir, kc, realm string, env []string) (*Keycloak, error) {
+func startKeycloakOnce(ctx context.Context, dir, kc string, realms, env []string) (*Keycloak, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -98,12 +128,14 @@ func startKeycloakOnce(ctx context.Context, dir, kc, realm string, env []string)
 	if err != nil {
 		return nil, err
 	}
-	k := &Keycloak{Process: p, URL: "http://127.0.0.1:" + strconv.Itoa(port), Realm: realm}
+	k := &Keycloak{Process: p, URL: "http://127.0.0.1:" + strconv.Itoa(port), Realm: realms[0], Realms: realms}
 	wctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
-	if err := WaitHTTP(wctx, p, k.Issuer()+"/.well-known/openid-configuration", 200); err != nil {
-		p.Stop(10 * time.Second)
-		return nil, fmt.Errorf("keycloak did not serve realm %s: %w\n%s", realm, err, p.Tail(4000))
+	for _, realm := range realms {
+		if err := WaitHTTP(wctx, p, k.InRealm(realm).Issuer()+"/.well-known/openid-configuration", 200); err != nil {
+			p.Stop(10 * time.Second)
+			return nil, fmt.Errorf("keycloak did not serve realm %s: %w\n%s", realm, err, p.Tail(4000))
+		}
 	}
 	return k, nil
 }
@@ -160,6 +192,34 @@ func (k *Keycloak) UserSessions(ctx context.Context, username string) (int, erro
 		return 0, err
 	}
 	return len(sessions), nil
+}
+
+// UserID is username's ID in the realm: the sub of its tokens.
+func (k *Keycloak) UserID(ctx context.Context, username string) (string, error) {
+	_, id, err := k.user(ctx, username)
+	return id, err
+}
+
+// SessionClients lists username's sessions at Keycloak, each as the sorted
+// client IDs it has logged in to: with single sign-on, one session holds
+// every client the user signed in to without a second form.
+func (k *Keycloak) SessionClients(ctx context.Context, username string) ([][]string, error) {
+	admin, id, err := k.user(ctx, username)
+	if err != nil {
+		return nil, err
+	}
+	var sessions []struct {
+		Clients map[string]string `json:"clients"` // client UUID → client ID
+	}
+	if err := k.call(ctx, http.MethodGet, "/admin/realms/"+k.Realm+"/users/"+id+"/sessions", admin, nil, &sessions); err != nil {
+		return nil, err
+	}
+	out := make([][]string, 0, len(sessions))
+	for _, s := range sessions {
+		clients := slices.Sorted(maps.Values(s.Clients))
+		out = append(out, clients)
+	}
+	return out, nil
 }
 
 // call sends one request to Keycloak and decodes a 2xx JSON answer into out.

@@ -11,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
 	"github.com/envoy-bff/envoy-bff/envoy"
 	"github.com/envoy-bff/envoy-bff/oidcflow/oidctest"
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
@@ -53,8 +56,9 @@ type Options struct {
 	// BFFConfig adjusts each replica's config document before it starts.
 	BFFConfig func(map[string]any)
 	// Frontends, when set, makes the replicas serve these apps (the config's
-	// `frontends:`), each its own client of the local provider, instead of
-	// the one app of the top-level oidc section.
+	// `frontends:`), each its own client of the stack's provider (the local
+	// one, or Issuer) unless it names its own Issuer, instead of the one app
+	// of the top-level oidc section.
 	Frontends []Frontend
 }
 
@@ -71,8 +75,7 @@ type Frontend struct {
 	PathPrefix string
 	// Cookie is its session cookie's name (default __Host-bff-<name>).
 	Cookie string
-	// ClientID is its client at the provider (default envoy-bff-<name>;
-	// the secret is always ClientSecret).
+	// ClientID is its client at the provider (default envoy-bff-<name>).
 	ClientID string
 	// Later registers it at the provider and gives it Envoy's routes but
 	// leaves it out of envoy-bff's config at start: a test adds it by a
@@ -80,6 +83,21 @@ type Frontend struct {
 	// a name nothing resolves (to prove a host no frontend served before);
 	// the test dials 127.0.0.1 for it.
 	Later bool
+	// Issuer, when set, is its own OpenID provider (a Keycloak realm, say),
+	// where ClientID must already exist; empty means the stack's provider,
+	// which for the local one registers ClientID.
+	Issuer string
+	// ClientSecret is ClientID's secret (default the package's ClientSecret,
+	// which the local provider is given).
+	ClientSecret string
+}
+
+// secret is f's client secret.
+func (f Frontend) secret() string {
+	if f.ClientSecret == "" {
+		return ClientSecret
+	}
+	return f.ClientSecret
 }
 
 // Prefix is f's path prefix, "/" when unset.
@@ -197,17 +215,23 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, err
 	}
 
-	api, err := sampleapi.New(sampleapi.Config{Issuer: s.IssuerURL})
-	if err != nil {
-		return nil, fmt.Errorf("build sample API: %w", err)
-	}
-	apiPort, err := s.serve(api.Handler())
+	api, err := s.sampleAPI()
 	if err != nil {
 		return nil, err
 	}
-	var apps []spa.App // the page names its frontend on that frontend's host
+	apiPort, err := s.serve(api)
+	if err != nil {
+		return nil, err
+	}
+	// The page names its frontend on that frontend's host and path prefix,
+	// and under a prefix calls that frontend's endpoints.
+	var apps []spa.App
+	var prefixes []string
 	for _, f := range o.Frontends {
-		apps = append(apps, spa.App{Host: f.Host, Name: f.Name})
+		apps = append(apps, spa.App{Host: f.Host, Name: f.Name, PathPrefix: f.prefix()})
+		if p := f.prefix(); p != "/" {
+			prefixes = append(prefixes, p)
+		}
 	}
 	spaPort, err := s.serve(spa.Handler(apps...))
 	if err != nil {
@@ -219,12 +243,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.EncryptionKey, s.HashKey = encKey, hashKey
-	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort, BenchFloorRoute: o.BenchFloorRoute}
-	for _, f := range o.Frontends {
-		if p := f.prefix(); p != "/" {
-			ports.AppPrefixes = append(ports.AppPrefixes, p)
-		}
-	}
+	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort, BenchFloorRoute: o.BenchFloorRoute, AppPrefixes: prefixes}
 	for i := range o.Replicas {
 		doc := BFFConfigDoc(s.IssuerURL, s.URL, s.RedisURL, encKey, hashKey)
 		if o.Issuer != "" {
@@ -279,14 +298,80 @@ func (s *Stack) FrontendDoc(f Frontend) map[string]any {
 		"path_prefix": f.prefix(),
 		"session":     map[string]any{"cookie": map[string]any{"name": f.CookieName()}},
 		"oidc": map[string]any{
-			"issuer":                   s.IssuerURL,
+			"issuer":                   s.issuer(f),
 			"client_id":                f.Client(),
-			"client_secret":            ClientSecret,
+			"client_secret":            f.secret(),
 			"redirect_url":             f.URL(s) + "/bff/callback",
 			"post_logout_redirect_url": f.URL(s) + "/",
 		},
 		"authz": map[string]any{"path_rules": []any{map[string]any{"prefix": f.prefix() + "api/", "policy": "user"}}},
 	}
+}
+
+// issuer is f's provider: its own, or the stack's.
+func (s *Stack) issuer(f Frontend) string {
+	if f.Issuer != "" {
+		return f.Issuer
+	}
+	return s.IssuerURL
+}
+
+// sampleAPI is the API behind Envoy: one sample API per provider of the
+// stack's apps, each request going to the one its bearer token names as
+// issuer (read unverified here; that API verifies the token whole), else
+// to the stack's own provider's.
+func (s *Stack) sampleAPI() (http.Handler, error) {
+	apis := map[string]http.Handler{}
+	own := strings.TrimSuffix(s.IssuerURL, "/")
+	for _, iss := range append([]string{s.IssuerURL}, s.frontendIssuers()...) {
+		iss = strings.TrimSuffix(iss, "/")
+		if apis[iss] != nil {
+			continue
+		}
+		api, err := sampleapi.New(sampleapi.Config{Issuer: iss})
+		if err != nil {
+			return nil, fmt.Errorf("build sample API for %s: %w", iss, err)
+		}
+		apis[iss] = api.Handler()
+	}
+	if len(apis) == 1 {
+		return apis[own], nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := apis[bearerIssuer(r.Header.Get("Authorization"))]; h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		apis[own].ServeHTTP(w, r)
+	}), nil
+}
+
+// frontendIssuers are the providers frontends name themselves.
+func (s *Stack) frontendIssuers() []string {
+	var out []string
+	for _, f := range s.Frontends {
+		if f.Issuer != "" {
+			out = append(out, f.Issuer)
+		}
+	}
+	return out
+}
+
+// bearerIssuer is the unverified iss of a "Bearer <JWT>" header; "" if none.
+func bearerIssuer(auth string) string {
+	scheme, raw, _ := strings.Cut(auth, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		return ""
+	}
+	var c jwt.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(c.Issuer, "/")
 }
 
 // startProvider runs the local OpenID provider for the stack.
@@ -302,9 +387,12 @@ func (s *Stack) startProvider(o Options) error {
 		}},
 	}
 	for _, f := range o.Frontends {
+		if f.Issuer != "" {
+			continue // a client of another provider
+		}
 		pcfg.Clients = append(pcfg.Clients, oidctest.Client{
 			ID:                     f.Client(),
-			Secret:                 ClientSecret,
+			Secret:                 f.secret(),
 			RedirectURIs:           []string{f.URL(s) + "/bff/callback"},
 			PostLogoutRedirectURIs: []string{f.URL(s) + "/"},
 			BackchannelLogoutURI:   f.URL(s) + "/bff/backchannel-logout",

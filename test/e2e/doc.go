@@ -1,5 +1,6 @@
 // Package e2e is the end-to-end suite: real Keycloak (imported from
-// realm.json), headless Chromium driven through the DevTools protocol, real
-// Envoy and Redis, and two envoy-bff replicas. It needs what `make
-// bootstrap` installs and fails, never skips, without it.
+// realm.json; frontends-realm.json and partner-realm.json for the
+// multi-frontend walk), headless Chromium driven through the DevTools
+// protocol, real Envoy and Redis, and two envoy-bff replicas. It needs what
+// `make bootstrap` installs and fails, never skips, without it.
 package e2e

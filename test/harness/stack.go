@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +58,15 @@ type Options struct {
 	// `frontends:`), each its own client of the local provider, instead of
 	// the one app of the top-level oidc section.
 	Frontends []Frontend
+	// APIs are further sample APIs, name → audience: each is built for its
+	// audience (it serves only tokens whose aud contains it, 401 otherwise;
+	// "" for no check) and served by Envoy at /<name>/ (as /api/ there),
+	// checked with policy `user` and token profile <name> (context extension
+	// bff.token), so envoy-bff's config needs a profile of that name. With
+	// the local provider, each audience is registered for token exchange
+	// (ProviderConfig.Audiences, no scopes) and the stack's clients may
+	// exchange (Client.TokenExchange); Provider can change both.
+	APIs map[string]string
 }
 
 // Frontend is one app of a multi-frontend stack.
@@ -126,6 +137,8 @@ type Stack struct {
 	Port int
 	// Frontends are the apps of a multi-frontend stack (Options.Frontends).
 	Frontends []Frontend
+	// APIs are the extra sample APIs by name (Options.APIs), for their Stats.
+	APIs map[string]*sampleapi.API
 	// IssuerURL is the local provider's issuer.
 	IssuerURL string
 	// Provider is the local OpenID provider (in this process).
@@ -205,6 +218,20 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var apiRoutes []envoy.APIRoute
+	s.APIs = map[string]*sampleapi.API{}
+	for _, name := range slices.Sorted(maps.Keys(o.APIs)) {
+		a, err := sampleapi.New(sampleapi.Config{Issuer: s.IssuerURL, Audience: o.APIs[name]})
+		if err != nil {
+			return nil, fmt.Errorf("build sample API %s: %w", name, err)
+		}
+		port, err := s.serve(a.Handler())
+		if err != nil {
+			return nil, err
+		}
+		s.APIs[name] = a
+		apiRoutes = append(apiRoutes, envoy.APIRoute{Name: name, Port: port})
+	}
 	var apps []spa.App // the page names its frontend on that frontend's host
 	for _, f := range o.Frontends {
 		apps = append(apps, spa.App{Host: f.Host, Name: f.Name})
@@ -219,7 +246,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.EncryptionKey, s.HashKey = encKey, hashKey
-	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort, BenchFloorRoute: o.BenchFloorRoute}
+	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort, BenchFloorRoute: o.BenchFloorRoute, APIRoutes: apiRoutes}
 	for _, f := range o.Frontends {
 		if p := f.prefix(); p != "/" {
 			ports.AppPrefixes = append(ports.AppPrefixes, p)
@@ -309,6 +336,17 @@ func (s *Stack) startProvider(o Options) error {
 			PostLogoutRedirectURIs: []string{f.URL(s) + "/"},
 			BackchannelLogoutURI:   f.URL(s) + "/bff/backchannel-logout",
 		})
+	}
+	if len(o.APIs) > 0 {
+		pcfg.Audiences = map[string][]string{}
+		for _, aud := range o.APIs {
+			if aud != "" {
+				pcfg.Audiences[aud] = nil
+			}
+		}
+		for i := range pcfg.Clients {
+			pcfg.Clients[i].TokenExchange = true
+		}
 	}
 	if o.Provider != nil {
 		o.Provider(&pcfg)

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"text/template"
 )
@@ -43,6 +44,22 @@ type Ports struct {
 	// (e.g. /partner/): each gets its browser endpoints (<prefix>bff/) and
 	// its API (<prefix>api/, rewritten to /api/ for the sample API).
 	AppPrefixes []string
+	// APIRoutes are further APIs, each at /<name>/ (rewritten to /api/ for
+	// the sample API) in its own cluster, behind ext_authz with policy
+	// `user` and token profile <name> (context extension bff.token), so
+	// each API gets the token made for it.
+	APIRoutes []APIRoute
+}
+
+// APIRoute is one extra API of Ports.APIRoutes.
+type APIRoute struct {
+	// Name is the route's path segment, its cluster's suffix and the token
+	// profile envoy-bff uses for it: [a-z0-9_-]{1,64}, not "api", "bff" or
+	// "bench-floor", nor an app prefix's name.
+	Name string
+	// Host is the API's host (default 127.0.0.1); Port its port.
+	Host string
+	Port int
 }
 
 // endpoint is one upstream address in the template.
@@ -61,7 +78,17 @@ type view struct {
 	API, SPA         endpoint
 	BenchFloorRoute  bool
 	AppPrefixes      []string
+	APIRoutes        []apiRoute
 }
+
+// apiRoute is one extra API in the template.
+type apiRoute struct {
+	Name string
+	endpoint
+}
+
+// routeName is a valid APIRoute.Name.
+var routeName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
 func (p Ports) view() (view, error) {
 	v := view{ListenAddress: p.ListenAddress, ListenPort: p.ListenPort, AdminPort: p.AdminPort, ClusterType: "STATIC", BenchFloorRoute: p.BenchFloorRoute, AppPrefixes: p.AppPrefixes}
@@ -92,6 +119,20 @@ func (p Ports) view() (view, error) {
 		}
 		v.BFFGRPC = append(v.BFFGRPC, endpoint{host(h), port})
 		v.BFFHTTP = append(v.BFFHTTP, endpoint{host(h), p.BFFHTTPPorts[i]})
+	}
+	seen := map[string]bool{"api": true, "bff": true, "bench-floor": true}
+	for _, a := range p.AppPrefixes {
+		seen[strings.Trim(a, "/")] = true
+	}
+	for _, r := range p.APIRoutes {
+		if !routeName.MatchString(r.Name) || seen[r.Name] {
+			return view{}, fmt.Errorf("render envoy config: API route name %q must match [a-z0-9_-]{1,64}, be unique and not api, bff, bench-floor or an app prefix", r.Name)
+		}
+		if r.Port <= 0 || r.Port > 65535 {
+			return view{}, fmt.Errorf("render envoy config: API route %q: port %d", r.Name, r.Port)
+		}
+		seen[r.Name] = true
+		v.APIRoutes = append(v.APIRoutes, apiRoute{r.Name, endpoint{host(r.Host), r.Port}})
 	}
 	v.API = endpoint{host(p.APIHost), p.APIPort}
 	v.SPA = endpoint{host(p.SPAHost), p.SPAPort}

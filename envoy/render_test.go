@@ -36,6 +36,17 @@ func TestRender(t *testing.T) {
 			t.Errorf("app prefix %q accepted", bad)
 		}
 	}
+	for _, bad := range []APIRoute{{Name: "Orders", Port: 1}, {Name: "a/b", Port: 1}, {Name: "", Port: 1}, {Name: "bff", Port: 1},
+		{Name: "api", Port: 1}, {Name: "bench-floor", Port: 1}, {Name: "partner", Port: 1}, {Name: "orders", Port: 0}} {
+		p := Ports{ListenPort: 1, BFFGRPCPorts: []int{1}, BFFHTTPPorts: []int{2}, AppPrefixes: []string{"/partner/"}, APIRoutes: []APIRoute{bad}}
+		if _, err := Render(p); err == nil {
+			t.Errorf("API route %+v accepted", bad)
+		}
+	}
+	if _, err := Render(Ports{ListenPort: 1, BFFGRPCPorts: []int{1}, BFFHTTPPorts: []int{2},
+		APIRoutes: []APIRoute{{Name: "orders", Port: 1}, {Name: "orders", Port: 2}}}); err == nil {
+		t.Error("duplicate API route accepted")
+	}
 	if _, err := Render(Ports{ListenPort: 1}); err == nil {
 		t.Error("a config without replicas must be refused")
 	}
@@ -52,14 +63,21 @@ func TestEnvoyAcceptsConfig(t *testing.T) {
 			t.Fatal("Envoy not found: set ENVOY_BIN or run `make bootstrap` (this test never skips)")
 		}
 	}
-	// With a frontend under its own prefix, so its extra routes are checked too.
+	// With a frontend under its own prefix and two more APIs (one of them
+	// named like a YAML number), so their routes and clusters are checked too.
 	raw, err := Render(Ports{ListenPort: 10000, AdminPort: 9901, BFFGRPCPorts: []int{9001}, BFFHTTPPorts: []int{9002}, APIPort: 9101, SPAPort: 9102,
-		AppPrefixes: []string{"/partner/"}})
+		AppPrefixes: []string{"/partner/"}, APIRoutes: []APIRoute{{Name: "orders", Port: 9103}, {Name: "2024", Port: 9104}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(raw), `prefix: "/partner/bff/"`) || !strings.Contains(string(raw), `prefix: "/partner/api/"`) {
 		t.Fatal("the /partner/ frontend's routes are missing")
+	}
+	for _, want := range []string{`prefix: "/orders/"`, "cluster: api_orders,", `bff.token: "orders"`, "port_value: 9103",
+		`prefix: "/2024/"`, "cluster: api_2024,", `bff.token: "2024"`, "port_value: 9104"} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("the extra APIs' config lacks %q", want)
+		}
 	}
 	path := filepath.Join(t.TempDir(), "envoy.yaml")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {

@@ -51,7 +51,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request, issue
 		RevocationEndpoint:                issuer + PathRevoke,
 		ResponseTypesSupported:            []string{"code"},
 		ResponseModesSupported:            []string{"query"},
-		GrantTypesSupported:               []string{"authorization_code", "refresh_token", "client_credentials"},
+		GrantTypesSupported:               []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeTokenExchange},
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  []string{"RS256"},
 		ScopesSupported:                   []string{"openid", "profile", "email", "offline_access"},

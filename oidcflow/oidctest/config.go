@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 )
 
@@ -49,6 +50,16 @@ type ProviderConfig struct {
 	// weakest when it asks for none it knows; its ID tokens carry that acr.
 	// Empty: no acr claim at all.
 	ACRValues []string
+	// SessionMaxLifetime bounds the user's session at the provider from its
+	// sign-in, as Keycloak's "SSO Session Max" does: no token of the session
+	// (refreshed or exchanged) lives beyond it, and refresh and token exchange
+	// are refused with invalid_grant once it has passed. 0: unbounded.
+	SessionMaxLifetime time.Duration
+	// Audiences are the targets of token exchange (RFC 8693 `audience` or
+	// `resource`) and of the refresh grant's RFC 8707 `resource`, each with
+	// the scopes an exchanged token for it may carry. A target not listed is
+	// refused with invalid_target; nil refuses every exchange.
+	Audiences map[string][]string
 	// RevokeOnlyPresentedToken makes /revoke revoke just the token presented,
 	// not its whole family, as RFC 7009 allows and some providers do; a client
 	// must then revoke the refresh token it holds last, not an earlier one.
@@ -75,6 +86,9 @@ type Client struct {
 	// BackchannelLogoutURI receives a logout token when a session this client
 	// took part in ends at the provider; empty disables it.
 	BackchannelLogoutURI string
+	// TokenExchange allows the client to use the RFC 8693 token exchange
+	// grant (confidential clients only); others get unauthorized_client.
+	TokenExchange bool
 }
 
 // User is the demo user's claims.
@@ -127,6 +141,14 @@ func (c ProviderConfig) withDefaults() ProviderConfig {
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 5 * time.Second}
 	}
+	if c.Audiences != nil { // the provider keeps its own copy
+		aud := make(map[string][]string, len(c.Audiences))
+		for k, v := range c.Audiences {
+			aud[k] = slices.Clone(v)
+		}
+		c.Audiences = aud
+	}
+	c.Clients = slices.Clone(c.Clients)
 	return c
 }
 
@@ -160,7 +182,12 @@ func (c ProviderConfig) validate() error {
 			}
 		}
 	}
-	for _, d := range []time.Duration{c.AccessTokenTTL, c.IDTokenTTL, c.RefreshTokenTTL, c.CodeTTL} {
+	for target := range c.Audiences {
+		if target == "" {
+			return errors.New("oidctest: empty audience")
+		}
+	}
+	for _, d := range []time.Duration{c.AccessTokenTTL, c.IDTokenTTL, c.RefreshTokenTTL, c.CodeTTL, c.SessionMaxLifetime} {
 		if d < 0 {
 			return errors.New("oidctest: negative lifetime")
 		}

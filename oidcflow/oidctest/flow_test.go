@@ -27,7 +27,7 @@ func TestDiscovery(t *testing.T) {
 		{"response_types", len(d.ResponseTypesSupported) == 1 && d.ResponseTypesSupported[0] == "code", true},
 		{"pkce", len(d.CodeChallengeMethodsSupported) == 1 && d.CodeChallengeMethodsSupported[0] == "S256", true},
 		{"alg", len(d.IDTokenSigningAlgValuesSupported) == 1 && d.IDTokenSigningAlgValuesSupported[0] == "RS256", true},
-		{"grant types", len(d.GrantTypesSupported), 3},
+		{"grant types", len(d.GrantTypesSupported), 4},
 		{"iss parameter", d.AuthorizationResponseISSSupported, true},
 		{"backchannel", d.BackchannelLogoutSupported, true},
 		{"backchannel session", d.BackchannelLogoutSessionSupported, true},

@@ -46,6 +46,14 @@ type Provider struct {
 	lastAuthorize  url.Values // the last authorization request's parameters
 	srv            *http.Server
 	issued         []string // every user token, for leak checks
+
+	exchanges         map[AudienceKey]int // token exchanges that issued a token
+	resourceRefreshes map[AudienceKey]int // refresh grants with resource that issued a token
+	exchangeError     grantError          // code != "": every exchange fails so
+	failNext          int                 // the next failNext exchanges fail with failNextError
+	failNextError     grantError
+	exchangeGate      chan struct{} // non-nil: exchanges wait until it is closed
+	heldExchanges     atomic.Int64
 }
 
 // authCode is one issued authorization code.
@@ -140,6 +148,23 @@ type Stats struct {
 	BackchannelLogouts int
 	// BackchannelLogoutErrors counts logout tokens whose delivery failed.
 	BackchannelLogoutErrors int
+	// ExchangeRequests counts every token exchange request by an authenticated client, successful or not.
+	ExchangeRequests int
+	// TokenExchanges counts token exchanges that issued a token (per
+	// session and audience: [Provider.ExchangeCounts]).
+	TokenExchanges int
+	// ResourceRefreshes counts refresh_token grants with RFC 8707 resource
+	// that issued tokens (also in RefreshTokenGrants; per session and
+	// resource: [Provider.ResourceRefreshCounts]).
+	ResourceRefreshes int
+}
+
+// AudienceKey names one user session at the provider and one target.
+type AudienceKey struct {
+	// SID is the provider session (`sid`) of the subject token or refresh token.
+	SID string
+	// Audience is the issued token's `aud`, several joined by one space in request order.
+	Audience string
 }
 
 // NewProvider validates cfg, applies defaults and generates the first signing key.
@@ -161,6 +186,9 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 		sessions:      map[string]*opSession{},
 		refreshTokens: map[string]*refreshToken{},
 		accessTokens:  map[string]*accessToken{},
+
+		exchanges:         map[AudienceKey]int{},
+		resourceRefreshes: map[AudienceKey]int{},
 	}
 	for _, c := range cfg.Clients {
 		p.clients[c.ID] = c

@@ -23,6 +23,8 @@ type tokenResponse struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 	IDToken      string `json:"id_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	// IssuedTokenType is RFC 8693's issued_token_type (token exchange only).
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // grantError is a token endpoint failure.
@@ -49,7 +51,7 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request, issuer st
 	}
 	form := r.PostForm
 	for k, vs := range form {
-		if len(vs) > 1 {
+		if len(vs) > 1 && !repeatable(form["grant_type"], k) {
 			writeOAuthError(w, http.StatusBadRequest, "invalid_request", k+" repeated")
 			return
 		}
@@ -76,6 +78,8 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request, issuer st
 		}
 	case "client_credentials":
 		resp, gerr = p.grantClientCredentials(c, form, issuer)
+	case GrantTypeTokenExchange:
+		resp, gerr = p.grantExchange(r, c, form, issuer)
 	case "":
 		gerr = &grantError{http.StatusBadRequest, "invalid_request", "grant_type missing"}
 	default:
@@ -91,6 +95,21 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request, issuer st
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// repeatable reports whether parameter k may repeat in a request of the
+// grant type: RFC 8693's audience and resource, RFC 8707's resource.
+func repeatable(grantType []string, k string) bool {
+	if len(grantType) != 1 {
+		return false
+	}
+	switch grantType[0] {
+	case GrantTypeTokenExchange:
+		return k == "audience" || k == "resource"
+	case "refresh_token":
+		return k == "resource"
+	}
+	return false
 }
 
 // authenticateClient applies client_secret_basic, client_secret_post or, for
@@ -162,7 +181,7 @@ func (p *Provider) grantCode(c Client, form url.Values, issuer string) (*tokenRe
 	p.families = append(p.families, fam)
 	ac.redeemed = fam
 	p.codes[code] = ac
-	resp, err := p.issueLocked(fam, now, issuer, true)
+	resp, err := p.issueLocked(fam, now, issuer, true, issueOpts{})
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +191,9 @@ func (p *Provider) grantCode(c Client, form url.Values, issuer string) (*tokenRe
 
 // grantRefresh redeems a refresh token, rotating it unless rotation is off.
 // A rotated-away token presented again revokes its family, unless it comes
-// back within the reuse interval (SetReuseInterval), which honours it.
+// back within the reuse interval (SetReuseInterval), which honours it. A
+// `scope` narrows the new access token's scope within the original grant;
+// RFC 8707 `resource` values (each a registered audience) become its `aud`.
 func (p *Provider) grantRefresh(r *http.Request, c Client, form url.Values, issuer string) (*tokenResponse, *grantError) {
 	p.mu.Lock()
 	p.stats.RefreshRequests++
@@ -200,6 +221,8 @@ func (p *Provider) grantRefresh(r *http.Request, c Client, form url.Values, issu
 		return nil, invalidGrant("refresh token expired")
 	case rt.fam.session.ended:
 		return nil, invalidGrant("session ended")
+	case p.sessionExpiredLocked(rt.fam.session, now):
+		return nil, invalidGrant("session expired")
 	}
 	reuse := rt.used
 	if reuse {
@@ -210,19 +233,28 @@ func (p *Provider) grantRefresh(r *http.Request, c Client, form url.Values, issu
 			return nil, invalidGrant("refresh token reuse detected; token family revoked")
 		}
 	}
-	if s := form.Get("scope"); s != "" && !subsetScope(s, rt.fam.scope) {
+	scope := form.Get("scope")
+	if scope != "" && !subsetScope(scope, rt.fam.scope) {
 		return nil, &grantError{http.StatusBadRequest, "invalid_scope", "scope exceeds the original grant"}
+	}
+	resources, gerr := p.targetsLocked(nil, form["resource"])
+	if gerr != nil {
+		return nil, gerr
 	}
 	rotate := !p.cfg.DisableRefreshRotation
 	if rotate && !rt.used {
 		rt.used = true
 		rt.rotatedAt = now
 	}
-	resp, err := p.issueLocked(rt.fam, now, issuer, rotate)
+	resp, err := p.issueLocked(rt.fam, now, issuer, rotate, issueOpts{aud: resources, scope: scope})
 	if err != nil {
 		return nil, err
 	}
 	p.stats.RefreshTokenGrants++
+	if len(resources) > 0 {
+		p.stats.ResourceRefreshes++
+		p.resourceRefreshes[AudienceKey{SID: rt.fam.session.sid, Audience: strings.Join(resources, " ")}]++
+	}
 	rt.fam.grants = append(rt.fam.grants, now)
 	if reuse {
 		p.stats.ReuseIntervalGrants++
@@ -308,27 +340,33 @@ func (p *Provider) grantClientCredentials(c Client, form url.Values, issuer stri
 	return &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(p.cfg.AccessTokenTTL / time.Second), Scope: scope}, nil
 }
 
+// issueOpts shape the access token issueLocked mints.
+type issueOpts struct {
+	aud   []string // its `aud` (default: ProviderConfig.Audience)
+	scope string   // its scope (default: the family's)
+}
+
 // issueLocked mints an access token, an ID token when the scope has openid,
 // and a new refresh token when withRT, all in fam.
-func (p *Provider) issueLocked(fam *family, now time.Time, issuer string, withRT bool) (*tokenResponse, *grantError) {
+func (p *Provider) issueLocked(fam *family, now time.Time, issuer string, withRT bool, o issueOpts) (*tokenResponse, *grantError) {
 	key := p.keys[len(p.keys)-1]
 	u := p.cfg.User
 	s := fam.session
-	jti := p.random(16)
-	atClaims := map[string]any{
-		"iss": issuer, "sub": u.Subject, "aud": p.cfg.Audience, "client_id": fam.clientID, "azp": fam.clientID,
-		"jti": jti, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(p.cfg.AccessTokenTTL).Unix(),
-		"scope": fam.scope, "auth_time": s.authTime.Unix(),
+	scope := o.scope
+	if scope == "" {
+		scope = fam.scope
 	}
-	if !p.cfg.OmitSID {
-		atClaims["sid"] = s.sid
+	aud := any(p.cfg.Audience)
+	if len(o.aud) > 0 {
+		aud = audClaim(o.aud)
 	}
-	at, err := key.sign("at+jwt", atClaims)
-	if err != nil {
-		return nil, &grantError{http.StatusInternalServerError, "server_error", "signing failed"}
+	at, jti, exp, gerr := p.signUserAccessTokenLocked(fam, fam.clientID, aud, scope, now, issuer)
+	if gerr != nil {
+		return nil, gerr
 	}
-	resp := &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(p.cfg.AccessTokenTTL / time.Second), Scope: fam.scope}
-	if hasScope(fam.scope, "openid") {
+	resp := &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(now) / time.Second), Scope: scope}
+	var err error
+	if hasScope(scope, "openid") {
 		idClaims := map[string]any{
 			"iss": issuer, "sub": u.Subject, "aud": fam.clientID, "azp": fam.clientID,
 			"iat": now.Unix(), "exp": now.Add(p.cfg.IDTokenTTL).Unix(), "auth_time": s.authTime.Unix(),
@@ -350,7 +388,7 @@ func (p *Provider) issueLocked(fam *family, now time.Time, issuer string, withRT
 	}
 	if withRT {
 		rt := p.random(32)
-		p.refreshTokens[rt] = &refreshToken{fam: fam, expires: now.Add(p.cfg.RefreshTokenTTL)}
+		p.refreshTokens[rt] = &refreshToken{fam: fam, expires: p.capLocked(s, now.Add(p.cfg.RefreshTokenTTL))}
 		fam.refreshTokens = append(fam.refreshTokens, rt)
 		resp.RefreshToken = rt
 	}
@@ -359,6 +397,54 @@ func (p *Provider) issueLocked(fam *family, now time.Time, issuer string, withRT
 	fam.jtis = append(fam.jtis, jti)
 	s.clients[fam.clientID] = true
 	return resp, nil
+}
+
+// signUserAccessTokenLocked signs a user access token of fam's session for
+// clientID with the given aud and scope; its exp is AccessTokenTTL from now,
+// never past the session's end. The caller records it.
+func (p *Provider) signUserAccessTokenLocked(fam *family, clientID string, aud any, scope string, now time.Time, issuer string) (at, jti string, exp time.Time, gerr *grantError) {
+	s := fam.session
+	jti = p.random(16)
+	exp = p.capLocked(s, now.Add(p.cfg.AccessTokenTTL))
+	claims := map[string]any{
+		"iss": issuer, "sub": p.cfg.User.Subject, "aud": aud, "client_id": clientID, "azp": clientID,
+		"jti": jti, "iat": now.Unix(), "nbf": now.Unix(), "exp": exp.Unix(),
+		"auth_time": s.authTime.Unix(),
+	}
+	if scope != "" {
+		claims["scope"] = scope
+	}
+	if !p.cfg.OmitSID {
+		claims["sid"] = s.sid
+	}
+	at, err := p.keys[len(p.keys)-1].sign("at+jwt", claims)
+	if err != nil {
+		return "", "", time.Time{}, &grantError{http.StatusInternalServerError, "server_error", "signing failed"}
+	}
+	return at, jti, exp, nil
+}
+
+// sessionExpiredLocked reports whether s has outlived SessionMaxLifetime.
+func (p *Provider) sessionExpiredLocked(s *opSession, now time.Time) bool {
+	return p.cfg.SessionMaxLifetime > 0 && !now.Before(s.authTime.Add(p.cfg.SessionMaxLifetime))
+}
+
+// capLocked returns t, or the end of s by SessionMaxLifetime if that is earlier.
+func (p *Provider) capLocked(s *opSession, t time.Time) time.Time {
+	if p.cfg.SessionMaxLifetime > 0 {
+		if end := s.authTime.Add(p.cfg.SessionMaxLifetime); end.Before(t) {
+			return end
+		}
+	}
+	return t
+}
+
+// audClaim is an `aud` claim: a string for one audience, an array for several.
+func audClaim(aud []string) any {
+	if len(aud) == 1 {
+		return aud[0]
+	}
+	return aud
 }
 
 // verifyPKCE checks an RFC 7636 S256 code_verifier against the challenge in constant time.

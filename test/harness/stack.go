@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +62,15 @@ type Options struct {
 	// one, or Issuer) unless it names its own Issuer, instead of the one app
 	// of the top-level oidc section.
 	Frontends []Frontend
+	// APIs are further sample APIs, name → audience: each is built for its
+	// audience (it serves only tokens whose aud contains it, 401 otherwise;
+	// "" for no check) and served by Envoy at /<name>/ (as /api/ there),
+	// checked with policy `user` and token profile <name> (context extension
+	// bff.token), so envoy-bff's config needs a profile of that name. With
+	// the local provider, each audience is registered for token exchange
+	// (ProviderConfig.Audiences, no scopes) and the stack's clients may
+	// exchange (Client.TokenExchange); Provider can change both.
+	APIs map[string]string
 }
 
 // Frontend is one app of a multi-frontend stack.
@@ -144,6 +155,8 @@ type Stack struct {
 	Port int
 	// Frontends are the apps of a multi-frontend stack (Options.Frontends).
 	Frontends []Frontend
+	// APIs are the extra sample APIs by name (Options.APIs), for their Stats.
+	APIs map[string]*sampleapi.API
 	// IssuerURL is the local provider's issuer.
 	IssuerURL string
 	// Provider is the local OpenID provider (in this process).
@@ -223,6 +236,20 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var apiRoutes []envoy.APIRoute
+	s.APIs = map[string]*sampleapi.API{}
+	for _, name := range slices.Sorted(maps.Keys(o.APIs)) {
+		a, err := sampleapi.New(sampleapi.Config{Issuer: s.IssuerURL, Audience: o.APIs[name]})
+		if err != nil {
+			return nil, fmt.Errorf("build sample API %s: %w", name, err)
+		}
+		port, err := s.serve(a.Handler())
+		if err != nil {
+			return nil, err
+		}
+		s.APIs[name] = a
+		apiRoutes = append(apiRoutes, envoy.APIRoute{Name: name, Port: port})
+	}
 	// The page names its frontend on that frontend's host and path prefix,
 	// and under a prefix calls that frontend's endpoints.
 	var apps []spa.App
@@ -244,6 +271,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	s.EncryptionKey, s.HashKey = encKey, hashKey
 	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort, BenchFloorRoute: o.BenchFloorRoute, AppPrefixes: prefixes}
+	ports.APIRoutes = apiRoutes
 	for i := range o.Replicas {
 		doc := BFFConfigDoc(s.IssuerURL, s.URL, s.RedisURL, encKey, hashKey)
 		if o.Issuer != "" {
@@ -397,6 +425,17 @@ func (s *Stack) startProvider(o Options) error {
 			PostLogoutRedirectURIs: []string{f.URL(s) + "/"},
 			BackchannelLogoutURI:   f.URL(s) + "/bff/backchannel-logout",
 		})
+	}
+	if len(o.APIs) > 0 {
+		pcfg.Audiences = map[string][]string{}
+		for _, aud := range o.APIs {
+			if aud != "" {
+				pcfg.Audiences[aud] = nil
+			}
+		}
+		for i := range pcfg.Clients {
+			pcfg.Clients[i].TokenExchange = true
+		}
 	}
 	if o.Provider != nil {
 		o.Provider(&pcfg)

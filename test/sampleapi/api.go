@@ -8,6 +8,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,7 +20,11 @@ type Config struct {
 	// Issuer is the OpenID provider's issuer URL; tokens must carry it as `iss`
 	// and its discovery document names the JWKS.
 	Issuer string
-	// Audience, when set, must be in a token's `aud`; empty skips the check.
+	// Audience, when set, builds the API for that audience: GET /api/whoami
+	// then answers only a request with a valid bearer token whose `aud`
+	// contains it, and 401 invalid_token to every other (counted in Stats).
+	// Empty: no audience check, and whoami answers 200 whatever arrived,
+	// reporting a bad token in token_error.
 	Audience string
 	// SessionCookieName is the cookie whose presence whoami reports (default __Host-bff).
 	SessionCookieName string
@@ -36,7 +41,30 @@ type Config struct {
 type API struct {
 	cfg  Config
 	keys *keySet
+
+	served, verified, rejected, wrongAudience atomic.Int64
 }
+
+// Stats counts what an API answered.
+type Stats struct {
+	// Served counts whoami requests answered 200.
+	Served int64
+	// Verified counts those that carried a verified token.
+	Verified int64
+	// Rejected counts whoami requests answered 401 (an API built for an audience only).
+	Rejected int64
+	// WrongAudience counts the rejected requests whose token was valid but
+	// made for another audience: a token meant for another API (T74).
+	WrongAudience int64
+}
+
+// Stats returns the counters so far.
+func (a *API) Stats() Stats {
+	return Stats{Served: a.served.Load(), Verified: a.verified.Load(), Rejected: a.rejected.Load(), WrongAudience: a.wrongAudience.Load()}
+}
+
+// Audience is the audience the API was built for ("" for none).
+func (a *API) Audience() string { return a.cfg.Audience }
 
 // Whoami is the JSON answer of GET /api/whoami.
 type Whoami struct {
@@ -61,6 +89,13 @@ type Whoami struct {
 	TokenExpiresAt string `json:"token_expires_at"`
 	// ClientID is the verified token's `client_id` (or `azp`).
 	ClientID string `json:"client_id,omitempty"`
+	// AuthorizedParty is the verified token's `azp`.
+	AuthorizedParty string `json:"azp,omitempty"`
+	// Aud is the token's `aud`: of a verified token, or of a valid token
+	// refused for lacking the API's audience.
+	Aud []string `json:"aud,omitempty"`
+	// APIAudience is the audience the API was built for, "" for none.
+	APIAudience string `json:"api_audience,omitempty"`
 	// Scope is the verified token's `scope`.
 	Scope string `json:"scope,omitempty"`
 	// TokenError says why a presented token was not accepted.
@@ -104,7 +139,16 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusMethodNotAllowed, apiError{"method_not_allowed", "use GET"})
 			return
 		}
-		writeJSON(w, http.StatusOK, a.whoami(r))
+		out, verified := a.whoami(r)
+		if a.cfg.Audience != "" && !verified {
+			a.reject(w, out)
+			return
+		}
+		a.served.Add(1)
+		if verified {
+			a.verified.Add(1)
+		}
+		writeJSON(w, http.StatusOK, out)
 	case "/api/health":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -114,9 +158,34 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// whoami builds the answer for r.
-func (a *API) whoami(r *http.Request) Whoami {
-	out := Whoami{CookieNames: cookieNames(r.Header)}
+// rejection is the 401 body of an API built for an audience: the error and
+// what whoami saw.
+type rejection struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+	Whoami
+}
+
+// reject answers 401 invalid_token (RFC 6750) for what whoami saw.
+func (a *API) reject(w http.ResponseWriter, out Whoami) {
+	a.rejected.Add(1)
+	desc := out.TokenError
+	challenge := `Bearer realm="sample-api"`
+	if !out.SawAuthorization {
+		desc = "bearer token required"
+	} else {
+		challenge += `, error="invalid_token"`
+	}
+	if len(out.Aud) > 0 { // verified but for another audience
+		a.wrongAudience.Add(1)
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	writeJSON(w, http.StatusUnauthorized, rejection{Error: "invalid_token", Description: desc, Whoami: out})
+}
+
+// whoami builds the answer for r and reports whether it carried a verified token.
+func (a *API) whoami(r *http.Request) (Whoami, bool) {
+	out := Whoami{CookieNames: cookieNames(r.Header), APIAudience: a.cfg.Audience}
 	for _, n := range out.CookieNames {
 		if n == a.cfg.SessionCookieName {
 			out.SawSessionCookie = true
@@ -134,20 +203,23 @@ func (a *API) whoami(r *http.Request) Whoami {
 	out.SawAuthorization = len(auth) > 0
 	switch {
 	case len(auth) == 0:
-		return out
+		return out, false
 	case len(auth) > 1:
 		out.TokenError = "more than one Authorization header"
-		return out
+		return out, false
 	}
 	scheme, raw, _ := strings.Cut(auth[0], " ")
 	if !strings.EqualFold(scheme, "Bearer") || raw == "" {
 		out.TokenError = "not a bearer token"
-		return out
+		return out, false
 	}
 	c, err := a.verify(r.Context(), raw)
 	if err != nil {
 		out.TokenError = err.Error()
-		return out
+		if errors.Is(err, ErrWrongAudience) && c != nil {
+			out.Aud = c.Audience
+		}
+		return out, false
 	}
 	out.Sub = c.Subject
 	out.TokenExpiresAt = c.Expiry.Time().UTC().Format(time.RFC3339)
@@ -155,8 +227,10 @@ func (a *API) whoami(r *http.Request) Whoami {
 	if out.ClientID == "" {
 		out.ClientID = c.AuthorizedParty
 	}
+	out.AuthorizedParty = c.AuthorizedParty
+	out.Aud = c.Audience
 	out.Scope = c.Scope
-	return out
+	return out, true
 }
 
 // cookieNames returns the name of every cookie pair in every Cookie header, in order.

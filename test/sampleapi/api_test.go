@@ -47,8 +47,9 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 	t.Helper()
 	e := &env{apiClock: &clock{t: time.Now()}, providerT: &clock{t: time.Now()}}
 	p, err := oidctest.NewProvider(oidctest.ProviderConfig{
-		Clients: []oidctest.Client{{ID: clientID, Secret: secret, RedirectURIs: []string{redirect}}},
-		Now:     e.providerT.Now,
+		Clients:   []oidctest.Client{{ID: clientID, Secret: secret, RedirectURIs: []string{redirect}, TokenExchange: true}},
+		Audiences: map[string][]string{"orders": {"orders:read"}, "billing": nil},
+		Now:       e.providerT.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -186,8 +187,10 @@ func TestWhoamiTokens(t *testing.T) {
 			}
 			return bearer(tok)
 		}, 0, "", true, true},
-		{"audience checked", func(c *Config) { c.Audience = "orders" }, func(t *testing.T, e *env) http.Header { return bearer(e.userToken(t)) }, 0, "", true, true},
 		{"audience matches", func(c *Config) { c.Audience = oidctest.DefaultAudience }, func(t *testing.T, e *env) http.Header { return bearer(e.userToken(t)) }, 0, "demo-user", true, false},
+		{"exchanged token, no audience check", nil, func(t *testing.T, e *env) http.Header {
+			return bearer(e.exchanged(t, e.userToken(t), "orders"))
+		}, 0, "demo-user", true, false},
 		{"token from another provider", nil, func(t *testing.T, _ *env) http.Header { return bearer(newEnv(t, nil).userToken(t)) }, 0, "", true, true},
 	}
 	for _, tt := range tests {
@@ -205,8 +208,8 @@ func TestWhoamiTokens(t *testing.T) {
 				if err != nil || !exp.After(e.apiClock.Now()) {
 					t.Errorf("token_expires_at %q", got.TokenExpiresAt)
 				}
-				if got.ClientID != clientID {
-					t.Errorf("client_id %q", got.ClientID)
+				if got.ClientID != clientID || len(got.Aud) == 0 {
+					t.Errorf("client_id %q, aud %q", got.ClientID, got.Aud)
 				}
 			} else if got.TokenExpiresAt != "" {
 				t.Errorf("token_expires_at %q without a verified token", got.TokenExpiresAt)
@@ -357,5 +360,114 @@ func TestNewInvalid(t *testing.T) {
 				t.Error("no error")
 			}
 		})
+	}
+}
+
+// exchanged exchanges subject at the provider for a token for audiences.
+func (e *env) exchanged(t *testing.T, subject string, audiences ...string) string {
+	t.Helper()
+	return e.tokenRequest(t, url.Values{
+		"grant_type": {oidctest.GrantTypeTokenExchange}, "subject_token": {subject},
+		"subject_token_type": {oidctest.TokenTypeAccessToken}, "audience": audiences,
+	})
+}
+
+// call sends GET path to the API with headers and returns the recorder.
+func (e *env) call(path string, header http.Header) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	rec := httptest.NewRecorder()
+	e.api.ServeHTTP(rec, req)
+	return rec
+}
+
+// TestAudienceAPI: an API built for an audience serves only tokens made for
+// it; any other request is 401 invalid_token, counted, and a valid token for
+// another audience is counted as such (T74).
+func TestAudienceAPI(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		header    func(t *testing.T, e *env) http.Header
+		advance   time.Duration // on the API's clock
+		status    int
+		challenge string // WWW-Authenticate on 401
+		wantAud   []string
+		wantStats Stats
+	}{
+		{"token exchanged for the API", func(t *testing.T, e *env) http.Header {
+			return bearer(e.exchanged(t, e.userToken(t), "orders"))
+		}, 0, 200, "", []string{"orders"}, Stats{Served: 1, Verified: 1}},
+		{"token exchanged for it and another", func(t *testing.T, e *env) http.Header {
+			return bearer(e.exchanged(t, e.userToken(t), "billing", "orders"))
+		}, 0, 200, "", []string{"billing", "orders"}, Stats{Served: 1, Verified: 1}},
+		{"client credentials token for the API", func(t *testing.T, e *env) http.Header {
+			return bearer(e.tokenRequest(t, url.Values{"grant_type": {"client_credentials"}, "audience": {"orders"}}))
+		}, 0, 200, "", []string{"orders"}, Stats{Served: 1, Verified: 1}},
+		{"the session's own token", func(t *testing.T, e *env) http.Header { return bearer(e.userToken(t)) },
+			0, 401, `Bearer realm="sample-api", error="invalid_token"`, []string{oidctest.DefaultAudience}, Stats{Rejected: 1, WrongAudience: 1}},
+		{"token exchanged for another API", func(t *testing.T, e *env) http.Header {
+			return bearer(e.exchanged(t, e.userToken(t), "billing"))
+		}, 0, 401, `Bearer realm="sample-api", error="invalid_token"`, []string{"billing"}, Stats{Rejected: 1, WrongAudience: 1}},
+		{"expired token for the API", func(t *testing.T, e *env) http.Header {
+			return bearer(e.exchanged(t, e.userToken(t), "orders"))
+		}, 6 * time.Minute, 401, `Bearer realm="sample-api", error="invalid_token"`, nil, Stats{Rejected: 1}},
+		{"garbage", func(*testing.T, *env) http.Header { return bearer("not.a.jwt") },
+			0, 401, `Bearer realm="sample-api", error="invalid_token"`, nil, Stats{Rejected: 1}},
+		{"no token", func(*testing.T, *env) http.Header { return nil }, 0, 401, `Bearer realm="sample-api"`, nil, Stats{Rejected: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, func(c *Config) { c.Audience = "orders" })
+			h := tt.header(t, e)
+			e.apiClock.Advance(tt.advance)
+			rec := e.call("/api/whoami", h)
+			if rec.Code != tt.status || rec.Header().Get("WWW-Authenticate") != tt.challenge {
+				t.Fatalf("got %d %q: %s", rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body)
+			}
+			var body struct {
+				Error string `json:"error"`
+				Whoami
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(body.Aud, " ") != strings.Join(tt.wantAud, " ") || body.APIAudience != "orders" {
+				t.Errorf("aud %q, api_audience %q", body.Aud, body.APIAudience)
+			}
+			if tt.status == 200 {
+				if body.Error != "" || body.Sub == "" || body.ClientID != clientID || body.AuthorizedParty != clientID || body.TokenError != "" {
+					t.Errorf("body %s", rec.Body)
+				}
+			} else if body.Error != "invalid_token" || body.Sub != "" || body.TokenExpiresAt != "" || body.ClientID != "" {
+				t.Errorf("body %s", rec.Body)
+			}
+			if s := e.api.Stats(); s != tt.wantStats {
+				t.Errorf("stats %+v, want %+v", s, tt.wantStats)
+			}
+			// Health stays open.
+			if rec := e.call("/api/health", nil); rec.Code != http.StatusOK {
+				t.Errorf("health %d", rec.Code)
+			}
+		})
+	}
+}
+
+// TestNoAudienceStats: without an audience every whoami is served, bad
+// tokens included, and nothing is rejected.
+func TestNoAudienceStats(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.whoami(t, bearer(e.userToken(t)))
+	e.whoami(t, bearer("not.a.jwt"))
+	e.whoami(t, nil)
+	if s := e.api.Stats(); s != (Stats{Served: 3, Verified: 1}) {
+		t.Errorf("stats %+v", s)
+	}
+	if e.api.Audience() != "" {
+		t.Errorf("audience %q", e.api.Audience())
 	}
 }

@@ -7,4 +7,11 @@
 // the session cookie were present, and the names (never the values) of the
 // cookies it saw. The integration suites use it to prove that envoy-bff
 // injected the user's token and stripped the session cookie.
+//
+// Built for an audience (Config.Audience), it stands for one of several APIs
+// behind the gateway: whoami then serves only a bearer token whose `aud`
+// contains that audience and answers 401 invalid_token to anything else,
+// counting the rejections (API.Stats), so a test proves each API received
+// the token made for it (T74). whoami reports the token's `aud`,
+// `client_id` and `azp`.
 package sampleapi

@@ -29,6 +29,8 @@ var (
 	ErrBadSignature    = errors.New("bad signature")
 	ErrInvalidClaims   = errors.New("invalid claims")
 	ErrKeysUnavailable = errors.New("provider keys unavailable")
+	// ErrWrongAudience is a valid token whose `aud` lacks the API's audience.
+	ErrWrongAudience = errors.New("token not made for this API's audience")
 )
 
 // claims are the access-token claims the API reads.
@@ -40,7 +42,8 @@ type claims struct {
 }
 
 // verify checks raw's RS256 signature against the provider's keys and its
-// issuer, expiry and (when configured) audience.
+// issuer, expiry and (when configured) audience. A valid token for another
+// audience returns its claims with ErrWrongAudience.
 func (a *API) verify(ctx context.Context, raw string) (*claims, error) {
 	if len(raw) > maxTokenBytes {
 		return nil, ErrMalformedToken
@@ -60,15 +63,14 @@ func (a *API) verify(ctx context.Context, raw string) (*claims, error) {
 	if err := tok.Claims(key, &c); err != nil {
 		return nil, ErrBadSignature
 	}
-	exp := jwt.Expected{Issuer: a.cfg.Issuer, Time: a.cfg.Now()}
-	if a.cfg.Audience != "" {
-		exp.AnyAudience = jwt.Audience{a.cfg.Audience}
-	}
-	if err := c.ValidateWithLeeway(exp, 0); err != nil {
+	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: a.cfg.Issuer, Time: a.cfg.Now()}, 0); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidClaims, err)
 	}
 	if c.Expiry == nil || c.Subject == "" {
 		return nil, fmt.Errorf("%w: exp and sub are required", ErrInvalidClaims)
+	}
+	if a.cfg.Audience != "" && !c.Audience.Contains(a.cfg.Audience) {
+		return &c, fmt.Errorf("%w %q (aud %q)", ErrWrongAudience, a.cfg.Audience, []string(c.Audience))
 	}
 	return &c, nil
 }

@@ -551,3 +551,27 @@ func (c *countingStore) UseOnce(ctx context.Context, key string, ttl time.Durati
 	}
 	return c.inner.UseOnce(ctx, key, ttl)
 }
+
+func (c *countingStore) GetDerivedToken(ctx context.Context, id session.ID, profile string) (*sessionpb.ClientToken, error) {
+	c.gets.Add(1)
+	if err := c.err("GetDerivedToken"); err != nil {
+		return nil, err
+	}
+	return c.inner.GetDerivedToken(ctx, id, profile)
+}
+
+func (c *countingStore) PutDerivedToken(ctx context.Context, id session.ID, profile string, t *sessionpb.ClientToken) error {
+	if err := c.err("PutDerivedToken"); err != nil {
+		return err
+	}
+	return c.inner.PutDerivedToken(ctx, id, profile, t)
+}
+
+// GetWithDerived counts as a Get and fails as Get is told to.
+func (c *countingStore) GetWithDerived(ctx context.Context, id session.ID, profile string) (*sessionpb.Session, *sessionpb.ClientToken, error) {
+	c.gets.Add(1)
+	if err := c.err("Get"); err != nil {
+		return nil, nil, err
+	}
+	return c.inner.GetWithDerived(ctx, id, profile)
+}

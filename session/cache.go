@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 )
@@ -67,7 +68,9 @@ func (c CacheConfig) validate(backend string, idle time.Duration) []error {
 // has acknowledged. A cache that cannot be sure it hears every message (its
 // subscription is down, reconnecting, or silent) serves nothing and holds
 // nothing. It satisfies authz.SessionReader; records it returns are shared
-// and must not be modified.
+// and must not be modified. It also holds the sessions' derived tokens
+// (GetWithDerived, PeekDerived), which go with every invalidation of their
+// session; a PutDerivedToken through its store updates its entry.
 type Cache struct {
 	store *RedisStore
 	ttl   time.Duration
@@ -97,6 +100,10 @@ type cacheEntry struct {
 	s     *sessionpb.Session
 	ref   Ref
 	until time.Time
+	// derived holds the session's derived tokens by profile; changed only
+	// under the cache's write lock, read under its read lock. The entry,
+	// and so every token, goes with any invalidation of the session.
+	derived map[string]*sessionpb.ClientToken
 	// keys is the ring's key set the record was opened under: after a
 	// rotation (a removed key must end the sessions it sealed) the entry
 	// no longer serves.
@@ -201,9 +208,78 @@ func (c *Cache) load(ctx context.Context, id ID) (*sessionpb.Session, error) {
 		return nil, c.instrumented.count(opGet, err)
 	}
 	if live {
-		c.put(id, Ref(hash), s, keys, epoch, now)
+		c.put(id, Ref(hash), s, keys, epoch, now, "", nil)
 	}
 	return s, nil
+}
+
+// GetWithDerived returns the live session under id and its derived token
+// of profile (nil when there is none): from the cache while it is sure to
+// hear of changes and holds both, else from Redis in one round trip
+// (renewing the idle timeout), keeping what it read. Records and tokens it
+// returns are shared and must not be modified.
+func (c *Cache) GetWithDerived(ctx context.Context, id ID, profile string) (*sessionpb.Session, *sessionpb.ClientToken, error) {
+	if s, t, ok := c.PeekDerived(id, profile); ok {
+		return s, t, nil
+	}
+	now := c.now()
+	live := c.live(now)
+	c.stats.misses.Add(1)
+	c.mu.RLock()
+	epoch := c.epoch
+	c.mu.RUnlock()
+	keys := c.store.ring.set.Load()
+	hash := c.store.ring.HashID(id)
+	s, t, err := c.store.getWithDerivedHashed(ctx, hash, profile)
+	if err != nil {
+		return nil, nil, c.instrumented.count(opGetWithDerived, err)
+	}
+	if live {
+		c.put(id, Ref(hash), s, keys, epoch, now, profile, t)
+	}
+	return s, t, nil
+}
+
+// PeekDerived returns the session under id and its unexpired derived token
+// of profile if the cache may serve both now, without any I/O or
+// allocation; false means ask GetWithDerived, which goes to Redis.
+func (c *Cache) PeekDerived(id ID, profile string) (*sessionpb.Session, *sessionpb.ClientToken, bool) {
+	now := c.now()
+	if !c.live(now) {
+		return nil, nil, false
+	}
+	c.mu.RLock()
+	e := c.byID[id]
+	var t *sessionpb.ClientToken
+	if e != nil {
+		t = e.derived[profile]
+	}
+	c.mu.RUnlock()
+	if t == nil || !now.Before(e.until) || e.keys != c.store.ring.set.Load() || !tokenLive(t, now) {
+		return nil, nil, false
+	}
+	c.stats.hits.Add(1)
+	return e.s, t, true
+}
+
+// derivedPut keeps t, just stored by this replica, as the derived token of
+// profile of the session under ref, if the cache holds that session. A nil
+// cache does nothing, so the store calls it unconditionally.
+func (c *Cache) derivedPut(ref Ref, profile string, t *sessionpb.ClientToken) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.byRef[ref]
+	if !ok {
+		return
+	}
+	e := c.byID[id]
+	if e.derived == nil {
+		e.derived = map[string]*sessionpb.ClientToken{}
+	}
+	e.derived[profile] = proto.Clone(t).(*sessionpb.ClientToken) // the caller keeps its own
 }
 
 // Delete removes the session everywhere (the store tells every cache).
@@ -315,8 +391,10 @@ func (c *Cache) live(now time.Time) bool {
 	return h != 0 && now.UnixNano()-h < int64(cacheDeaf)
 }
 
-// put stores s unless an invalidation came in since epoch was read.
-func (c *Cache) put(id ID, ref Ref, s *sessionpb.Session, keys *keySet, epoch uint64, now time.Time) {
+// put stores s, and t as its derived token of profile when t is set,
+// unless an invalidation came in since epoch was read. The derived tokens
+// of an entry it replaces stay: no invalidation has dropped them.
+func (c *Cache) put(id ID, ref Ref, s *sessionpb.Session, keys *keySet, epoch uint64, now time.Time, profile string, t *sessionpb.ClientToken) {
 	until := now.Add(c.ttl)
 	if abs := time.UnixMilli(s.GetAbsoluteExpiresAtUnixMs()); abs.Before(until) {
 		until = abs
@@ -326,8 +404,12 @@ func (c *Cache) put(id ID, ref Ref, s *sessionpb.Session, keys *keySet, epoch ui
 	if c.epoch != epoch || c.heard.Load() == 0 {
 		return
 	}
+	var derived map[string]*sessionpb.ClientToken
 	if old, ok := c.byID[id]; ok {
 		delete(c.byRef, old.ref)
+		if old.keys == keys {
+			derived = old.derived
+		}
 	} else if len(c.byID) >= c.max {
 		for k, e := range c.byID { // Go's map order: an arbitrary victim
 			delete(c.byID, k)
@@ -335,7 +417,13 @@ func (c *Cache) put(id ID, ref Ref, s *sessionpb.Session, keys *keySet, epoch ui
 			break
 		}
 	}
-	c.byID[id] = &cacheEntry{s: s, ref: ref, until: until, keys: keys}
+	if t != nil {
+		if derived == nil {
+			derived = map[string]*sessionpb.ClientToken{}
+		}
+		derived[profile] = t
+	}
+	c.byID[id] = &cacheEntry{s: s, ref: ref, until: until, keys: keys, derived: derived}
 	c.byRef[ref] = id
 }
 

@@ -31,6 +31,15 @@
 // the single-frontend keys unchanged, so an upgraded deployment keeps its
 // sessions.
 //
+// Derived tokens: a token profile's token for one API (token exchange,
+// refresh with resource/scope) is cached per session and profile
+// (PutDerivedToken, GetDerivedToken, GetWithDerived; in Redis one hash
+// <prefix>{<hash>}:t per session, in the session's slot), sealed with the
+// session key ring under a logical key naming frontend, session and
+// profile, stored only next to a live session, and deleted in the same
+// atomic step as the session; its renewal lock is DerivedTokenLock. A
+// session that times out leaves them, never served, until they expire.
+//
 // Errors: only ErrNotFound proves a session gone. Every other store failure
 // (refused connection, timeout, READONLY, LOADING, OOM, a cancelled context)
 // wraps ErrUnavailable and must not end a session.

@@ -22,7 +22,15 @@ func (m *MemoryStore) RawValues(testing.TB) [][]byte {
 	now := m.now()
 	var out [][]byte
 	for _, e := range m.mem.entries {
-		if !e.expired(now) {
+		switch {
+		case e.expired(now):
+		case e.tokens != nil: // a session's derived tokens
+			for _, t := range e.tokens {
+				if now.Before(t.expires) {
+					out = append(out, t.sealed)
+				}
+			}
+		default:
 			out = append(out, e.sealed)
 		}
 	}
@@ -59,7 +67,18 @@ func (r *RedisStore) RawValues(t testing.TB) [][]byte {
 	t.Helper()
 	var out [][]byte
 	for _, k := range r.keys(t) {
-		if typ, err := r.client.Type(t.Context(), k).Result(); err != nil || typ != "string" {
+		typ, err := r.client.Type(t.Context(), k).Result()
+		if err == nil && typ == "hash" { // a session's derived tokens
+			vs, err := r.client.HVals(t.Context(), k).Result()
+			if err != nil {
+				t.Fatalf("read %s: %v", k, err)
+			}
+			for _, v := range vs {
+				out = append(out, []byte(v))
+			}
+			continue
+		}
+		if err != nil || typ != "string" {
 			continue // indexes: sorted sets of refs, scored by expiry
 		}
 		v, err := r.client.Get(t.Context(), k).Bytes()
@@ -146,6 +165,48 @@ func (r *RedisStore) CopySealedSession(t testing.TB, from, to Store, id ID) {
 	}
 	if err := r.client.RestoreReplace(t.Context(), dst, time.Hour, dump).Err(); err != nil {
 		t.Fatalf("restore %s: %v", dst, err)
+	}
+}
+
+// CopySealedDerived implements sessiontest.DerivedCopier: the sealed
+// value itself, into the entry where view to looks for toID's token of
+// toProfile.
+func (m *MemoryStore) CopySealedDerived(t testing.TB, from, to Store, fromID, toID ID, fromProfile, toProfile string) {
+	t.Helper()
+	f, d := from.(*MemoryStore), to.(*MemoryStore)
+	m.mem.mu.Lock()
+	defer m.mem.mu.Unlock()
+	src, ok := m.mem.entries[f.ks.derivedTokens(m.ring.HashID(fromID))]
+	if !ok || src.tokens[fromProfile].sealed == nil {
+		t.Fatal("copy sealed derived token: no token to copy")
+	}
+	key := d.ks.derivedTokens(m.ring.HashID(toID))
+	dst, ok := m.mem.entries[key]
+	if !ok {
+		dst = &memEntry{tokens: map[string]memToken{}}
+		m.mem.entries[key] = dst
+	}
+	dst.tokens[toProfile] = src.tokens[fromProfile]
+	dst.expires = src.expires
+}
+
+// DerivedKey is the Redis key of id's derived tokens.
+func (r *RedisStore) DerivedKey(id ID) string { return r.derivedKey(r.ring.HashID(id)) }
+
+// CopySealedDerived implements sessiontest.DerivedCopier with HGET and
+// HSET, as anyone with write access to Redis could.
+func (r *RedisStore) CopySealedDerived(t testing.TB, from, to Store, fromID, toID ID, fromProfile, toProfile string) {
+	t.Helper()
+	src, dst := from.(*RedisStore).DerivedKey(fromID), to.(*RedisStore).DerivedKey(toID)
+	v, err := r.client.HGet(t.Context(), src, fromProfile).Result()
+	if err != nil {
+		t.Fatalf("hget %s %s: %v", src, fromProfile, err)
+	}
+	if err := r.client.HSet(t.Context(), dst, toProfile, v).Err(); err != nil {
+		t.Fatalf("hset %s: %v", dst, err)
+	}
+	if err := r.client.Expire(t.Context(), dst, time.Hour).Err(); err != nil {
+		t.Fatal(err)
 	}
 }
 

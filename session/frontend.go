@@ -76,6 +76,18 @@ func (k keyspace) loginState(hash string) string { return string(k) + "l:" + has
 // clientToken is the logical key of a cached client-credentials token.
 func (k keyspace) clientToken(name string) string { return string(k) + "c:" + name }
 
+// derivedTokens is the logical key of the session hash's derived tokens,
+// all profiles together (the memory store's entry).
+func (k keyspace) derivedTokens(hash string) string { return string(k) + "t:" + hash }
+
+// derivedToken is the logical key of the session hash's derived token of
+// profile: its additional data names frontend, session and profile, so a
+// sealed token moved to any other of them does not open. Neither a hash
+// (base64url) nor a profile contains ':'.
+func (k keyspace) derivedToken(hash, profile string) string {
+	return string(k) + "t:" + hash + ":" + profile
+}
+
 // frontendKeyspace checks a view's name and settings and returns its keyspace.
 func frontendKeyspace(name string, fc FrontendConfig) (keyspace, error) {
 	if !validFrontendName(name) {

@@ -9,12 +9,16 @@ import (
 	"time"
 )
 
-// LockKey names one refresh lock: a session's, or a client-credentials
-// token's. Build it with SessionLock or ClientTokenLock.
+// LockKey names one refresh lock: a session's, a client-credentials
+// token's, or one session's derived token of one profile. Build it with
+// SessionLock, ClientTokenLock or DerivedTokenLock.
 type LockKey struct {
 	id       ID
 	client   string
 	isClient bool
+	// profile, with isDerived, names a derived token of the session id.
+	profile   string
+	isDerived bool
 }
 
 // SessionLock is the refresh lock of the session id.
@@ -22,6 +26,14 @@ func SessionLock(id ID) LockKey { return LockKey{id: id} }
 
 // ClientTokenLock is the refresh lock of the client token name.
 func ClientTokenLock(name string) LockKey { return LockKey{client: name, isClient: true} }
+
+// DerivedTokenLock is the renewal lock of session id's derived token of
+// profile: one grant per expiry per session and profile across replicas.
+// In Redis it shares the session's hash tag (one Cluster slot). A profile
+// name that ValidTokenProfile refuses makes TryLock and WaitUnlock fail.
+func DerivedTokenLock(id ID, profile string) LockKey {
+	return LockKey{id: id, profile: profile, isDerived: true}
+}
 
 // maxClientTokenName bounds a client token's name, which appears in Redis keys.
 const maxClientTokenName = 64
@@ -46,18 +58,25 @@ func (k LockKey) validate() error {
 	if k.isClient && !ValidClientTokenName(k.client) {
 		return fmt.Errorf("client token name %q: must be 1-%d characters of a-z, 0-9, _ and -", k.client, maxClientTokenName)
 	}
+	if k.isDerived && !ValidTokenProfile(k.profile) {
+		return errBadProfile(k.profile)
+	}
 	return nil
 }
 
 // logicalKey is the lock's name in keyspace ks, without the Redis prefix:
 // "<ks>lk:<hash>" for a session (the hash keeps the cookie value out of the
-// store), "<ks>lk:cc:<name>" for a client token.
+// store), "<ks>lk:cc:<name>" for a client token, "<ks>lk:<hash>:<profile>"
+// for a derived token.
 func (k LockKey) logicalKey(ring *KeyRing, ks keyspace) (string, error) {
 	if err := k.validate(); err != nil {
 		return "", err
 	}
-	if k.isClient {
+	switch {
+	case k.isClient:
 		return string(ks) + "lk:cc:" + k.client, nil
+	case k.isDerived:
+		return string(ks) + "lk:" + ring.HashID(k.id) + ":" + k.profile, nil
 	}
 	return string(ks) + "lk:" + ring.HashID(k.id), nil
 }

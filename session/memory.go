@@ -59,8 +59,17 @@ type memIndexKey struct {
 type memEntry struct {
 	sealed   []byte
 	gen      uint64
-	expires  time.Time // idle expiry (sessions) or TTL (login states)
+	expires  time.Time // idle expiry (sessions), TTL (login states), the latest token's expiry (derived tokens)
 	absolute time.Time // sessions only
+	// tokens holds a session's derived tokens by profile (the entry under
+	// keyspace.derivedTokens); changed only under mu.
+	tokens map[string]memToken
+}
+
+// memToken is one sealed derived token and its expiry.
+type memToken struct {
+	sealed  []byte
+	expires time.Time
 }
 
 func (e *memEntry) expired(now time.Time) bool {
@@ -100,30 +109,45 @@ func (m *MemoryStore) withKeyRing(ring *KeyRing) *MemoryStore {
 // Get implements Store: it renews the idle timeout and deletes a record past
 // its absolute lifetime.
 func (m *MemoryStore) Get(_ context.Context, id ID) (*sessionpb.Session, error) {
+	s, _, err := m.get(m.ring.HashID(id), "")
+	return s, err
+}
+
+// get is Get of the session whose hash is hash and, when profile is set,
+// its derived token of profile, read under the same lock.
+func (m *MemoryStore) get(hash, profile string) (*sessionpb.Session, *memToken, error) {
 	const op = "get session"
-	key := m.ks.session(m.ring.HashID(id))
+	key := m.ks.session(hash)
 	now := m.now()
 	m.mem.mu.Lock()
 	e, err := m.mem.live(key, now)
 	if err != nil {
+		if _, ok := m.mem.entries[m.ks.derivedTokens(hash)]; ok {
+			// The session timed out: its derived tokens go with it.
+			delete(m.mem.entries, m.ks.derivedTokens(hash))
+		}
 		m.mem.mu.Unlock()
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, nil, fmt.Errorf("%s: %w", op, err)
 	}
 	e.expires = now.Add(m.cfg.IdleTimeout)
 	sealed := e.sealed // never modified in place, so safe to use unlocked
+	var tok *memToken
+	if profile != "" {
+		tok = m.mem.tokenLocked(m.ks.derivedTokens(hash), profile, now)
+	}
 	m.mem.mu.Unlock()
 
 	// The store key is also the record's additional data: reuse it rather
 	// than build it again (one allocation less on every Check).
 	s, err := decodeSession(m.ring.open(key, sealed))
 	if err != nil {
-		return nil, notFound(op, err)
+		return nil, nil, notFound(op, err)
 	}
 	if _, ok := sessionTTL(s, m.cfg.IdleTimeout, now); !ok {
-		m.mem.deleteIf(key, e)
-		return nil, fmt.Errorf("%s: %w", op, ErrNotFound)
+		m.mem.deleteSessionIf(m.ks, hash, e)
+		return nil, nil, fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
-	return s, nil
+	return s, tok, nil
 }
 
 // Create implements Store. It sets s.Generation to 1 and fills the creation
@@ -160,6 +184,7 @@ func (m *MemoryStore) Update(_ context.Context, id ID, s *sessionpb.Session, pre
 	if !ok {
 		m.mem.mu.Lock()
 		delete(m.mem.entries, key)
+		delete(m.mem.entries, m.ks.derivedTokens(m.ring.HashID(id)))
 		m.mem.mu.Unlock()
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
@@ -312,11 +337,13 @@ func (d *memData) live(key string, now time.Time) (*memEntry, error) {
 	return e, nil
 }
 
-// deleteIf removes key only if it still holds e, so a concurrent write wins.
-func (d *memData) deleteIf(key string, e *memEntry) {
+// deleteSessionIf removes the session hash of keyspace ks, and its derived
+// tokens, only if its key still holds e, so a concurrent write wins.
+func (d *memData) deleteSessionIf(ks keyspace, hash string, e *memEntry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.entries[key] == e {
+	if key := ks.session(hash); d.entries[key] == e {
 		delete(d.entries, key)
+		delete(d.entries, ks.derivedTokens(hash))
 	}
 }

@@ -51,7 +51,8 @@ func (m *MemoryStore) GetByRef(_ context.Context, ref Ref) (*sessionpb.Session, 
 	return s, nil
 }
 
-// DeleteByRef implements Store: the record and its index entries go together.
+// DeleteByRef implements Store: the record, its derived tokens and its
+// index entries go together.
 func (m *MemoryStore) DeleteByRef(_ context.Context, ref Ref) error {
 	key := m.ks.session(string(ref))
 	m.mem.mu.Lock()
@@ -59,6 +60,7 @@ func (m *MemoryStore) DeleteByRef(_ context.Context, ref Ref) error {
 	if m.mem.closed {
 		return fmt.Errorf("delete session: %w: %w", ErrUnavailable, errClosed)
 	}
+	delete(m.mem.entries, m.ks.derivedTokens(string(ref)))
 	e, ok := m.mem.entries[key]
 	if !ok {
 		return nil

@@ -28,11 +28,14 @@ const (
 	opDeleteByRef    = "delete_by_ref"
 	opUseOnce        = "use_once"
 	opPing           = "ping"
+	opGetDerived     = "get_derived_token"
+	opPutDerived     = "put_derived_token"
+	opGetWithDerived = "get_with_derived"
 )
 
 var storeOps = [...]string{opGet, opCreate, opUpdate, opDelete, opPutLoginState, opTakeLoginState,
 	opTryLock, opWaitUnlock, opGetClientToken, opPutClientToken, opFindSessions, opGetByRef,
-	opDeleteByRef, opUseOnce, opPing}
+	opDeleteByRef, opUseOnce, opPing, opGetDerived, opPutDerived, opGetWithDerived}
 
 // instrumented counts a Backend's failures by operation and frontend. Only
 // errors that wrap ErrUnavailable count: ErrNotFound, ErrLocked and
@@ -174,6 +177,23 @@ func (m *instrumented) DeleteByRef(ctx context.Context, ref Ref) error {
 func (m *instrumented) UseOnce(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	first, err := m.Backend.UseOnce(ctx, key, ttl)
 	return first, m.count(opUseOnce, err)
+}
+
+// GetDerivedToken implements Store.
+func (m *instrumented) GetDerivedToken(ctx context.Context, id ID, profile string) (*sessionpb.ClientToken, error) {
+	t, err := m.Backend.GetDerivedToken(ctx, id, profile)
+	return t, m.count(opGetDerived, err)
+}
+
+// PutDerivedToken implements Store.
+func (m *instrumented) PutDerivedToken(ctx context.Context, id ID, profile string, t *sessionpb.ClientToken) error {
+	return m.count(opPutDerived, m.Backend.PutDerivedToken(ctx, id, profile, t))
+}
+
+// GetWithDerived implements Store.
+func (m *instrumented) GetWithDerived(ctx context.Context, id ID, profile string) (*sessionpb.Session, *sessionpb.ClientToken, error) {
+	s, t, err := m.Backend.GetWithDerived(ctx, id, profile)
+	return s, t, m.count(opGetWithDerived, err)
 }
 
 // Ping implements Backend.

@@ -183,6 +183,12 @@ func prepareClientToken(ring *KeyRing, ks keyspace, name string, t *sessionpb.Cl
 	case t == nil:
 		return nil, 0, fmt.Errorf("%s: %w", op, errNilRecord)
 	}
+	return prepareToken(op, ring, ks.clientToken(name), t, now)
+}
+
+// prepareToken seals t under the logical key and returns how long it may
+// be kept: until its access token expires (0: already expired, do not store).
+func prepareToken(op string, ring *KeyRing, key string, t *sessionpb.ClientToken, now time.Time) ([]byte, time.Duration, error) {
 	ttl := time.UnixMilli(t.GetExpiresAtUnixMs()).Sub(now)
 	if ttl < time.Millisecond {
 		return nil, 0, nil
@@ -193,7 +199,7 @@ func prepareClientToken(ring *KeyRing, ks keyspace, name string, t *sessionpb.Cl
 	b, err := proto.Marshal(t)
 	if err == nil {
 		var sealed []byte
-		if sealed, err = ring.seal(ks.clientToken(name), 0, b); err == nil {
+		if sealed, err = ring.seal(key, 0, b); err == nil {
 			return sealed, ttl, nil
 		}
 	}
@@ -203,6 +209,11 @@ func prepareClientToken(ring *KeyRing, ks keyspace, name string, t *sessionpb.Cl
 // openClientToken opens a sealed client token; failures wrap ErrUnreadable.
 func openClientToken(ring *KeyRing, ks keyspace, name string, sealed []byte) (*sessionpb.ClientToken, error) {
 	_, b, err := ring.open(ks.clientToken(name), sealed)
+	return decodeToken("client token", b, err)
+}
+
+// decodeToken parses an opened token of kind ("client token", "derived token").
+func decodeToken(kind string, b []byte, err error) (*sessionpb.ClientToken, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +222,7 @@ func openClientToken(ring *KeyRing, ks keyspace, name string, sealed []byte) (*s
 		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	if t.SchemaVersion != schemaVersion {
-		return nil, fmt.Errorf("%w: client token schema version %d", ErrUnreadable, t.SchemaVersion)
+		return nil, fmt.Errorf("%w: %s schema version %d", ErrUnreadable, kind, t.SchemaVersion)
 	}
 	return t, nil
 }

@@ -82,13 +82,15 @@ return 1
 `)
 
 // deleteScript is GETDEL plus the change message, in one atomic step for
-// the same reason. KEYS[1] the session key; ARGV[1] the change channel;
-// ARGV[2] the message. Returns {deleted record, subscribers that got the
-// message}, or nil when absent.
+// the same reason, and deletes the session's derived tokens with it (also
+// when the record is gone already). KEYS[1] the session key; KEYS[2] its
+// derived tokens (same hash tag); ARGV[1] the change channel; ARGV[2] the
+// message. Returns {deleted record, subscribers that got the message}, or
+// nil when absent.
 var deleteScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 if not v then return false end
-redis.call('DEL', KEYS[1])
 local n = redis.call('PUBLISH', ARGV[1], ARGV[2])
 return {v, n}
 `)
@@ -233,8 +235,9 @@ func (r *RedisStore) getHashed(ctx context.Context, hash string) (*sessionpb.Ses
 	}
 	if _, ok := sessionTTL(s, r.cfg.IdleTimeout, r.now()); !ok {
 		// Best effort: the session is over whether or not DEL lands, and its
-		// TTL removes it at the latest one idle timeout from now.
-		_ = r.client.Del(ctx, key).Err()
+		// TTL removes it at the latest one idle timeout from now (its
+		// derived tokens' TTL, at their expiry).
+		_ = r.client.Del(ctx, key, r.derivedKey(hash)).Err()
 		return nil, fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
 	return s, nil
@@ -301,7 +304,7 @@ func (r *RedisStore) Update(ctx context.Context, id ID, s *sessionpb.Session, pr
 	key := r.sessionKey(hash)
 	ttl, ok := sessionTTL(s, r.cfg.IdleTimeout, r.now())
 	if !ok {
-		if err := r.client.Del(ctx, key).Err(); err != nil {
+		if err := r.client.Del(ctx, key, r.derivedKey(hash)).Err(); err != nil {
 			return unavailable(op, err)
 		}
 		return fmt.Errorf("%s: %w", op, ErrNotFound)

@@ -66,15 +66,17 @@ func (r *RedisStore) GetByRef(ctx context.Context, ref Ref) (*sessionpb.Session,
 	return s, nil
 }
 
-// DeleteByRef implements Store: GETDEL and the change message in one step,
-// then the record's index entries. With a cache on, it returns only once
+// DeleteByRef implements Store: GETDEL, the deletion of the session's
+// derived tokens and the change message in one step, then the record's
+// index entries. With a cache on, it returns only once
 // every replica's cache has dropped the session (or the ack wait ran out),
 // so the caller's "logged out" is true on every replica.
 func (r *RedisStore) DeleteByRef(ctx context.Context, ref Ref) error {
 	const op = "delete session"
 	acks := r.cache.expectAcks()
 	defer acks.done()
-	res, err := deleteScript.Run(ctx, r.client, []string{r.sessionKey(string(ref))}, r.changeChannel(), acks.message(ref)).Slice()
+	keys := []string{r.sessionKey(string(ref)), r.derivedKey(string(ref))}
+	res, err := deleteScript.Run(ctx, r.client, keys, r.changeChannel(), acks.message(ref)).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}

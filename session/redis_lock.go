@@ -50,13 +50,17 @@ type lockWaiters struct {
 func (r *RedisStore) redisLockChannel() string { return r.base + "lock-released" }
 
 // redisLockKey is <base>{<hash>}:lk for a session, sharing the session's
-// hash tag (one Cluster slot), or <base>{cc:<name>}:lk for a client token.
+// hash tag (one Cluster slot), <base>{<hash>}:lk:<profile> for its derived
+// token of profile, or <base>{cc:<name>}:lk for a client token.
 func (r *RedisStore) redisLockKey(key LockKey) (string, error) {
 	if err := key.validate(); err != nil {
 		return "", err
 	}
-	if key.isClient {
+	switch {
+	case key.isClient:
 		return r.base + "{cc:" + key.client + "}:lk", nil
+	case key.isDerived:
+		return r.base + "{" + r.ring.HashID(key.id) + "}:lk:" + key.profile, nil
 	}
 	return r.base + "{" + r.ring.HashID(key.id) + "}:lk", nil
 }

@@ -75,8 +75,19 @@ func (l *commandLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// ProcessPipelineHook logs a pipeline, one round trip, as one entry:
+// its commands in brackets.
 func (l *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		names := make([]string, len(cmds))
+		for i, c := range cmds {
+			names[i] = c.Name()
+		}
+		l.mu.Lock()
+		l.cmds = append(l.cmds, "["+strings.Join(names, " ")+"]")
+		l.mu.Unlock()
+		return next(ctx, cmds)
+	}
 }
 
 func (l *commandLog) take() []string {
@@ -298,14 +309,20 @@ func TestRedisStoreUnavailable(t *testing.T) {
 			id := sessiontest.ID(t, 1)
 			_, getErr := s.Get(tc.ctx, id)
 			_, takeErr := s.TakeLoginState(tc.ctx, "st", "b")
+			_, getDerivedErr := s.GetDerivedToken(tc.ctx, id, "orders")
+			_, _, withDerivedErr := s.GetWithDerived(tc.ctx, id, "orders")
+			tok := &sessionpb.ClientToken{AccessToken: "t", ExpiresAtUnixMs: time.Now().Add(time.Hour).UnixMilli()}
 			for name, err := range map[string]error{
-				"get":    getErr,
-				"take":   takeErr,
-				"create": s.Create(tc.ctx, id, sessiontest.Record(time.Now())),
-				"update": s.Update(tc.ctx, id, sessiontest.Record(time.Now()), 1),
-				"delete": s.Delete(tc.ctx, id),
-				"put":    s.PutLoginState(tc.ctx, "st", "b", loginStateForTest()),
-				"ping":   s.Ping(tc.ctx),
+				"get_derived":      getDerivedErr,
+				"get_with_derived": withDerivedErr,
+				"put_derived":      s.PutDerivedToken(tc.ctx, id, "orders", tok),
+				"get":              getErr,
+				"take":             takeErr,
+				"create":           s.Create(tc.ctx, id, sessiontest.Record(time.Now())),
+				"update":           s.Update(tc.ctx, id, sessiontest.Record(time.Now()), 1),
+				"delete":           s.Delete(tc.ctx, id),
+				"put":              s.PutLoginState(tc.ctx, "st", "b", loginStateForTest()),
+				"ping":             s.Ping(tc.ctx),
 			} {
 				if !errors.Is(err, session.ErrUnavailable) || errors.Is(err, session.ErrNotFound) {
 					t.Errorf("%s = %v, want ErrUnavailable only", name, err)

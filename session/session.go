@@ -125,4 +125,19 @@ type Store interface {
 	// UseOnce marks key used for ttl and reports whether this was the first use
 	// (a logout token's jti: a replay gets false).
 	UseOnce(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	// GetDerivedToken returns session id's cached token of profile;
+	// ErrNotFound when absent, expired or unreadable. It does not read the
+	// session itself nor renew its idle timeout.
+	GetDerivedToken(ctx context.Context, id ID, profile string) (*sessionpb.ClientToken, error)
+	// PutDerivedToken caches t as session id's token of profile until t
+	// expires (one already expired is not stored), sealed so that it opens
+	// only as this frontend's, session's and profile's. It answers
+	// ErrNotFound when the session does not exist (any more): a token
+	// obtained while its session was deleted is never stored after the
+	// deletion. Deleting the session deletes its derived tokens.
+	PutDerivedToken(ctx context.Context, id ID, profile string, t *sessionpb.ClientToken) error
+	// GetWithDerived is Get (renewing the idle timeout, with Get's errors)
+	// and session id's token of profile, in one round trip; the token is
+	// nil when absent, expired or unreadable.
+	GetWithDerived(ctx context.Context, id ID, profile string) (*sessionpb.Session, *sessionpb.ClientToken, error)
 }

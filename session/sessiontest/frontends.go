@@ -88,6 +88,7 @@ func RunFrontendTests(t *testing.T, newBackend func(t *testing.T, now func() tim
 		{"view_uses_its_lifetimes", testFrontendLifetimes},
 		{"view_close_is_a_no_op", testFrontendClose},
 		{"names_and_settings_checked", testFrontendNames},
+		{"derived_tokens_per_frontend", testFrontendDerived},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -155,6 +155,17 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T, now func() time.Tim
 		{"index_follows_deletes", testIndexDelete},
 		{"index_prunes_idle_expired", testIndexIdle},
 		{"use_once", testUseOnce},
+		{"derived_token_round_trip", testDerivedRoundTrip},
+		{"derived_token_expires", testDerivedExpires},
+		{"derived_token_per_profile_and_session", testDerivedPerProfileAndSession},
+		{"derived_token_needs_its_session", testDerivedNeedsSession},
+		{"derived_tokens_deleted_with_the_session", testDerivedDeletedWithSession},
+		{"T74_derived_token_copied_does_not_open", testDerivedCopied},
+		{"derived_token_not_in_clear", testDerivedNoPlaintext},
+		{"derived_token_profile_names", testDerivedProfileNames},
+		{"get_with_derived_is_get_plus_token", testGetWithDerived},
+		{"derived_token_lock", testDerivedLock},
+		{"derived_token_key_rotation", testDerivedRotation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -146,6 +146,16 @@ func (s *topoStore) RawValues(t testing.TB) [][]byte {
 	t.Helper()
 	var out [][]byte
 	for _, k := range s.tp.keys(t, s.cfg.KeyPrefix+"*") {
+		if strings.HasSuffix(k, "}:t") { // a session's derived tokens: a hash of sealed values
+			vs, err := s.tp.raw.HVals(t.Context(), k).Result()
+			if err != nil {
+				t.Fatalf("read %s: %v", k, err)
+			}
+			for _, v := range vs {
+				out = append(out, []byte(v))
+			}
+			continue
+		}
 		v, err := s.tp.raw.Get(t.Context(), k).Bytes()
 		if errors.Is(err, redis.Nil) || err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE") {
 			continue // gone meanwhile, or an index (a sorted set of refs)
@@ -174,6 +184,26 @@ func (s *topoStore) Elapse(t testing.TB, d time.Duration) {
 		if err := elapseScript.Run(t.Context(), s.tp.raw, []string{k}, d.Milliseconds()).Err(); err != nil {
 			t.Fatalf("elapse %s: %v", k, err)
 		}
+	}
+}
+
+// CopySealedDerived implements sessiontest.DerivedCopier with HGET and
+// HSET through the raw client. The contract suite copies within this
+// store's own (default) keyspace only.
+func (s *topoStore) CopySealedDerived(t testing.TB, _, _ session.Store, fromID, toID session.ID, fromProfile, toProfile string) {
+	t.Helper()
+	ring := keyRing(s.cfg)
+	src := s.cfg.KeyPrefix + "{" + ring.HashID(fromID) + "}:t"
+	dst := s.cfg.KeyPrefix + "{" + ring.HashID(toID) + "}:t"
+	v, err := s.tp.raw.HGet(t.Context(), src, fromProfile).Result()
+	if err != nil {
+		t.Fatalf("hget %s %s: %v", src, fromProfile, err)
+	}
+	if err := s.tp.raw.HSet(t.Context(), dst, toProfile, v).Err(); err != nil {
+		t.Fatalf("hset %s: %v", dst, err)
+	}
+	if err := s.tp.raw.Expire(t.Context(), dst, time.Hour).Err(); err != nil {
+		t.Fatal(err)
 	}
 }
 

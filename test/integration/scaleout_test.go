@@ -85,7 +85,7 @@ func TestScaleOut(t *testing.T) {
 	})
 
 	t.Run("T63 load: one refresh grant per expiry per session, zero errors", func(t *testing.T) {
-		loadOneRefreshPerExpiry(t, s, users, scaleLoadFor)
+		loadOneRefreshPerExpiry(t, s, users, scaleClients, scaleLoadFor)
 	})
 
 	u := users[0]
@@ -500,11 +500,11 @@ func metric(t *testing.T, b *harness.BFF, series string) float64 {
 // over users for d through Envoy; every answer a 200 with a token the API
 // verified, one refresh grant per expiry per session, no invalid_grant, no
 // reuse, and the replicas' refresh counters agree with the provider.
-func loadOneRefreshPerExpiry(t *testing.T, s *harness.Stack, users []*scaleUser, d time.Duration) {
+func loadOneRefreshPerExpiry(t *testing.T, s *harness.Stack, users []*scaleUser, clients int, d time.Duration) {
 	t.Helper()
 	before := s.Provider.Stats()
 	start := time.Now()
-	res := driveLoad(t, s.URL, users, scaleClients, d)
+	res := driveLoad(t, s.URL, users, clients, d)
 	after := s.Provider.Stats()
 	t.Logf("load: %d requests, %d ok, %d failed, %d refresh grants, %d invalid_grant, in %s",
 		res.total, res.ok, res.total-res.ok, after.RefreshTokenGrants-before.RefreshTokenGrants,
@@ -591,7 +591,7 @@ func TestScaleOutWithSessionCache(t *testing.T) {
 	for i := range users {
 		users[i] = loginUser(t, s)
 	}
-	loadOneRefreshPerExpiry(t, s, users, scaleLoadFor/2)
+	loadOneRefreshPerExpiry(t, s, users, scaleClients, scaleLoadFor/2)
 	for i, b := range s.BFFs {
 		if hits := metric(t, b, `envoy_bff_session_cache_hits_total{frontend="default"}`); hits < 100 {
 			t.Errorf("replica %d served %v reads from its cache, want many", i+1, hits)
@@ -628,13 +628,16 @@ func TestScaleOutTwoFrontends(t *testing.T) {
 		users[i] = &scaleUser{browser: b, cookie: a.cookie(), sid: a.sid,
 			api: appOrigin(s, f.Host) + f.Prefix() + "api/whoami", client: f.Client()}
 	}
-	loadOneRefreshPerExpiry(t, s, users, scaleLoadFor/2)
+	// Half the clients: the property is the same, and with 2 s tokens a
+	// loaded 2-core machine (other suites run beside this one) can hold a
+	// request longer than the 1 s refresh lead between Check and the API.
+	loadOneRefreshPerExpiry(t, s, users, scaleClients/2, scaleLoadFor/2)
 	for _, f := range apps {
 		var checks float64
 		for _, b := range s.BFFs {
 			checks += metric(t, b, `envoy_bff_checks_total{answer="ok",frontend="`+f.Name+`",policy="user"}`)
 		}
-		if checks < 1000 {
+		if checks < 500 {
 			t.Errorf("frontend %s passed %v checks, want its share of the load", f.Name, checks)
 		}
 	}

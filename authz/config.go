@@ -58,6 +58,22 @@ type PathRule struct {
 	// Require is what the route asks of the session (claims, acr,
 	// max_age); only policies that use a session may require.
 	Require Require `yaml:"require"`
+	// Token names the token profile whose token the route sends (the
+	// `tokens:` section); empty sends the session's own access token.
+	Token string `yaml:"token"`
+}
+
+// TokenProfileNames lists every token profile a path rule names, so the
+// config loader can check each is defined.
+func (c Config) TokenProfileNames() []string {
+	var names []string
+	for _, r := range c.PathRules {
+		if r.Token != "" {
+			names = append(names, r.Token)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // ClientTokenNames lists every client token a path rule names (the default
@@ -129,6 +145,9 @@ func (c Config) Validate() error {
 		}
 		if err := validatePolicy(string(r.Policy)); err != nil {
 			errs = append(errs, fmt.Errorf("%s.policy: %w", field, err))
+		}
+		if r.Token != "" && !session.ValidClientTokenName(r.Token) {
+			errs = append(errs, fmt.Errorf("%s.token: must be 1-64 characters of a-z, 0-9, _ and -", field))
 		}
 		if !r.Require.empty() {
 			if r.Policy == PolicyNone || r.Policy == PolicyClient {

@@ -44,7 +44,14 @@ func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 		}
 		return decision{}, errAntiforgery
 	}
+	kind, err := s.profileKind(req)
+	if err != nil {
+		return decision{}, err
+	}
 	if req.policy == PolicyClient {
+		if kind != oidcflow.ProfileClient && req.profile != "" {
+			return decision{}, fmt.Errorf("%w: a client route names profile %q, which is not a client profile", errProfileUnknown, req.profile)
+		}
 		return s.clientToken(ctx, req) // the session, if any, plays no part
 	}
 
@@ -64,13 +71,23 @@ func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 	// keeps shorter than check_timeout; the refresh, which can wait on locks
 	// and the provider, gets the Check's deadline (in refresh). A context
 	// timer per Check here would cost more CPU than the rest of the read.
+	// An exchange profile's cached token comes with the session: from the
+	// session cache, or in the same store round trip.
 	var sess *sessionpb.Session
+	var cached *sessionpb.ClientToken
 	hit := false
-	if s.peeker != nil {
+	switch {
+	case kind == oidcflow.ProfileExchange && s.derivedPeek != nil:
+		sess, cached, hit = s.derivedPeek.PeekDerived(id, req.profile)
+	case s.peeker != nil:
 		sess, hit = s.peeker.Peek(id) // the session cache: no I/O
 	}
 	if !hit {
-		sess, err = s.sessions.Get(ctx, id)
+		if kind == oidcflow.ProfileExchange && s.derived != nil {
+			sess, cached, err = s.derived.GetWithDerived(ctx, id, req.profile)
+		} else {
+			sess, err = s.sessions.Get(ctx, id)
+		}
 	}
 	switch {
 	case errors.Is(err, session.ErrNotFound):
@@ -106,7 +123,58 @@ func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 	case err != nil:
 		return s.anonymous(ctx, req, err)
 	}
+	switch kind {
+	case oidcflow.ProfileExchange:
+		return s.exchanged(ctx, req, id, sess, cached)
+	case oidcflow.ProfileClient:
+		d, err := s.clientToken(ctx, req)
+		d.claims = sess.GetClaimsJson()
+		return d, err
+	}
 	return decision{token: sess.GetAccessToken(), claims: sess.GetClaimsJson()}, nil
+}
+
+// profileKind is the type of the route's token profile (session when it
+// names none). A client profile becomes the route's client token, so
+// user_or_client sends it to anonymous callers too.
+func (s *frontend) profileKind(req *request) (string, error) {
+	if req.profile == "" {
+		return oidcflow.ProfileSession, nil
+	}
+	if s.tokens == nil {
+		return "", fmt.Errorf("%w: %q (no profiles configured)", errProfileUnknown, req.profile)
+	}
+	kind, ok := s.tokens.Type(req.profile)
+	if !ok {
+		return "", fmt.Errorf("%w: %q", errProfileUnknown, req.profile)
+	}
+	if kind == oidcflow.ProfileClient {
+		req.clientToken = req.profile
+	}
+	return kind, nil
+}
+
+// exchanged passes with the exchange profile's token for this session:
+// the cached one, or a new one obtained under the lock. A refusal is 403
+// and any other failure 503: never the session's own token instead (T74).
+func (s *frontend) exchanged(ctx context.Context, req *request, id session.ID, sess *sessionpb.Session, cached *sessionpb.ClientToken) (decision, error) {
+	if !s.tokens.Due(cached) {
+		return decision{token: cached.GetAccessToken(), claims: sess.GetClaimsJson()}, nil
+	}
+	ctx, cancel := context.WithDeadline(oidcflow.WithRequestID(ctx, req.id), s.deadline(ctx, req))
+	defer cancel()
+	tok, err := s.tokens.Token(ctx, id, sess, req.profile, cached)
+	switch {
+	case errors.Is(err, oidcflow.ErrExchangeRefused):
+		return decision{}, fmt.Errorf("%w: %w", errExchangeRefused, err)
+	case errors.Is(err, oidcflow.ErrUnknownProfile):
+		return decision{}, fmt.Errorf("%w: %w", errProfileUnknown, err)
+	case errors.Is(err, session.ErrUnavailable):
+		return decision{}, fmt.Errorf("%w: %w", errStoreUnavailable, err)
+	case err != nil:
+		return decision{}, fmt.Errorf("%w: %w", errExchangeFailed, err)
+	}
+	return decision{token: tok, claims: sess.GetClaimsJson()}, nil
 }
 
 // checkReserve is what a Check keeps of the deadline Envoy sends, to render

@@ -26,6 +26,9 @@ var (
 	errRefreshFailed      = errors.New("token refresh unavailable")
 	errFrontendUnknown    = errors.New("no frontend serves this route")
 	errInsufficientClaims = errors.New("the session lacks a claim the route requires")
+	errProfileUnknown     = errors.New("route names a token profile that is not configured")
+	errExchangeRefused    = errors.New("the provider refused the route's token")
+	errExchangeFailed     = errors.New("the route's token could not be obtained")
 )
 
 // denial is one row of the error → answer table.
@@ -65,6 +68,15 @@ func denials() []denial {
 		// status, code and log level.
 		{err: errStepUp, status: http.StatusUnauthorized, grpcCode: codes.Unauthenticated,
 			code: "step_up_required", description: "This route requires a stronger or more recent login."},
+		{err: errProfileUnknown, status: http.StatusInternalServerError, grpcCode: codes.Internal,
+			code: "token_profile_unknown", description: "The route names a token profile that is not configured."},
+		// The provider will not issue this API's token: a configuration or
+		// permission problem. Never another token instead (T74); the
+		// session stays.
+		{err: errExchangeRefused, status: http.StatusForbidden, grpcCode: codes.PermissionDenied,
+			code: "token_exchange_refused", description: "The identity provider refused a token for this API."},
+		{err: errExchangeFailed, status: http.StatusServiceUnavailable, grpcCode: codes.Unavailable,
+			code: "token_exchange_unavailable", description: "A token for this API could not be obtained; try again.", retryAfter: true},
 		// Fail closed: a protected route no frontend claims has no session
 		// cookie, routes or provider to decide with (T73).
 		{err: errFrontendUnknown, status: http.StatusForbidden, grpcCode: codes.PermissionDenied,

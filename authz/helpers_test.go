@@ -128,7 +128,7 @@ func (f *fakeClientTokens) Token(_ context.Context, name string) (string, error)
 	switch {
 	case f.err != nil:
 		return "", f.err
-	case name != "default" && name != "billing":
+	case name != "default" && name != "billing" && name != "partner":
 		return "", oidcflow.ErrUnknownClientToken
 	}
 	return testClientToken(name), nil

@@ -22,6 +22,8 @@ const (
 	extClientToken = "bff.client_token"
 	// extFrontend names the route's frontend; it beats host and path selection.
 	extFrontend = "bff.frontend"
+	// extToken names the route's token profile.
+	extToken = "bff.token"
 )
 
 // defaultClientToken is the client token of a route that names none.
@@ -43,6 +45,7 @@ type request struct {
 	routed      bool         // the route named the policy (context_extensions)
 	clientToken string       // the client token client and user_or_client send
 	require     *requirement // what the route asks of the session; nil: nothing
+	profile     string       // the token profile the route sends; "": the session's token
 	redirect    bool         // the route allows a 302 to login
 	navigation  bool         // a browser's top-level GET
 	preflight   bool         // a CORS preflight: OPTIONS with access-control-request-method
@@ -136,6 +139,7 @@ func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
 		r.routed = true
 		r.redirect = ext[extRedirect] == "true"
 		r.clientToken = cmp.Or(ext[extClientToken], defaultClientToken)
+		r.profile = ext[extToken]
 		if len(ext) > 1 { // only bff.policy: nothing else to read
 			if r.require, err = extRequire(ext); err != nil {
 				return request{id: r.id, method: r.method, path: r.path}, err

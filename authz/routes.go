@@ -12,6 +12,7 @@ type route struct {
 	redirect    bool
 	clientToken string       // for client and user_or_client
 	require     *requirement // nil: a session is enough
+	profile     string       // the token profile; "": the session's own token
 }
 
 // routeTable matches normalised paths against the path rules: exact first,
@@ -32,6 +33,7 @@ func newRouteTable(c Config) routeTable {
 	for _, r := range c.PathRules {
 		rt := route{policy: r.Policy, redirect: r.Redirect, clientToken: cmp.Or(r.ClientToken, defaultClientToken)}
 		rt.require = r.Require.compile()
+		rt.profile = r.Token
 		if r.Exact != "" {
 			t.exact[r.Exact] = rt
 			continue

@@ -61,6 +61,34 @@ type ClientTokenSource interface {
 	Token(ctx context.Context, name string) (string, error)
 }
 
+// TokenProfileSource knows a frontend's token profiles and obtains the
+// tokens of exchange profiles per session (oidcflow.DerivedTokens).
+type TokenProfileSource interface {
+	// Type is the profile's type (oidcflow.ProfileSession, ProfileExchange
+	// or ProfileClient); false when no such profile is configured.
+	Type(name string) (string, bool)
+	// Due reports whether a cached profile token must be renewed before
+	// it is sent (nil is due), without I/O.
+	Due(cached *sessionpb.ClientToken) bool
+	// Token returns the access token the exchange profile sends for the
+	// session id (record sess); cached is its token read with the session.
+	Token(ctx context.Context, id session.ID, sess *sessionpb.Session, name string, cached *sessionpb.ClientToken) (string, error)
+}
+
+// DerivedReader reads a session and one profile's cached token in one
+// round trip (the session store).
+type DerivedReader interface {
+	// GetWithDerived is Get plus the profile's token (nil when none is cached).
+	GetWithDerived(ctx context.Context, id session.ID, profile string) (*sessionpb.Session, *sessionpb.ClientToken, error)
+}
+
+// DerivedPeeker serves a session and one profile's token without I/O
+// (the session cache).
+type DerivedPeeker interface {
+	// PeekDerived returns both when it can without I/O.
+	PeekDerived(id session.ID, profile string) (*sessionpb.Session, *sessionpb.ClientToken, bool)
+}
+
 // Deps are the Server's collaborators, injected so tests control time and I/O.
 type Deps struct {
 	// Sessions reads session records. Required by NewServer; NewFrontendServer
@@ -72,6 +100,9 @@ type Deps struct {
 	// ClientTokens serves the client and user_or_client policies; nil makes
 	// those routes answer 500 client_token_unknown. NewServer only.
 	ClientTokens ClientTokenSource
+	// Tokens are the token profiles; nil: routes naming one answer 500
+	// token_profile_unknown. NewServer only.
+	Tokens TokenProfileSource
 	// Cookie names the session cookie and reads, strips and clears it.
 	// Required by NewServer.
 	Cookie session.CookieConfig
@@ -106,6 +137,9 @@ type Frontend struct {
 	ClientTokens ClientTokenSource
 	// Cookie is its session cookie. Required.
 	Cookie session.CookieConfig
+	// Tokens are its token profiles; nil: routes naming one answer 500
+	// token_profile_unknown.
+	Tokens TokenProfileSource
 }
 
 // DefaultFrontend names the one frontend of NewServer (and of a config
@@ -153,6 +187,9 @@ type frontend struct {
 	refresher   TokenRefresher
 	due         dueReporter // the refresher, when it reports Due
 	clients     ClientTokenSource
+	tokens      TokenProfileSource
+	derived     DerivedReader // sessions, when it reads a profile's token in the same round trip
+	derivedPeek DerivedPeeker // sessions, when it serves both without I/O
 	cookie      session.CookieConfig
 	antiforgery oidcflow.AntiforgeryConfig
 	// strip are the cookies removed from every request passed upstream:
@@ -194,6 +231,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		Refresher:    deps.Refresher,
 		ClientTokens: deps.ClientTokens,
 		Cookie:       deps.Cookie,
+		Tokens:       deps.Tokens,
 	}})
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("authz: %w", errors.Join(append(errs, err)...))
@@ -312,6 +350,7 @@ func (s *Server) newFrontend(fr Frontend) *frontend {
 		sessions:    fr.Sessions,
 		refresher:   fr.Refresher,
 		clients:     fr.ClientTokens,
+		tokens:      fr.Tokens,
 		cookie:      fr.Cookie,
 		antiforgery: s.antiforgery,
 		strip:       []session.CookieConfig{fr.Cookie, loginCookie(fr.Cookie)},
@@ -329,6 +368,8 @@ func (s *Server) newFrontend(fr Frontend) *frontend {
 	f.due, _ = fr.Refresher.(dueReporter)
 	f.responses = newResponses(f.identity, fr.Cookie.ClearCookie())
 	f.peeker, _ = fr.Sessions.(SessionPeeker)
+	f.derived, _ = fr.Sessions.(DerivedReader)
+	f.derivedPeek, _ = fr.Sessions.(DerivedPeeker)
 	return f
 }
 
@@ -430,7 +471,7 @@ func (f *frontend) route(req *request) {
 		return
 	}
 	rt := f.routes.match(req.path)
-	req.policy, req.redirect, req.clientToken, req.require = rt.policy, rt.redirect, rt.clientToken, rt.require
+	req.policy, req.redirect, req.clientToken, req.require, req.profile = rt.policy, rt.redirect, rt.clientToken, rt.require, rt.profile
 }
 
 // denyUnknown answers a request no frontend took: malformed, or matching

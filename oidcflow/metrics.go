@@ -46,6 +46,9 @@ const loginSilentRequired = "login_required"
 const (
 	kindSession = "session" // a user's access token, renewed with the refresh token
 	kindClient  = "client"  // a client-credentials token
+	// kindExchange is a token profile's token obtained by token exchange,
+	// per session and profile (outcome "rejected": the provider refused it).
+	kindExchange = "exchange"
 )
 
 // Refresh outcomes, the `outcome` label of envoy_bff_token_refreshes_total.
@@ -69,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	v := &metricVecs{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "envoy_bff_token_refreshes_total",
-			Help: "Token refresh attempts by frontend, kind (session, client) and outcome.",
+			Help: "Token refresh attempts by frontend, kind (session, client, exchange) and outcome.",
 		}, []string{FrontendAttr, "kind", "outcome"}),
 		lockWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "envoy_bff_refresh_lock_waits_total",

@@ -207,9 +207,13 @@ func (a *apps) build(f frontendConfig) (*app, error) {
 		return nil, fmt.Errorf("build browser endpoints: %w", err)
 	}
 	deps.Provider = flow.Provider()
-	clients, err := oidcflow.NewClientTokens(f.OIDC, deps)
+	clients, err := oidcflow.NewClientTokens(withClientProfiles(f.OIDC, f.Tokens), deps)
 	if err != nil {
 		return nil, fmt.Errorf("build client tokens: %w", err)
+	}
+	profiles, err := oidcflow.NewDerivedTokens(f.OIDC, f.Tokens, deps)
+	if err != nil {
+		return nil, fmt.Errorf("build token profiles: %w", err)
 	}
 	var reader authz.SessionReader = view
 	var cache *session.Cache
@@ -232,6 +236,7 @@ func (a *apps) build(f frontendConfig) (*app, error) {
 			Refresher:    flow.Refresher(),
 			ClientTokens: clients,
 			Cookie:       f.Session.Cookie,
+			Tokens:       profiles,
 		},
 	}
 	p.bg.Go(func() { _ = flow.Start(ctx) })

@@ -29,6 +29,8 @@ type config struct {
 	Authz       authz.Config               `yaml:"authz"`
 	Tracing     tracingConfig              `yaml:"tracing"`
 	Reload      reloadConfig               `yaml:"reload"`
+	// Tokens are the token profiles of a config without frontends.
+	Tokens oidcflow.TokenProfiles `yaml:"tokens"`
 	// FrontendNodes are the raw `frontends:` items, decoded into Frontends
 	// once the whole file is read (see decodeFrontends).
 	FrontendNodes []yaml.Node `yaml:"frontends"`
@@ -186,13 +188,14 @@ func (c config) validate() []error {
 	}
 	section("oidc", c.OIDC.Validate())
 	section("authz", c.Authz.Validate())
-	errs = append(errs, crossCheck(c.Session, c.OIDC, c.Authz)...)
+	section("tokens", c.Tokens.Validate(c.OIDC))
+	errs = append(errs, crossCheck(c.Session, c.OIDC, c.Authz, c.Tokens)...)
 	return errs
 }
 
 // crossCheck validates what spans one frontend's oidc and authz and the
 // global session section, naming the field to change.
-func crossCheck(sess session.Config, oidc oidcflow.Config, az authz.Config) []error {
+func crossCheck(sess session.Config, oidc oidcflow.Config, az authz.Config, tokens oidcflow.TokenProfiles) []error {
 	var errs []error
 	if sess.LockTTL > 0 && oidc.ProviderTimeout > 0 && sess.LockTTL <= oidc.ProviderTimeout {
 		// The lock renews itself, but a holder that dies between renewals
@@ -208,6 +211,12 @@ func crossCheck(sess session.Config, oidc oidcflow.Config, az authz.Config) []er
 				"(session.redis pool_timeout + dial_timeout + write_timeout + read_timeout = %s), got %s", b, az.CheckTimeout))
 		}
 	}
+	for _, name := range az.TokenProfileNames() {
+		if _, ok := tokens[name]; !ok {
+			errs = append(errs, fmt.Errorf("tokens: %q is named by an authz rule's token but not defined", name))
+		}
+	}
+	oidc = withClientProfiles(oidc, tokens)
 	for _, name := range az.ClientTokenNames() {
 		if _, ok := oidc.ClientTokens[name]; !ok {
 			errs = append(errs, fmt.Errorf("oidc.client_tokens: %q is used by an authz rule with a client policy but not defined", name))

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -22,6 +23,7 @@ type frontendConfig struct {
 	OIDC       oidcflow.Config        `yaml:"oidc"`
 	Session    session.FrontendConfig `yaml:"session"`
 	Authz      authz.Config           `yaml:"authz"`
+	Tokens     oidcflow.TokenProfiles `yaml:"tokens"`
 }
 
 // route is where the frontend lives, for selection.
@@ -40,7 +42,7 @@ func (f frontendConfig) field(i int) string {
 
 // legacySections are the top-level sections that hold a frontend's settings
 // in a config without `frontends:`; with it, they must be left out.
-var legacySections = []string{"oidc", "authz"}
+var legacySections = []string{"oidc", "authz", "tokens"}
 
 // decodeFrontends decodes each raw `frontends:` item strictly over its
 // defaults. It runs after the whole file is read, so an item inherits the
@@ -104,7 +106,8 @@ func (c config) validateFrontends() []error {
 		errs = append(errs, prefixed(field+".oidc", f.OIDC.Validate())...)
 		errs = append(errs, prefixed(field+".session", f.Session.Validate())...)
 		errs = append(errs, prefixed(field+".authz", f.Authz.Validate())...)
-		errs = append(errs, prefixed(field, errors.Join(crossCheck(c.Session, f.OIDC, f.Authz)...))...)
+		errs = append(errs, prefixed(field+".tokens", f.Tokens.Validate(f.OIDC))...)
+		errs = append(errs, prefixed(field, errors.Join(crossCheck(c.Session, f.OIDC, f.Authz, f.Tokens)...))...)
 	}
 	errs = append(errs, oidcflow.ValidateRoutes(routes)...)
 	errs = append(errs, cookieClashes(c.Frontends)...)
@@ -182,5 +185,22 @@ func (c config) frontendList() []frontendConfig {
 		OIDC:       c.OIDC,
 		Session:    c.Session.FrontendDefaults(),
 		Authz:      c.Authz,
+		Tokens:     c.Tokens,
 	}}
+}
+
+// withClientProfiles is oidc with the client profiles of tokens added to
+// its client tokens: ClientTokens serves both.
+func withClientProfiles(oidc oidcflow.Config, tokens oidcflow.TokenProfiles) oidcflow.Config {
+	extra := tokens.ClientTokenConfigs()
+	if len(extra) == 0 {
+		return oidc
+	}
+	merged := maps.Clone(oidc.ClientTokens)
+	if merged == nil {
+		merged = map[string]oidcflow.ClientTokenConfig{}
+	}
+	maps.Copy(merged, extra)
+	oidc.ClientTokens = merged
+	return oidc
 }

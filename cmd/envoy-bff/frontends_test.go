@@ -116,6 +116,25 @@ func TestFrontendConfigErrors(t *testing.T) {
 			wantErr: []string{"frontends[partner] (the item at line 25 of the file)", "colour"},
 		},
 		{
+			name: "a rule naming an undefined token profile",
+			edit: func(s string) string {
+				return strings.Replace(s, "- { prefix: /api/, policy: user }", "- { prefix: /api/, policy: user, token: orders }", 1)
+			},
+			wantErr: []string{`frontends[shop].tokens: "orders" is named by an authz rule's token but not defined`},
+		},
+		{
+			name: "a bad token profile named with its frontend",
+			edit: func(s string) string {
+				return strings.Replace(s, "  - name: admin\n", "  - name: admin\n    tokens: { orders: { type: exchange } }\n", 1)
+			},
+			wantErr: []string{`frontends[admin].tokens."orders": an exchange names the API`},
+		},
+		{
+			name:    "top-level tokens next to frontends",
+			edit:    func(s string) string { return s + "tokens: {}\n" },
+			wantErr: []string{"tokens: not allowed with frontends"},
+		},
+		{
 			name:    "bad frontend name",
 			edit:    func(s string) string { return strings.Replace(s, "name: admin", "name: Admin_Console", 1) },
 			wantErr: []string{"frontends[1].name: must be 1-32 characters"},
@@ -164,5 +183,34 @@ func TestFrontendConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadTokenProfiles: a single-app config's tokens: section, a client
+// profile serving a client rule (merged into the client tokens), and a
+// rule naming an exchange profile.
+func TestLoadTokenProfiles(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.Replace(string(raw), "    - prefix: /api/\n      policy: user\n",
+		"    - prefix: /api/\n      policy: user\n      token: orders\n    - { prefix: /partner/, policy: client, client_token: partner }\n", 1) +
+		"tokens:\n  orders: { type: exchange, audience: orders-api, scopes: [orders.read] }\n  partner: { type: client, audience: partner-api }\n"
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(path, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := c.frontendList()[0]
+	if f.Tokens["orders"].Audience != "orders-api" || f.Authz.PathRules[0].Token != "orders" {
+		t.Fatalf("tokens %+v, rules %+v", f.Tokens, f.Authz.PathRules)
+	}
+	if _, ok := withClientProfiles(f.OIDC, f.Tokens).ClientTokens["partner"]; !ok {
+		t.Fatal("the client profile is not among the client tokens")
 	}
 }

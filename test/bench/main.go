@@ -17,6 +17,18 @@
 //	bff-memory-100fe  bff-memory with 100 frontends configured (each its own
 //	              host and client), compared with bff-memory: what picking
 //	              the frontend costs (issue 13's budget: +3% CPU)
+//	bff-redis-exchange  the bff-redis process, checks on a route naming an
+//	              exchange profile (bff.token) whose token is cached: the
+//	              first check exchanges, the measured ones read the session
+//	              and the derived token in one round trip; compared with
+//	              bff-redis (issue 14's budget: +10% CPU)
+//	bff-redis-require  the bff-redis process, checks on a route requiring a
+//	              claim the user has (bff.require.<claim>), compared with
+//	              bff-redis (issue 14's budget: +2% CPU)
+//
+// The bff-redis rows are one process measured with different requests, one
+// after the other in each round: the fairest comparison, and no more stacks
+// to start.
 package main
 
 import (
@@ -39,6 +51,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/envoy-bff/envoy-bff/oidcflow/oidctest"
 	"github.com/envoy-bff/envoy-bff/test/harness"
 )
 
@@ -68,6 +81,9 @@ type target struct {
 	addr   string
 	cookie string
 	host   string // the checks' :authority ("" for the default)
+	// ext are the checks' context extensions besides bff.policy: user (the
+	// route: a token profile, a requirement).
+	ext map[string]string
 }
 
 // result is one round of one target.
@@ -84,7 +100,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Fprintf(os.Stderr, "==> starting Redis, envoy-bff (memory, Redis, Redis with the session cache) and the floors\n")
+	fmt.Fprintf(os.Stderr, "==> starting Redis, envoy-bff (memory, Redis, Redis with the session cache, 100 frontends) and the floors\n")
 	redisProc, redisAddr, err := harness.StartRedis(ctx, dir)
 	if err != nil {
 		return err
@@ -94,6 +110,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 	// envoy-bff first: the floors are then sized like its real exchange.
 	var bffs []*target
 	var viaEnvoy *envoyTarget
+	var provider *oidctest.Provider // bff-redis's, for its exchange count
 	for _, b := range []struct {
 		name, floor  string
 		redis, cache bool
@@ -111,6 +128,20 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		if b.cache {
 			o.BFFConfig = func(doc map[string]any) {
 				doc["session"].(map[string]any)["cache"] = map[string]any{"ttl": "5s"}
+			}
+		}
+		plain := b.redis && !b.cache && b.frontends == 0
+		if plain {
+			// bff-redis also serves the exchange-profile route: a profile
+			// of the provider's one exchange audience.
+			o.Provider = func(c *oidctest.ProviderConfig) {
+				c.Audiences = map[string][]string{benchAudience: nil}
+				for i := range c.Clients {
+					c.Clients[i].TokenExchange = true
+				}
+			}
+			o.BFFConfig = func(doc map[string]any) {
+				doc["tokens"] = map[string]any{benchProfile: map[string]any{"type": "exchange", "audience": benchAudience}}
 			}
 		}
 		host := ""
@@ -135,13 +166,23 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		if err != nil {
 			return fmt.Errorf("%s: log in: %w", b.name, err)
 		}
-		bffs = append(bffs, &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie, host: host})
-		if b.redis && !b.cache {
+		t := &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie, host: host}
+		bffs = append(bffs, t)
+		if plain {
+			// The same process on other routes, measured right after it.
+			ex, req := *t, *t
+			ex.name, ex.floor, ex.ext = "bff-redis-exchange", t.name, map[string]string{"bff.token": benchProfile}
+			req.name, req.floor, req.ext = "bff-redis-require", t.name, map[string]string{"bff.require." + benchClaim: benchClaimValue}
+			bffs = append(bffs, &ex, &req)
 			rec, err := s.ReadSession(ctx, strings.TrimPrefix(cookie, "__Host-bff="))
 			if err != nil {
 				return fmt.Errorf("%s: %w", b.name, err)
 			}
 			viaEnvoy = &envoyTarget{url: s.URL, envoyPid: s.Envoy.Pid(), bffPid: s.BFFs[0].Pid(), cookie: cookie, bearer: rec.GetAccessToken()}
+			if err := exchangeRoute(ctx, &ex, rec.GetAccessToken()); err != nil {
+				return fmt.Errorf("%s: %w", ex.name, err)
+			}
+			provider = s.Provider
 		}
 	}
 	sealed, err := sealedRecordLen(ctx, redisAddr)
@@ -200,6 +241,8 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		}
 	}
 	printTable(os.Stdout, targets, results, rounds, conc, d)
+	fmt.Fprintf(os.Stdout, "\nbff-redis-exchange: %d token exchange(s) at the provider in all its rounds; every other check sent the cached token\n",
+		provider.Stats().TokenExchanges)
 	printHTTPTable(os.Stdout, viaEnvoy, httpFloor, httpAPI)
 
 	// Scale: the same Check with 10k and 1M sessions stored.
@@ -238,6 +281,37 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 	return nil
 }
 
+// exchangeRoute makes sure t's route passes with a token of its own (the
+// exchanged one, not the session's own token), so its row measures that.
+func exchangeRoute(ctx context.Context, t *target, own string) error {
+	c, err := harness.DialCheck(t.addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.Extensions = t.ext
+	r, err := c.API(ctx, "/api/whoami", t.cookie)
+	switch {
+	case err != nil:
+		return err
+	case r.Status != 200:
+		return fmt.Errorf("check: %d %s", r.Status, r.Body)
+	case r.Bearer == "" || r.Bearer == own:
+		return fmt.Errorf("the exchange route sent the session's own token, not an exchanged one")
+	}
+	return nil
+}
+
+// The exchange profile of bff-redis-exchange, its audience at the local
+// provider, and the claim bff-redis-require requires (the local provider's
+// user has it).
+const (
+	benchProfile    = "orders"
+	benchAudience   = "orders-api"
+	benchClaim      = "preferred_username"
+	benchClaimValue = "demo"
+)
+
 // load runs conc workers calling Check for d and reads the server's CPU time.
 func load(ctx context.Context, t *target, conc int, d time.Duration) (result, error) {
 	clients := make([]*harness.CheckClient, conc)
@@ -247,13 +321,19 @@ func load(ctx context.Context, t *target, conc int, d time.Duration) (result, er
 			return result{}, err
 		}
 		defer c.Close()
-		c.Host = t.host
+		c.Host, c.Extensions = t.host, t.ext
 		clients[i] = c
 	}
-	// Warm up connections and caches outside the measurement.
+	// Warm up connections and caches outside the measurement (the first
+	// check on an exchange route obtains the token). A route that denies
+	// is a broken configuration, not a result.
 	for _, c := range clients {
-		if _, err := c.API(ctx, "/api/whoami", t.cookie); err != nil {
+		r, err := c.API(ctx, "/api/whoami", t.cookie)
+		if err != nil {
 			return result{}, err
+		}
+		if r.Status != 200 {
+			return result{}, fmt.Errorf("warm-up check: %d %s", r.Status, r.Body)
 		}
 	}
 	cpu0, err := cpuTime(t.pid)

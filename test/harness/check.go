@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -20,6 +21,10 @@ type CheckClient struct {
 	// Host is the :authority of every check (default app.test); with
 	// several frontends it picks one.
 	Host string
+	// Extensions are context extensions every check carries besides
+	// bff.policy: user, as an Envoy route would set them: bff.token names a
+	// token profile, bff.require.<claim> requires a claim.
+	Extensions map[string]string
 }
 
 // DialCheck connects to a replica's gRPC address; Close releases it.
@@ -61,7 +66,7 @@ func (c *CheckClient) APIAt(ctx context.Context, host, path, cookie string) (Che
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 			Method: "GET", Path: path, Host: host, Scheme: "http", Protocol: "HTTP/1.1", Headers: headers,
 		}},
-		ContextExtensions: map[string]string{"bff.policy": "user"},
+		ContextExtensions: c.extensions(),
 	}})
 	if err != nil {
 		return CheckResult{}, fmt.Errorf("check %s: %w", path, err)
@@ -76,6 +81,14 @@ func (c *CheckClient) APIAt(ctx context.Context, host, path, cookie string) (Che
 		h[k] = append(h[k], o.GetHeader().GetValue())
 	}
 	return CheckResult{Status: int(d.GetStatus().GetCode()), Body: d.GetBody(), Header: h}, nil
+}
+
+// extensions are a check's context extensions: the user policy and Extensions.
+func (c *CheckClient) extensions() map[string]string {
+	ext := make(map[string]string, 1+len(c.Extensions))
+	ext["bff.policy"] = "user"
+	maps.Copy(ext, c.Extensions)
+	return ext
 }
 
 // bearer returns the token of the authorization header a pass sets.

@@ -261,12 +261,22 @@ func TestHundredFrontendsAllocateNoMore(t *testing.T) {
 	one, oneReq := frontendsOf(t, 1)
 	many, manyReq := frontendsOf(t, 100)
 	ctx := context.Background()
+	// AllocsPerRun counts the whole process's mallocs: a goroutine another
+	// test left running can add one now and then, so each side keeps its
+	// lowest of several measurements.
 	measure := func(srv *Server, in *authv3.CheckRequest) float64 {
-		return testing.AllocsPerRun(200, func() {
-			if resp, _ := srv.Check(ctx, in); resp.GetOkResponse() == nil {
-				t.Fatal(resp)
+		least := -1.0
+		for range 5 {
+			n := testing.AllocsPerRun(200, func() {
+				if resp, _ := srv.Check(ctx, in); resp.GetOkResponse() == nil {
+					t.Fatal(resp)
+				}
+			})
+			if least < 0 || n < least {
+				least = n
 			}
-		})
+		}
+		return least
 	}
 	if a, b := measure(one.srv, oneReq), measure(many.srv, manyReq); b > a {
 		t.Errorf("100 frontends: %v allocations per Check, one frontend: %v", b, a)

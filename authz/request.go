@@ -64,6 +64,8 @@ type request struct {
 // (frontend.route) unless the route names one.
 type parser struct {
 	antiforgeryName string // lower case, as Envoy hands header names over
+	// requires compiles the bff.require.* extensions once per distinct set.
+	requires *extRequireCache
 }
 
 // parse is pure. It never trusts x-forwarded-uri, x-envoy-original-path or
@@ -141,7 +143,7 @@ func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
 		r.clientToken = cmp.Or(ext[extClientToken], defaultClientToken)
 		r.profile = ext[extToken]
 		if len(ext) > 1 { // only bff.policy: nothing else to read
-			if r.require, err = extRequire(ext); err != nil {
+			if r.require, err = p.requires.get(ext); err != nil {
 				return request{id: r.id, method: r.method, path: r.path}, err
 			}
 		}

@@ -200,6 +200,80 @@ func extRequire(ext map[string]string) (*requirement, error) {
 	return r.compile(), nil
 }
 
+// maxCachedExtRequires bounds extRequireCache; when full it starts over.
+const maxCachedExtRequires = 1024
+
+// extRequireCache keeps the compiled requirements of context extensions:
+// Envoy sends the same ones on every request of a route, so each distinct
+// set is parsed and validated once. An entry is found by an
+// order-independent hash of the bff.require.* entries and used only if
+// they are exactly the same.
+type extRequireCache struct {
+	seed maphash.Seed
+	mu   sync.RWMutex
+	sets map[uint64]extRequireEntry
+}
+
+// extRequireEntry is one set of requirement extensions and what it compiled to.
+type extRequireEntry struct {
+	ext map[string]string // the bff.require.* entries
+	req *requirement
+	err error
+}
+
+func newExtRequireCache() *extRequireCache {
+	return &extRequireCache{seed: maphash.MakeSeed(), sets: map[uint64]extRequireEntry{}}
+}
+
+// get returns the compiled requirements of ext's bff.require.* entries;
+// nil when there are none.
+func (c *extRequireCache) get(ext map[string]string) (*requirement, error) {
+	var sum uint64
+	n := 0
+	for k, v := range ext {
+		if !strings.HasPrefix(k, extRequirePrefix) {
+			continue
+		}
+		// A sum is independent of the map's order; the second hash is
+		// mixed so that swapping keys and values changes it.
+		sum += maphash.String(c.seed, k) ^ (maphash.String(c.seed, v) * 0x9e3779b97f4a7c15)
+		n++
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	c.mu.RLock()
+	e, ok := c.sets[sum]
+	c.mu.RUnlock()
+	if ok && len(e.ext) == n && sameEntries(e.ext, ext) {
+		return e.req, e.err
+	}
+	req, err := extRequire(ext)
+	own := make(map[string]string, n)
+	for k, v := range ext {
+		if strings.HasPrefix(k, extRequirePrefix) {
+			own[k] = v
+		}
+	}
+	c.mu.Lock()
+	if len(c.sets) >= maxCachedExtRequires {
+		clear(c.sets)
+	}
+	c.sets[sum] = extRequireEntry{ext: own, req: req, err: err}
+	c.mu.Unlock()
+	return req, err
+}
+
+// sameEntries reports whether every entry of want is in ext.
+func sameEntries(want, ext map[string]string) bool {
+	for k, v := range want {
+		if got, ok := ext[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
 // errStepUp is a session that exists but whose login is too weak or too
 // old for the route: 401 step_up_required with what to ask for.
 var errStepUp = errors.New("step-up authentication required")

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -177,5 +178,39 @@ func TestRequireConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validation lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestExtRequireCache: each distinct set of requirement extensions is
+// compiled once; a set that differs in any entry is its own, and a bad one
+// stays an error.
+func TestExtRequireCache(t *testing.T) {
+	t.Parallel()
+	c := newExtRequireCache()
+	a := map[string]string{extPolicy: "user", "bff.require.groups": "a,b", "bff.require.acr": "gold"}
+	r1, err := c.get(a)
+	if err != nil || r1 == nil {
+		t.Fatal(r1, err)
+	}
+	same := map[string]string{"bff.require.acr": "gold", "bff.require.groups": "a,b", extPolicy: "user", extToken: "x"}
+	if r2, _ := c.get(same); r2 != r1 {
+		t.Error("the same requirements were compiled again")
+	}
+	for _, other := range []map[string]string{
+		{"bff.require.groups": "a", "bff.require.acr": "gold"},
+		{"bff.require.groups": "a,b", "bff.require.acr": "gold", "bff.require.max_age": "1m"},
+		{"bff.require.gold": "a,b", "bff.require.acr": "groups"},
+	} {
+		if r, _ := c.get(other); r == r1 || r == nil {
+			t.Errorf("%v served another set's requirements", other)
+		}
+	}
+	for range 2 {
+		if _, err := c.get(map[string]string{"bff.require.max_age": "soon"}); !errors.Is(err, errPolicyInvalid) {
+			t.Errorf("a bad requirement: %v", err)
+		}
+	}
+	if r, err := c.get(map[string]string{extPolicy: "user"}); r != nil || err != nil {
+		t.Errorf("no requirements: %v %v", r, err)
 	}
 }

@@ -255,7 +255,7 @@ func NewFrontendServer(deps Deps, frontends []Frontend) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		parser:      parser{antiforgeryName: strings.ToLower(deps.Antiforgery.Header)},
+		parser:      parser{antiforgeryName: strings.ToLower(deps.Antiforgery.Header), requires: newExtRequireCache()},
 		antiforgery: deps.Antiforgery,
 		logger:      logger,
 		unknownLog:  logger.With("frontend", unknownFrontend),

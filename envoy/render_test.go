@@ -66,7 +66,7 @@ func TestEnvoyAcceptsConfig(t *testing.T) {
 	// With a frontend under its own prefix and two more APIs (one of them
 	// named like a YAML number), so their routes and clusters are checked too.
 	raw, err := Render(Ports{ListenPort: 10000, AdminPort: 9901, BFFGRPCPorts: []int{9001}, BFFHTTPPorts: []int{9002}, APIPort: 9101, SPAPort: 9102,
-		AppPrefixes: []string{"/partner/"}, APIRoutes: []APIRoute{{Name: "orders", Port: 9103}, {Name: "2024", Port: 9104}}})
+		AppPrefixes: []string{"/partner/"}, APIRoutes: []APIRoute{{Name: "orders", Port: 9103}, {Name: "2024", Port: 9104}, {Name: "gold", Port: 9105, PathRules: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,10 +74,15 @@ func TestEnvoyAcceptsConfig(t *testing.T) {
 		t.Fatal("the /partner/ frontend's routes are missing")
 	}
 	for _, want := range []string{`prefix: "/orders/"`, "cluster: api_orders,", `bff.token: "orders"`, "port_value: 9103",
-		`prefix: "/2024/"`, "cluster: api_2024,", `bff.token: "2024"`, "port_value: 9104"} {
+		`prefix: "/2024/"`, "cluster: api_2024,", `bff.token: "2024"`, "port_value: 9104",
+		`prefix: "/gold/"`, "cluster: api_gold,", "port_value: 9105"} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("the extra APIs' config lacks %q", want)
 		}
+	}
+	// The path-rules route carries no context extensions of its own.
+	if _, gold, _ := strings.Cut(string(raw), `prefix: "/gold/"`); strings.Contains(strings.SplitN(gold, "- match:", 2)[0], "context_extensions") {
+		t.Error("the /gold/ route (PathRules) has context extensions")
 	}
 	path := filepath.Join(t.TempDir(), "envoy.yaml")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {

@@ -222,6 +222,35 @@ func (k *Keycloak) SessionClients(ctx context.Context, username string) ([][]str
 	return out, nil
 }
 
+// Event is one of Keycloak's user events (the realm must store them:
+// eventsEnabled and enabledEventTypes in its file).
+type Event struct {
+	Type      string            `json:"type"`
+	ClientID  string            `json:"clientId"`
+	UserID    string            `json:"userId"`
+	SessionID string            `json:"sessionId"`
+	Error     string            `json:"error"`
+	Details   map[string]string `json:"details"`
+}
+
+// Events lists the realm's stored user events of the given types (all
+// types when none), newest first, at most 1,000.
+func (k *Keycloak) Events(ctx context.Context, types ...string) ([]Event, error) {
+	admin, err := k.AdminToken(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{"max": {"1000"}}
+	for _, t := range types {
+		q.Add("type", t)
+	}
+	var events []Event
+	if err := k.call(ctx, http.MethodGet, "/admin/realms/"+k.Realm+"/events?"+q.Encode(), admin, nil, &events); err != nil {
+		return nil, err
+	}
+	return events, nil
+}
+
 // call sends one request to Keycloak and decodes a 2xx JSON answer into out.
 func (k *Keycloak) call(ctx context.Context, method, path, bearer string, form url.Values, out any) error {
 	var body *strings.Reader

@@ -71,6 +71,10 @@ type Options struct {
 	// (ProviderConfig.Audiences, no scopes) and the stack's clients may
 	// exchange (Client.TokenExchange); Provider can change both.
 	APIs map[string]string
+	// PathRuleAPIs names APIs of APIs whose Envoy route carries no context
+	// extensions: envoy-bff's authz.path_rules decide their policy, token
+	// profile and requirements (the config needs a rule for /<name>/).
+	PathRuleAPIs []string
 }
 
 // Frontend is one app of a multi-frontend stack.
@@ -238,6 +242,11 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	var apiRoutes []envoy.APIRoute
 	s.APIs = map[string]*sampleapi.API{}
+	for _, name := range o.PathRuleAPIs {
+		if _, ok := o.APIs[name]; !ok {
+			return nil, fmt.Errorf("harness: PathRuleAPIs names %q, which APIs lacks", name)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(o.APIs)) {
 		a, err := sampleapi.New(sampleapi.Config{Issuer: s.IssuerURL, Audience: o.APIs[name]})
 		if err != nil {
@@ -248,7 +257,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 		s.APIs[name] = a
-		apiRoutes = append(apiRoutes, envoy.APIRoute{Name: name, Port: port})
+		apiRoutes = append(apiRoutes, envoy.APIRoute{Name: name, Port: port, PathRules: slices.Contains(o.PathRuleAPIs, name)})
 	}
 	// The page names its frontend on that frontend's host and path prefix,
 	// and under a prefix calls that frontend's endpoints.
@@ -566,8 +575,31 @@ func (s *Stack) Close() {
 // Redis, as a replica would: tests look at what is stored without going
 // through the product's endpoints.
 func (s *Stack) ReadSession(ctx context.Context, cookieValue string) (*sessionpb.Session, error) {
+	var rec *sessionpb.Session
+	err := s.withStore(cookieValue, func(b session.Backend, id session.ID) (err error) {
+		rec, err = b.Get(ctx, id)
+		return err
+	})
+	return rec, err
+}
+
+// ReadDerivedToken opens the token of profile that envoy-bff cached beside
+// the session a cookie value names (an exchanged token), from the stack's
+// Redis, as a replica would.
+func (s *Stack) ReadDerivedToken(ctx context.Context, cookieValue, profile string) (*sessionpb.ClientToken, error) {
+	var tok *sessionpb.ClientToken
+	err := s.withStore(cookieValue, func(b session.Backend, id session.ID) (err error) {
+		tok, err = b.GetDerivedToken(ctx, id, profile)
+		return err
+	})
+	return tok, err
+}
+
+// withStore opens the stack's Redis store as a replica would (the default
+// frontend's keys) and runs f for the session a cookie value names.
+func (s *Stack) withStore(cookieValue string, f func(session.Backend, session.ID) error) error {
 	if s.RedisURL == "" {
-		return nil, errors.New("read session: the stack has no Redis")
+		return errors.New("read session: the stack has no Redis")
 	}
 	cfg := session.DefaultConfig()
 	cfg.Backend = session.BackendRedis
@@ -576,12 +608,12 @@ func (s *Stack) ReadSession(ctx context.Context, cookieValue string) (*sessionpb
 	cfg.HashKey = s.HashKey
 	b, err := session.OpenBackend(cfg, time.Now)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer b.Close()
 	id, err := session.ParseID(cookieValue)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return b.Get(ctx, id)
+	return f(b, id)
 }

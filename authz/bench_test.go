@@ -58,14 +58,7 @@ func BenchmarkCheckValidSessionTraced(b *testing.B) {
 // benchValidSession runs Check on e's valid session until b is done.
 func benchValidSession(b *testing.B, e *env) {
 	in := creq("POST", "/api/orders/42?expand=items", e.apiHeaders(), userRoute())
-	ctx := b.Context()
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := e.srv.Check(ctx, in)
-		if err != nil || resp.GetOkResponse() == nil {
-			b.Fatal(resp, err)
-		}
-	}
+	loopOK(b, e.srv, in)
 }
 
 // withRedis moves e's session to a real redis-server, with or without the
@@ -89,28 +82,14 @@ func withRedis(b *testing.B, e *env, cached bool) *env {
 // BenchmarkCheckValidSession, no extra allocation).
 func BenchmarkCheckValidSession100Frontends(b *testing.B) {
 	e, in := frontendsOf(b, 100)
-	ctx := b.Context()
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := e.srv.Check(ctx, in)
-		if err != nil || resp.GetOkResponse() == nil {
-			b.Fatal(resp, err)
-		}
-	}
+	loopOK(b, e.srv, in)
 }
 
 // BenchmarkCheckValidSession1Frontend is the same Server with one
 // frontend, metrics on: the baseline of the 100-frontend row.
 func BenchmarkCheckValidSession1Frontend(b *testing.B) {
 	e, in := frontendsOf(b, 1)
-	ctx := b.Context()
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := e.srv.Check(ctx, in)
-		if err != nil || resp.GetOkResponse() == nil {
-			b.Fatal(resp, err)
-		}
-	}
+	loopOK(b, e.srv, in)
 }
 
 // frontendsOf is a Server of n frontends on hosts app-0 … app-<n-1>, metrics
@@ -160,14 +139,7 @@ func benchRequire(b *testing.B, ext map[string]string) {
 		path = "/g/b/orders/42?expand=items"
 	}
 	in := creq("POST", path, e.apiHeaders(), ext)
-	ctx := b.Context()
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := e.srv.Check(ctx, in)
-		if err != nil || resp.GetOkResponse() == nil {
-			b.Fatal(resp, err)
-		}
-	}
+	loopOK(b, e.srv, in)
 }
 
 // BenchmarkCheckRuleNoRequire is the baseline of
@@ -177,14 +149,7 @@ func BenchmarkCheckRuleNoRequire(b *testing.B) {
 	e := newEnv(b, withRequireRules())
 	e.requireSession(b)
 	in := creq("POST", "/api/orders/42?expand=items", e.apiHeaders(), nil)
-	ctx := b.Context()
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := e.srv.Check(ctx, in)
-		if err != nil || resp.GetOkResponse() == nil {
-			b.Fatal(resp, err)
-		}
-	}
+	loopOK(b, e.srv, in)
 }
 
 // BenchmarkCheckExchangeCached is the valid-session path on a route naming
@@ -243,5 +208,17 @@ func benchExchangeCached(b *testing.B, e *env, p *fakeProfiles, store any) {
 	}
 	if n := p.calls.Load(); n != 0 {
 		b.Fatalf("the profile source was asked %d times; the cached token should serve every check", n)
+	}
+}
+
+// loopOK runs Check on in until b is done; every answer must be a pass.
+func loopOK(b *testing.B, srv *Server, in *authv3.CheckRequest) {
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := srv.Check(ctx, in)
+		if err != nil || resp.GetOkResponse() == nil {
+			b.Fatal(resp, err)
+		}
 	}
 }

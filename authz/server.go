@@ -328,7 +328,7 @@ func (s *Server) buildSet(frontends []Frontend) (*frontendSet, error) {
 	}
 	for i, f := range built {
 		for j, other := range frontends {
-			if j != i && hostsOverlap(frontends[i].Route.Hosts, other.Route.Hosts) {
+			if j != i && oidcflow.HostsOverlap(frontends[i].Route.Hosts, other.Route.Hosts) {
 				f.strip = append(f.strip, other.Cookie, loginCookie(other.Cookie))
 			}
 		}
@@ -377,22 +377,6 @@ func (s *Server) newFrontend(fr Frontend) *frontend {
 // cookie is c (oidcflow names it so).
 func loginCookie(c session.CookieConfig) session.CookieConfig {
 	return session.CookieConfig{Name: c.Name + "-login", SameSite: c.SameSite}
-}
-
-// hostsOverlap reports whether a browser could send one frontend's
-// host-only cookies to the other: they share a host, or either takes any.
-func hostsOverlap(a, b []string) bool {
-	if len(a) == 0 || len(b) == 0 {
-		return true
-	}
-	for _, h := range a {
-		for _, g := range b {
-			if strings.EqualFold(h, g) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Check answers Envoy. Known conditions are answers, never gRPC errors, so

@@ -163,19 +163,7 @@ func (c *ClientTokens) grant(ctx context.Context, name string) (*sessionpb.Clien
 	if set.Resource != "" {
 		params.Set("resource", set.Resource)
 	}
-	cc := clientcredentials.Config{
-		ClientID:       c.cfg.ClientID,
-		ClientSecret:   c.cfg.ClientSecret,
-		TokenURL:       d.oauth2.Endpoint.TokenURL,
-		Scopes:         set.Scopes,
-		EndpointParams: params,
-		AuthStyle:      d.oauth2.Endpoint.AuthStyle,
-	}
-	pctx, cancel := context.WithTimeout(c.provider.clientContext(ctx), c.cfg.ProviderTimeout)
-	defer cancel()
-	start, began := c.now(), time.Now()
-	tok, err := cc.Token(pctx)
-	c.metrics.granted(kindClient, time.Since(began))
+	t, err := requestToken(ctx, c.provider, d, c.cfg, set.Scopes, params, c.now, c.metrics, kindClient)
 	if err != nil {
 		err = classifyTokenError("client credentials", err)
 		if errors.Is(err, errGrantRejected) || errors.Is(err, ErrClientRejected) {
@@ -186,6 +174,38 @@ func (c *ClientTokens) grant(ctx context.Context, name string) (*sessionpb.Clien
 			return nil, fmt.Errorf("%w: %w", ErrClientRejected, err)
 		}
 		c.metrics.outcome(kindClient, outcomeUnavailable)
+		return nil, err
+	}
+	if err := c.store.PutClientToken(ctx, name, t); err != nil {
+		// This replica can still use it; the others fetch their own.
+		c.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: client token could not be shared through the store",
+			slog.String("client_token", name), slog.Any("error", err))
+	}
+	c.metrics.outcome(kindClient, outcomeRefreshed)
+	return t, nil
+}
+
+// requestToken makes one token request authenticated as the client, with
+// params (grant_type defaults to client_credentials) and scopes, and
+// returns the token as it is cached. x/oauth2's client-credentials request
+// serves every grant here: grant_type may be overridden, and the answer is
+// read, bounded and classified like every other token response. Its
+// errors are x/oauth2's, for classifyTokenError.
+func requestToken(ctx context.Context, p *Provider, d *discovered, cfg Config, scopes []string, params url.Values, now func() time.Time, m *Metrics, kind string) (*sessionpb.ClientToken, error) {
+	cc := clientcredentials.Config{
+		ClientID:       cfg.ClientID,
+		ClientSecret:   cfg.ClientSecret,
+		TokenURL:       d.oauth2.Endpoint.TokenURL,
+		Scopes:         scopes,
+		EndpointParams: params,
+		AuthStyle:      d.oauth2.Endpoint.AuthStyle,
+	}
+	pctx, cancel := context.WithTimeout(p.clientContext(ctx), cfg.ProviderTimeout)
+	defer cancel()
+	start, began := now(), time.Now()
+	tok, err := cc.Token(pctx)
+	m.granted(kind, time.Since(began))
+	if err != nil {
 		return nil, err
 	}
 	exp := tokenExpiry(start, tok)
@@ -201,14 +221,8 @@ func (c *ClientTokens) grant(ctx context.Context, name string) (*sessionpb.Clien
 		IssuedAtUnixMs:  start.UnixMilli(),
 	}
 	if t.Scope == "" {
-		t.Scope = strings.Join(set.Scopes, " ")
+		t.Scope = strings.Join(scopes, " ")
 	}
-	if err := c.store.PutClientToken(ctx, name, t); err != nil {
-		// This replica can still use it; the others fetch their own.
-		c.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: client token could not be shared through the store",
-			slog.String("client_token", name), slog.Any("error", err))
-	}
-	c.metrics.outcome(kindClient, outcomeRefreshed)
 	return t, nil
 }
 

@@ -336,3 +336,20 @@ func (p *prefixSet[T]) match(path string) (T, bool) {
 	var zero T
 	return zero, false
 }
+
+// HostsOverlap reports whether a browser could send one frontend's
+// host-only cookies to the other: a host belongs to both lists, or either
+// list is empty (every host).
+func HostsOverlap(a, b []string) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return true
+	}
+	for _, h := range a {
+		for _, g := range b {
+			if strings.EqualFold(h, g) {
+				return true
+			}
+		}
+	}
+	return false
+}

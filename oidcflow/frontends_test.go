@@ -175,3 +175,22 @@ func TestDueDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Due: %v allocations", n)
 	}
 }
+
+// TestHostsOverlap: frontends whose hosts share one (any case), or one of
+// which takes every host, can see each other's cookies.
+func TestHostsOverlap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		a, b []string
+		want bool
+	}{
+		{nil, []string{"a.example"}, true},
+		{[]string{"a.example"}, nil, true},
+		{[]string{"a.example", "b.example"}, []string{"B.example"}, true},
+		{[]string{"a.example"}, []string{"b.example"}, false},
+	} {
+		if got := HostsOverlap(tc.a, tc.b); got != tc.want {
+			t.Errorf("HostsOverlap(%v, %v) = %v", tc.a, tc.b, got)
+		}
+	}
+}

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/oauth2/clientcredentials"
-
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 	"github.com/envoy-bff/envoy-bff/session"
 )
@@ -274,22 +272,7 @@ func (d *DerivedTokens) exchange(ctx context.Context, id session.ID, sess *sessi
 	if p.Resource != "" {
 		params.Set("resource", p.Resource)
 	}
-	// The client-credentials config is x/oauth2's plain token request with
-	// client authentication; grant_type may be overridden, and the answer is
-	// parsed and bounded as every other token response.
-	cc := clientcredentials.Config{
-		ClientID:       d.cfg.ClientID,
-		ClientSecret:   d.cfg.ClientSecret,
-		TokenURL:       disc.oauth2.Endpoint.TokenURL,
-		Scopes:         p.Scopes,
-		EndpointParams: params,
-		AuthStyle:      disc.oauth2.Endpoint.AuthStyle,
-	}
-	pctx, cancel := context.WithTimeout(d.provider.clientContext(ctx), d.cfg.ProviderTimeout)
-	defer cancel()
-	start, began := d.now(), time.Now()
-	tok, err := cc.Token(pctx)
-	d.metrics.granted(kindExchange, time.Since(began))
+	t, err := requestToken(ctx, d.provider, disc, d.cfg, p.Scopes, params, d.now, d.metrics, kindExchange)
 	if err != nil {
 		err = classifyTokenError("token exchange", err)
 		if errors.Is(err, errGrantRejected) || errors.Is(err, ErrClientRejected) {
@@ -302,18 +285,6 @@ func (d *DerivedTokens) exchange(ctx context.Context, id session.ID, sess *sessi
 		}
 		d.metrics.outcome(kindExchange, outcomeUnavailable)
 		return nil, err
-	}
-	exp := tokenExpiry(start, tok)
-	if exp == 0 {
-		exp = start.Add(defaultClientTokenLifetime).UnixMilli()
-	}
-	t := &sessionpb.ClientToken{
-		SchemaVersion:   1,
-		AccessToken:     tok.AccessToken,
-		TokenType:       tok.TokenType,
-		Scope:           tokenString(tok, "scope"),
-		ExpiresAtUnixMs: exp,
-		IssuedAtUnixMs:  start.UnixMilli(),
 	}
 	if err := d.store.PutDerivedToken(ctx, id, name, t); err != nil {
 		// This replica can still use it; the others exchange their own.

@@ -122,7 +122,7 @@ func cookieClashes(list []frontendConfig) []error {
 	var errs []error
 	for i, a := range list {
 		for j, b := range list[:i] {
-			if !hostsOverlap(a.Hosts, b.Hosts) {
+			if !oidcflow.HostsOverlap(a.Hosts, b.Hosts) {
 				continue
 			}
 			mine := []string{a.Session.Cookie.Name, oidcflow.LoginCookieName(a.Session.Cookie.Name)}
@@ -138,22 +138,6 @@ func cookieClashes(list []frontendConfig) []error {
 		}
 	}
 	return errs
-}
-
-// hostsOverlap reports whether some host belongs to both lists; an empty
-// list is every host.
-func hostsOverlap(a, b []string) bool {
-	if len(a) == 0 || len(b) == 0 {
-		return true
-	}
-	for _, h := range a {
-		for _, g := range b {
-			if strings.EqualFold(h, g) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // prefixed flattens err (a Join of field errors, or one) and puts name.

@@ -60,6 +60,10 @@ type APIRoute struct {
 	// Host is the API's host (default 127.0.0.1); Port its port.
 	Host string
 	Port int
+	// PathRules leaves the route's policy and profile to envoy-bff's
+	// authz.path_rules (by its path /<name>/…): it sends no context
+	// extensions.
+	PathRules bool
 }
 
 // endpoint is one upstream address in the template.
@@ -83,7 +87,8 @@ type view struct {
 
 // apiRoute is one extra API in the template.
 type apiRoute struct {
-	Name string
+	Name      string
+	PathRules bool
 	endpoint
 }
 
@@ -132,7 +137,7 @@ func (p Ports) view() (view, error) {
 			return view{}, fmt.Errorf("render envoy config: API route %q: port %d", r.Name, r.Port)
 		}
 		seen[r.Name] = true
-		v.APIRoutes = append(v.APIRoutes, apiRoute{r.Name, endpoint{host(r.Host), r.Port}})
+		v.APIRoutes = append(v.APIRoutes, apiRoute{r.Name, r.PathRules, endpoint{host(r.Host), r.Port}})
 	}
 	v.API = endpoint{host(p.APIHost), p.APIPort}
 	v.SPA = endpoint{host(p.SPAHost), p.SPAPort}

@@ -63,10 +63,11 @@ func TestEnvoyAcceptsConfig(t *testing.T) {
 			t.Fatal("Envoy not found: set ENVOY_BIN or run `make bootstrap` (this test never skips)")
 		}
 	}
-	// With a frontend under its own prefix and two more APIs (one of them
-	// named like a YAML number), so their routes and clusters are checked too.
+	// With a frontend under its own prefix and three more APIs (one of them
+	// named like a YAML number, one left to the path rules), so their routes
+	// and clusters are checked too.
 	raw, err := Render(Ports{ListenPort: 10000, AdminPort: 9901, BFFGRPCPorts: []int{9001}, BFFHTTPPorts: []int{9002}, APIPort: 9101, SPAPort: 9102,
-		AppPrefixes: []string{"/partner/"}, APIRoutes: []APIRoute{{Name: "orders", Port: 9103}, {Name: "2024", Port: 9104}}})
+		AppPrefixes: []string{"/partner/"}, APIRoutes: []APIRoute{{Name: "orders", Port: 9103}, {Name: "2024", Port: 9104}, {Name: "ruled", Port: 9105, PathRules: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,10 +75,17 @@ func TestEnvoyAcceptsConfig(t *testing.T) {
 		t.Fatal("the /partner/ frontend's routes are missing")
 	}
 	for _, want := range []string{`prefix: "/orders/"`, "cluster: api_orders,", `bff.token: "orders"`, "port_value: 9103",
-		`prefix: "/2024/"`, "cluster: api_2024,", `bff.token: "2024"`, "port_value: 9104"} {
+		`prefix: "/2024/"`, "cluster: api_2024,", `bff.token: "2024"`, "port_value: 9104",
+		`prefix: "/ruled/"`, "cluster: api_ruled,", "port_value: 9105"} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("the extra APIs' config lacks %q", want)
 		}
+	}
+	// The path rules' API names no policy or profile: its route has no
+	// per-route ext_authz config at all.
+	_, ruled, _ := strings.Cut(string(raw), `prefix: "/ruled/"`)
+	if next, _, _ := strings.Cut(ruled, "- match:"); strings.Contains(next, "typed_per_filter_config") {
+		t.Errorf("the path-rules API's route sends context extensions:%s", next)
 	}
 	path := filepath.Join(t.TempDir(), "envoy.yaml")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {

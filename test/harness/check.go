@@ -20,6 +20,9 @@ type CheckClient struct {
 	// Host is the :authority of every check (default app.test); with
 	// several frontends it picks one.
 	Host string
+	// Token, when set, is the token profile every check names (context
+	// extension bff.token), as an Envoy route for one API does.
+	Token string
 }
 
 // DialCheck connects to a replica's gRPC address; Close releases it.
@@ -57,11 +60,15 @@ func (c *CheckClient) APIAt(ctx context.Context, host, path, cookie string) (Che
 	if cookie != "" {
 		headers["cookie"] = cookie
 	}
+	ext := map[string]string{"bff.policy": "user"}
+	if c.Token != "" {
+		ext["bff.token"] = c.Token
+	}
 	resp, err := c.client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 			Method: "GET", Path: path, Host: host, Scheme: "http", Protocol: "HTTP/1.1", Headers: headers,
 		}},
-		ContextExtensions: map[string]string{"bff.policy": "user"},
+		ContextExtensions: ext,
 	}})
 	if err != nil {
 		return CheckResult{}, fmt.Errorf("check %s: %w", path, err)

@@ -71,6 +71,10 @@ type Options struct {
 	// (ProviderConfig.Audiences, no scopes) and the stack's clients may
 	// exchange (Client.TokenExchange); Provider can change both.
 	APIs map[string]string
+	// APIsByRule names APIs (keys of APIs) whose route sends envoy-bff no
+	// policy or profile: its authz.path_rules decide them by the path
+	// /<name>/…, with any requirements they add.
+	APIsByRule []string
 }
 
 // Frontend is one app of a multi-frontend stack.
@@ -248,7 +252,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 		s.APIs[name] = a
-		apiRoutes = append(apiRoutes, envoy.APIRoute{Name: name, Port: port})
+		apiRoutes = append(apiRoutes, envoy.APIRoute{Name: name, Port: port, PathRules: slices.Contains(o.APIsByRule, name)})
 	}
 	// The page names its frontend on that frontend's host and path prefix,
 	// and under a prefix calls that frontend's endpoints.

@@ -101,6 +101,8 @@ type User struct {
 	Email string
 	// PreferredUsername is the `preferred_username` (default "demo").
 	PreferredUsername string
+	// Groups, when set, is the ID token's `groups` claim (none by default).
+	Groups []string
 }
 
 // withDefaults returns c with every zero field defaulted.

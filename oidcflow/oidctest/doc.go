@@ -23,7 +23,7 @@
 // [Provider.HoldRefreshes], [Provider.HoldRefreshResponses],
 // [Provider.RevocationLog], [Provider.SetDown], [Provider.RotateKey],
 // [Provider.MintLogoutToken], and for token exchange
-// [Provider.ExchangeCounts], [Provider.SetExchangeError],
+// [Provider.ExchangeCounts], [Provider.ExchangeLog], [Provider.SetExchangeError],
 // [Provider.FailNextExchanges] and [Provider.HoldExchanges].
 //
 // The caller owns the listener. Either give [ProviderConfig.Issuer] and mount

@@ -97,7 +97,9 @@ func (p *Provider) grantExchange(r *http.Request, c Client, form url.Values, iss
 	fam.session.clients[c.ID] = true
 	p.issued = append(p.issued, at)
 	p.stats.TokenExchanges++
-	p.exchanges[AudienceKey{SID: fam.session.sid, Audience: strings.Join(targets, " ")}]++
+	key := AudienceKey{SID: fam.session.sid, Audience: strings.Join(targets, " ")}
+	p.exchanges[key]++
+	p.exchangeLog[key] = append(p.exchangeLog[key], Exchange{Issued: now, Expires: time.Unix(exp.Unix(), 0)})
 	return &tokenResponse{
 		AccessToken: at, IssuedTokenType: TokenTypeAccessToken, TokenType: "Bearer",
 		ExpiresIn: int64(exp.Sub(now).Seconds()), Scope: scope,
@@ -207,6 +209,25 @@ func (p *Provider) ExchangeCounts() map[AudienceKey]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return maps.Clone(p.exchanges)
+}
+
+// Exchange is one token exchange that issued a token: when, and the
+// token's `exp` (whole seconds, as in the token).
+type Exchange struct {
+	Issued, Expires time.Time
+}
+
+// ExchangeLog returns, per provider session and audience, the token
+// exchanges that issued a token, in order: a test holds each one to the
+// expiry of the token before it.
+func (p *Provider) ExchangeLog() map[AudienceKey][]Exchange {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[AudienceKey][]Exchange, len(p.exchangeLog))
+	for k, v := range p.exchangeLog {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 // ResourceRefreshCounts returns, per provider session and resource, how

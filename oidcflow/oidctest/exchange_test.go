@@ -351,6 +351,18 @@ func TestExchangeCounts(t *testing.T) {
 	if s := e.p.Stats(); s.TokenExchanges != 5 || s.ExchangeRequests != 5 {
 		t.Errorf("stats %+v", s)
 	}
+	// The log has each of them, in order, with the issued token's exp.
+	logged := e.p.ExchangeLog()
+	for k, n := range want {
+		if len(logged[k]) != n {
+			t.Errorf("log of %v: %d exchanges, want %d", k, len(logged[k]), n)
+		}
+		for _, x := range logged[k] {
+			if x.Issued.IsZero() || x.Expires.Before(x.Issued) || x.Expires.Unix() != x.Issued.Add(DefaultAccessTokenTTL).Unix() {
+				t.Errorf("log of %v: %+v, want exp one token lifetime after issue", k, x)
+			}
+		}
+	}
 }
 
 func TestExchangeHooks(t *testing.T) {

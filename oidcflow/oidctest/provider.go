@@ -47,10 +47,11 @@ type Provider struct {
 	srv            *http.Server
 	issued         []string // every user token, for leak checks
 
-	exchanges         map[AudienceKey]int // token exchanges that issued a token
-	resourceRefreshes map[AudienceKey]int // refresh grants with resource that issued a token
-	exchangeError     grantError          // code != "": every exchange fails so
-	failNext          int                 // the next failNext exchanges fail with failNextError
+	exchanges         map[AudienceKey]int        // token exchanges that issued a token
+	exchangeLog       map[AudienceKey][]Exchange // the same, each with its time and exp
+	resourceRefreshes map[AudienceKey]int        // refresh grants with resource that issued a token
+	exchangeError     grantError                 // code != "": every exchange fails so
+	failNext          int                        // the next failNext exchanges fail with failNextError
 	failNextError     grantError
 	exchangeGate      chan struct{} // non-nil: exchanges wait until it is closed
 	heldExchanges     atomic.Int64
@@ -188,6 +189,7 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 		accessTokens:  map[string]*accessToken{},
 
 		exchanges:         map[AudienceKey]int{},
+		exchangeLog:       map[AudienceKey][]Exchange{},
 		resourceRefreshes: map[AudienceKey]int{},
 	}
 	for _, c := range cfg.Clients {

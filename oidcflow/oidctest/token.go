@@ -376,6 +376,9 @@ func (p *Provider) issueLocked(fam *family, now time.Time, issuer string, withRT
 		if fam.nonce != "" {
 			idClaims["nonce"] = fam.nonce
 		}
+		if len(u.Groups) > 0 {
+			idClaims["groups"] = u.Groups
+		}
 		if s.acr != "" {
 			idClaims["acr"] = s.acr
 		}

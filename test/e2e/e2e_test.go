@@ -39,10 +39,7 @@ const (
 // an administrator at Keycloak (back-channel logout). Screenshots of each
 // step go to test/out/e2e.
 func TestKeycloakChromium(t *testing.T) {
-	chromium, err := exec.LookPath(envOr("CHROMIUM_BIN", "chromium"))
-	if err != nil {
-		t.Fatalf("chromium not found (run `make bootstrap`): %v", err)
-	}
+	chromium := chromiumPath(t)
 	dir := t.TempDir()
 	shots := screenshots(t)
 	// Keycloak's realm names the app's URL, so its port is held from now on.
@@ -82,18 +79,7 @@ func TestKeycloakChromium(t *testing.T) {
 		s.Close()
 	})
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.Flag("headless", true), chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true),
-		chromedp.WindowSize(1200, 900))...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	// The first Run starts the browser and binds it to the context it gets:
-	// that must be this long-lived one, not a step's.
-	if err := chromedp.Run(browser, network.Enable()); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	browser := startChromium(t, ctx, chromium)
 	bodies := recordBodies(browser, appURL)
 	run := func(step string, actions ...chromedp.Action) {
 		t.Helper()
@@ -191,6 +177,35 @@ func TestKeycloakChromium(t *testing.T) {
 	if !strings.HasPrefix(status, "401") {
 		t.Fatalf("the page's API call after the admin logout: %q", status)
 	}
+}
+
+// chromiumPath is the browser every end-to-end test drives; a missing one
+// fails the test at once, before Keycloak starts.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath(envOr("CHROMIUM_BIN", "chromium"))
+	if err != nil {
+		t.Fatalf("chromium not found (run `make bootstrap`): %v", err)
+	}
+	return p
+}
+
+// startChromium runs headless Chromium (the flags the project uses) until
+// the test ends and returns the browser's context.
+func startChromium(t *testing.T, ctx context.Context, path string) context.Context {
+	t.Helper()
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.Flag("headless", true), chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true),
+		chromedp.WindowSize(1200, 900))...)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
+	// The first Run starts the browser and binds it to the context it gets:
+	// that must be this long-lived one, not a step's.
+	if err := chromedp.Run(browser, network.Enable()); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return browser
 }
 
 func envOr(k, def string) string {

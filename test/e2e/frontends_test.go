@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,10 +53,7 @@ const (
 // back-channel logouts end shop's and admin's new sessions and nothing of
 // partner's. Screenshots of each step go to test/out/e2e (fe-*.jpg).
 func TestKeycloakFrontends(t *testing.T) {
-	chromium, err := exec.LookPath(envOr("CHROMIUM_BIN", "chromium"))
-	if err != nil {
-		t.Fatalf("chromium not found (run `make bootstrap`): %v", err)
-	}
+	chromium := chromiumPath(t)
 	start := time.Now()
 	dir := t.TempDir()
 	shots := screenshots(t)
@@ -127,16 +123,7 @@ func TestKeycloakFrontends(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.Flag("headless", true), chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true),
-		chromedp.WindowSize(1200, 900))...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	if err := chromedp.Run(browser, network.Enable()); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	browser := startChromium(t, ctx, chromium)
 	docs := recordDocuments(browser, kc.URL)
 
 	run := func(step string, actions ...chromedp.Action) {

@@ -12,14 +12,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -68,10 +66,7 @@ const (
 // the code, and afterwards /gold/ passes, /bff/user shows acr gold, and the
 // session cookie holds a new session ID (the old one is gone).
 func TestKeycloakTokensAndStepUp(t *testing.T) {
-	chromium, err := exec.LookPath(envOr("CHROMIUM_BIN", "chromium"))
-	if err != nil {
-		t.Fatalf("chromium not found (run `make bootstrap`): %v", err)
-	}
+	chromium := chromiumPath(t)
 	start := time.Now()
 	dir := t.TempDir()
 	shots := screenshots(t)
@@ -131,16 +126,7 @@ func TestKeycloakTokensAndStepUp(t *testing.T) {
 	}
 	stackStarted := time.Now()
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.Flag("headless", true), chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true),
-		chromedp.WindowSize(1200, 900))...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	if err := chromedp.Run(browser, network.Enable()); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	browser := startChromium(t, ctx, chromium)
 	docs := recordDocuments(browser, kc.URL)
 	run := func(step string, timeout time.Duration, actions ...chromedp.Action) {
 		t.Helper()

@@ -77,13 +77,13 @@ func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 	var cached *sessionpb.ClientToken
 	hit := false
 	switch {
-	case kind == oidcflow.ProfileExchange && s.derivedPeek != nil:
+	case derived(kind) && s.derivedPeek != nil:
 		sess, cached, hit = s.derivedPeek.PeekDerived(id, req.profile)
 	case s.peeker != nil:
 		sess, hit = s.peeker.Peek(id) // the session cache: no I/O
 	}
 	if !hit {
-		if kind == oidcflow.ProfileExchange && s.derived != nil {
+		if derived(kind) && s.derived != nil {
 			sess, cached, err = s.derived.GetWithDerived(ctx, id, req.profile)
 		} else {
 			sess, err = s.sessions.Get(ctx, id)
@@ -124,7 +124,7 @@ func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 		return s.anonymous(ctx, req, err)
 	}
 	switch kind {
-	case oidcflow.ProfileExchange:
+	case oidcflow.ProfileExchange, oidcflow.ProfileRefresh:
 		return s.exchanged(ctx, req, id, sess, cached)
 	case oidcflow.ProfileClient:
 		d, err := s.clientToken(ctx, req)
@@ -132,6 +132,12 @@ func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 		return d, err
 	}
 	return decision{token: sess.GetAccessToken(), claims: sess.GetClaimsJson()}, nil
+}
+
+// derived reports whether a profile's token is obtained per session and
+// cached beside it (exchange and refresh profiles).
+func derived(kind string) bool {
+	return kind == oidcflow.ProfileExchange || kind == oidcflow.ProfileRefresh
 }
 
 // profileKind is the type of the route's token profile (session when it

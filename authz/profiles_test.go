@@ -23,6 +23,7 @@ type fakeProfiles struct {
 var fakeProfileTypes = map[string]string{
 	"orders":  oidcflow.ProfileExchange,
 	"reports": oidcflow.ProfileExchange,
+	"ledger":  oidcflow.ProfileRefresh,
 	"partner": oidcflow.ProfileClient,
 	"own":     oidcflow.ProfileSession,
 }
@@ -78,6 +79,7 @@ func TestTokenProfiles(t *testing.T) {
 	}{
 		{"T74_exchange_profile_by_rule", "/orders/1", nil, nil, true, 200, "", exchangedToken("user-1", "orders")},
 		{"T74_exchange_profile_by_extension", "/api/x", map[string]string{extPolicy: "user", extToken: "reports"}, nil, true, 200, "", exchangedToken("user-1", "reports")},
+		{"T74_refresh_profile_by_extension", "/api/x", map[string]string{extPolicy: "user", extToken: "ledger"}, nil, true, 200, "", exchangedToken("user-1", "ledger")},
 		{"session profile is the session's own token", "/api/x", map[string]string{extPolicy: "user", extToken: "own"}, nil, true, 200, "", testToken},
 		{"no profile: the session's own token", "/api/x", map[string]string{extPolicy: "user"}, nil, true, 200, "", testToken},
 		{"client profile with a session", "/partner-api/x", nil, nil, true, 200, "", testClientToken("partner")},

@@ -64,8 +64,8 @@ type ClientTokenSource interface {
 // TokenProfileSource knows a frontend's token profiles and obtains the
 // tokens of exchange profiles per session (oidcflow.DerivedTokens).
 type TokenProfileSource interface {
-	// Type is the profile's type (oidcflow.ProfileSession, ProfileExchange
-	// or ProfileClient); false when no such profile is configured.
+	// Type is the profile's type (oidcflow.ProfileSession, ProfileExchange,
+	// ProfileRefresh or ProfileClient); false when no such profile is configured.
 	Type(name string) (string, bool)
 	// Due reports whether a cached profile token must be renewed before
 	// it is sent (nil is due), without I/O.

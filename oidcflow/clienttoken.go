@@ -192,6 +192,13 @@ func (c *ClientTokens) grant(ctx context.Context, name string) (*sessionpb.Clien
 // read, bounded and classified like every other token response. Its
 // errors are x/oauth2's, for classifyTokenError.
 func requestToken(ctx context.Context, p *Provider, d *discovered, cfg Config, scopes []string, params url.Values, now func() time.Time, m *Metrics, kind string) (*sessionpb.ClientToken, error) {
+	t, _, err := requestTokenWithRefresh(ctx, p, d, cfg, scopes, params, now, m, kind)
+	return t, err
+}
+
+// requestTokenWithRefresh is requestToken that also returns the answer's
+// refresh_token ("" when none): a refresh grant's rotated one.
+func requestTokenWithRefresh(ctx context.Context, p *Provider, d *discovered, cfg Config, scopes []string, params url.Values, now func() time.Time, m *Metrics, kind string) (*sessionpb.ClientToken, string, error) {
 	cc := clientcredentials.Config{
 		ClientID:       cfg.ClientID,
 		ClientSecret:   cfg.ClientSecret,
@@ -206,7 +213,7 @@ func requestToken(ctx context.Context, p *Provider, d *discovered, cfg Config, s
 	tok, err := cc.Token(pctx)
 	m.granted(kind, time.Since(began))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	exp := tokenExpiry(start, tok)
 	if exp == 0 {
@@ -223,7 +230,7 @@ func requestToken(ctx context.Context, p *Provider, d *discovered, cfg Config, s
 	if t.Scope == "" {
 		t.Scope = strings.Join(scopes, " ")
 	}
-	return t, nil
+	return t, tok.RefreshToken, nil
 }
 
 // due reports whether t should be renewed at now (a missing token is due).

@@ -49,6 +49,9 @@ const (
 	// kindExchange is a token profile's token obtained by token exchange,
 	// per session and profile (outcome "rejected": the provider refused it).
 	kindExchange = "exchange"
+	// kindResource is a refresh profile's token: a refresh grant with a
+	// resource or scope, per session and profile.
+	kindResource = "resource"
 )
 
 // Refresh outcomes, the `outcome` label of envoy_bff_token_refreshes_total.
@@ -72,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	v := &metricVecs{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "envoy_bff_token_refreshes_total",
-			Help: "Token refresh attempts by frontend, kind (session, client, exchange) and outcome.",
+			Help: "Token refresh attempts by frontend, kind (session, client, exchange, resource) and outcome.",
 		}, []string{FrontendAttr, "kind", "outcome"}),
 		lockWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "envoy_bff_refresh_lock_waits_total",

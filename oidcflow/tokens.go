@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 	"github.com/envoy-bff/envoy-bff/session"
 )
@@ -25,6 +27,10 @@ const (
 	// ProfileClient sends a client-credentials token, as the client
 	// policies do.
 	ProfileClient = "client"
+	// ProfileRefresh sends a token obtained with the session's refresh
+	// token and a `resource` (RFC 8707) or `scope`, for providers that issue
+	// per-API tokens that way.
+	ProfileRefresh = "refresh"
 )
 
 // Token exchange parameters (RFC 8693).
@@ -75,8 +81,15 @@ func (p TokenProfiles) Validate(cfg Config) error {
 			if tp.Type == ProfileExchange && tp.Audience == "" && tp.Resource == "" {
 				errs = append(errs, fmt.Errorf("%s: an exchange names the API: set audience or resource", field))
 			}
+		case ProfileRefresh:
+			if tp.Audience != "" {
+				errs = append(errs, fmt.Errorf("%s.audience: a refresh profile names the API by resource (RFC 8707) or scopes", field))
+			}
+			if tp.Resource == "" && len(tp.Scopes) == 0 {
+				errs = append(errs, fmt.Errorf("%s: a refresh profile names the API: set resource or scopes", field))
+			}
 		default:
-			errs = append(errs, fmt.Errorf("%s.type: must be session, exchange or client, got %q", field, tp.Type))
+			errs = append(errs, fmt.Errorf("%s.type: must be session, exchange, refresh or client, got %q", field, tp.Type))
 		}
 		if strings.ContainsFunc(tp.Audience, isCtl) {
 			errs = append(errs, fmt.Errorf("%s.audience: must not contain control characters", field))
@@ -119,13 +132,17 @@ var ErrUnknownProfile = errors.New("no such token profile configured")
 // DerivedStore is what DerivedTokens needs of the session store.
 type DerivedStore interface {
 	LockStore
+	// Get re-reads the session under its lock (a refresh profile needs its latest refresh token).
+	Get(ctx context.Context, id session.ID) (*sessionpb.Session, error)
+	// Update stores a rotated refresh token, fenced by generation.
+	Update(ctx context.Context, id session.ID, s *sessionpb.Session, prevGeneration uint64) error
 	// GetDerivedToken returns the session's cached token for profile; session.ErrNotFound when absent or expired.
 	GetDerivedToken(ctx context.Context, id session.ID, profile string) (*sessionpb.ClientToken, error)
 	// PutDerivedToken caches t for the session and profile until t expires.
 	PutDerivedToken(ctx context.Context, id session.ID, profile string, t *sessionpb.ClientToken) error
 }
 
-// DerivedTokens obtains the token an exchange profile sends, per session:
+// DerivedTokens obtains the token an exchange or refresh profile sends, per session:
 // cached in the store beside the session (sealed, dropped with it), shared
 // by every replica, renewed ahead of expiry under the lock protocol of the
 // session's own refresh, so the provider sees one exchange per expiry per
@@ -196,7 +213,7 @@ func (d *DerivedTokens) Due(cached *sessionpb.ClientToken) bool {
 // ErrExchangeRefused, ErrProviderUnavailable, a store error or ctx's.
 func (d *DerivedTokens) Token(ctx context.Context, id session.ID, sess *sessionpb.Session, name string, cached *sessionpb.ClientToken) (string, error) {
 	p, ok := d.profiles[name]
-	if !ok || p.Type != ProfileExchange {
+	if !ok || (p.Type != ProfileExchange && p.Type != ProfileRefresh) {
 		return "", fmt.Errorf("token profile %q: %w", name, ErrUnknownProfile)
 	}
 	if cached != nil && !d.due(cached, d.now()) {
@@ -239,15 +256,25 @@ func (d *DerivedTokens) fetch(ctx context.Context, id session.ID, sess *sessionp
 		}
 		return t, nil
 	}
+	// A refresh profile spends the session's refresh token, which a
+	// provider may rotate: it shares the session's own refresh lock, so no
+	// two grants ever present the same refresh token.
+	kind, key := kindExchange, session.DerivedTokenLock(id, name)
+	if p.Type == ProfileRefresh {
+		kind, key = kindResource, session.SessionLock(id)
+	}
 	return runLocked(ctx, d.locks, seen, renewal[*sessionpb.ClientToken]{
-		kind: kindExchange,
-		key:  session.DerivedTokenLock(id, name),
+		kind: kind,
+		key:  key,
 		read: read,
 		due:  func(t *sessionpb.ClientToken) bool { return t == nil || d.due(t, d.now()) },
 		passable: func(t *sessionpb.ClientToken) bool {
 			return d.valid(t, d.now()) && passableAt(d.now(), d.cfg.RefreshLeadTime, t.GetIssuedAtUnixMs(), t.GetExpiresAtUnixMs())
 		},
 		renew: func(ctx context.Context, _ *sessionpb.ClientToken, _ *session.Lease) (*sessionpb.ClientToken, error) {
+			if p.Type == ProfileRefresh {
+				return d.refreshFor(ctx, id, name, p)
+			}
 			return d.exchange(ctx, id, sess, name, p)
 		},
 	})
@@ -292,6 +319,61 @@ func (d *DerivedTokens) exchange(ctx context.Context, id session.ID, sess *sessi
 			slog.String("token_profile", name), slog.String("session", idTag(id)), slog.Any("error", err))
 	}
 	d.metrics.outcome(kindExchange, outcomeRefreshed)
+	return t, nil
+}
+
+// refreshFor runs one refresh grant with the profile's resource and scope
+// under the session's lock: the access token goes to the profile, and a
+// rotated refresh token into the session (fenced by generation), so the
+// session's own refresh goes on with the live one.
+func (d *DerivedTokens) refreshFor(ctx context.Context, id session.ID, name string, p TokenProfile) (*sessionpb.ClientToken, error) {
+	disc, err := d.provider.get()
+	if err != nil {
+		d.metrics.outcome(kindResource, outcomeUnavailable)
+		return nil, fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
+	}
+	cur, err := d.store.Get(ctx, id)
+	if err != nil {
+		d.metrics.outcome(kindResource, outcomeStoreError)
+		return nil, fmt.Errorf("re-read session for the %s token: %w", name, err)
+	}
+	if cur.GetRefreshToken() == "" {
+		d.metrics.outcome(kindResource, outcomeRejected)
+		return nil, fmt.Errorf("%w: the session has no refresh token", ErrExchangeRefused)
+	}
+	params := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cur.GetRefreshToken()}}
+	if p.Resource != "" {
+		params.Set("resource", p.Resource)
+	}
+	t, rotated, err := requestTokenWithRefresh(ctx, d.provider, disc, d.cfg, p.Scopes, params, d.now, d.metrics, kindResource)
+	if err != nil {
+		err = classifyTokenError("refresh with resource", err)
+		if errors.Is(err, errGrantRejected) || errors.Is(err, ErrClientRejected) {
+			d.metrics.outcome(kindResource, outcomeRejected)
+			d.logger.LogAttrs(ctx, slog.LevelError, "oidcflow: refresh for a token profile refused by the provider",
+				slog.String("token_profile", name), slog.String("session", idTag(id)), slog.Any("error", err))
+			return nil, fmt.Errorf("%w: %w", ErrExchangeRefused, err)
+		}
+		d.metrics.outcome(kindResource, outcomeUnavailable)
+		return nil, err
+	}
+	if rotated != "" && rotated != cur.GetRefreshToken() {
+		next := proto.CloneOf(cur)
+		next.RefreshToken = rotated
+		if err := d.store.Update(ctx, id, next, cur.GetGeneration()); err != nil {
+			// The provider has rotated the token; if it cannot be kept the
+			// session's next refresh will be refused, as after a lost write.
+			d.metrics.outcome(kindResource, outcomeStoreError)
+			d.logger.LogAttrs(ctx, slog.LevelError, "oidcflow: the rotated refresh token of a token profile's grant could not be saved",
+				slog.String("token_profile", name), slog.String("session", idTag(id)), slog.Any("error", err))
+			return nil, fmt.Errorf("save rotated refresh token: %w", err)
+		}
+	}
+	if err := d.store.PutDerivedToken(ctx, id, name, t); err != nil {
+		d.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: profile token could not be shared through the store",
+			slog.String("token_profile", name), slog.String("session", idTag(id)), slog.Any("error", err))
+	}
+	d.metrics.outcome(kindResource, outcomeRefreshed)
 	return t, nil
 }
 

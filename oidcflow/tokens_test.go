@@ -19,6 +19,7 @@ import (
 var exchangeProfiles = TokenProfiles{
 	"orders":  {Type: ProfileExchange, Audience: "orders-api", Scopes: []string{"orders.read"}},
 	"reports": {Type: ProfileExchange, Resource: "https://reports.example.com/", Scopes: []string{"reports.read"}},
+	"ledger":  {Type: ProfileRefresh, Resource: "https://ledger.example.com/"},
 }
 
 // exchangeEnv is a logged-in session at the local provider, which allows
@@ -32,7 +33,7 @@ type exchangeEnv struct {
 func newExchangeEnv(t *testing.T) *exchangeEnv {
 	t.Helper()
 	e := newEnv(t, withProvider(func(c *oidctest.ProviderConfig) {
-		c.Audiences = map[string][]string{"orders-api": {"orders.read"}, "https://reports.example.com/": {"reports.read"}}
+		c.Audiences = map[string][]string{"orders-api": {"orders.read"}, "https://reports.example.com/": {"reports.read"}, "https://ledger.example.com/": nil}
 		for i := range c.Clients {
 			c.Clients[i].TokenExchange = true
 		}
@@ -163,6 +164,60 @@ func TestDerivedTokens(t *testing.T) {
 	}
 }
 
+// TestRefreshProfile: a refresh profile's token comes from one refresh
+// grant with its resource (RFC 8707) per expiry across replicas; the
+// rotated refresh token goes into the session, so the session's own
+// refresh goes on working.
+func TestRefreshProfile(t *testing.T) {
+	t.Parallel()
+	e := newExchangeEnv(t)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	tokens := make(chan string, 20)
+	for range 2 {
+		d := e.derived(t)
+		for range 10 {
+			wg.Go(func() {
+				tok, err := d.Token(ctx, e.id, e.sess, "ledger", nil)
+				if err != nil {
+					t.Error(err)
+				}
+				tokens <- tok
+			})
+		}
+	}
+	wg.Wait()
+	close(tokens)
+	first := <-tokens
+	for tok := range tokens {
+		if tok != first {
+			t.Fatal("callers got different tokens")
+		}
+	}
+	if got := audience(t, first); got != "https://ledger.example.com/" || first == e.sess.GetAccessToken() {
+		t.Fatalf("T74: the ledger profile got a token for %q", got)
+	}
+	if n := e.provider.Stats().ResourceRefreshes; n != 1 {
+		t.Fatalf("%d refresh grants with the resource, want 1", n)
+	}
+	after, err := e.store.Get(ctx, e.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.GetRefreshToken() == e.sess.GetRefreshToken() || after.GetAccessToken() != e.sess.GetAccessToken() {
+		t.Fatal("the rotated refresh token was not stored, or the session's own access token changed")
+	}
+	// The session's own refresh uses the rotated token: no invalid_grant.
+	e.clock.Advance(5*time.Minute - 30*time.Second)
+	grants := e.provider.Stats().RefreshTokenGrants
+	if _, err := e.h.Refresher().Refresh(ctx, e.id, after); err != nil {
+		t.Fatalf("the session's refresh after a profile's grant: %v", err)
+	}
+	if s := e.provider.Stats(); s.InvalidGrants != 0 || s.RefreshTokenGrants != grants+1 {
+		t.Fatalf("%d invalid_grant, %d refresh grants (want one more than %d)", s.InvalidGrants, s.RefreshTokenGrants, grants)
+	}
+}
+
 // TestDerivedTokenFailures: a refused exchange is ErrExchangeRefused and
 // never returns any token (T74); a transient failure keeps a still-valid
 // token and otherwise is ErrProviderUnavailable.
@@ -228,11 +283,14 @@ func TestTokenProfilesValidate(t *testing.T) {
 		"d":        {Type: ProfileExchange, Audience: "x", Resource: "relative/path"},
 		"e":        {Type: ProfileExchange, Audience: "x", Scopes: []string{"a b"}},
 		"billing":  {Type: ProfileClient},
+		"f":        {Type: ProfileRefresh, Audience: "x", Resource: "https://f.example/"},
+		"g":        {Type: ProfileRefresh},
 	}.Validate(cfg)
 	for _, want := range []string{
-		`"Bad Name": name must be`, `"a".type: must be session, exchange or client`, `"b": an exchange names the API`,
+		`"Bad Name": name must be`, `"a".type: must be session, exchange, refresh or client`, `"b": an exchange names the API`,
 		`"c": a session profile sends the session's own token`, `"d".resource: must be an absolute URI`, `"e".scopes[0]`,
 		`"billing": oidc.client_tokens defines billing too`,
+		`"f".audience: a refresh profile names the API by resource`, `"g": a refresh profile names the API: set resource or scopes`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validation lacks %q:\n%v", want, err)

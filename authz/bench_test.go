@@ -222,3 +222,9 @@ func loopOK(b *testing.B, srv *Server, in *authv3.CheckRequest) {
 		}
 	}
 }
+
+// BenchmarkCheckExtNoRequire is the baseline of BenchmarkCheckRequireClaims:
+// the same session and context extensions but for the requirement.
+func BenchmarkCheckExtNoRequire(b *testing.B) {
+	benchRequire(b, map[string]string{extPolicy: "user", "bff.other": "x,b"})
+}

@@ -156,14 +156,7 @@ func (c *ClientTokens) grant(ctx context.Context, name string) (*sessionpb.Clien
 		return nil, fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
 	}
 	set := c.cfg.ClientTokens[name]
-	params := url.Values{}
-	if set.Audience != "" {
-		params.Set("audience", set.Audience)
-	}
-	if set.Resource != "" {
-		params.Set("resource", set.Resource)
-	}
-	t, err := requestToken(ctx, c.provider, d, c.cfg, set.Scopes, params, c.now, c.metrics, kindClient)
+	t, err := requestToken(ctx, c.provider, d, c.cfg, set.Scopes, withTarget(url.Values{}, set.Audience, set.Resource), c.now, c.metrics, kindClient)
 	if err != nil {
 		err = classifyTokenError("client credentials", err)
 		if errors.Is(err, errGrantRejected) || errors.Is(err, ErrClientRejected) {
@@ -183,6 +176,19 @@ func (c *ClientTokens) grant(ctx context.Context, name string) (*sessionpb.Clien
 	}
 	c.metrics.outcome(kindClient, outcomeRefreshed)
 	return t, nil
+}
+
+// withTarget adds the API a token is for: `audience` (RFC 8693, and what
+// Auth0, Okta and others read for client credentials) and RFC 8707's
+// `resource`, each when set.
+func withTarget(params url.Values, audience, resource string) url.Values {
+	if audience != "" {
+		params.Set("audience", audience)
+	}
+	if resource != "" {
+		params.Set("resource", resource)
+	}
+	return params
 }
 
 // requestToken makes one token request authenticated as the client, with

@@ -287,31 +287,15 @@ func (d *DerivedTokens) exchange(ctx context.Context, id session.ID, sess *sessi
 		d.metrics.outcome(kindExchange, outcomeUnavailable)
 		return nil, fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
 	}
-	params := url.Values{
+	params := withTarget(url.Values{
 		"grant_type":           {grantTokenExchange},
 		"subject_token":        {sess.GetAccessToken()},
 		"subject_token_type":   {tokenTypeAccess},
 		"requested_token_type": {tokenTypeAccess},
-	}
-	if p.Audience != "" {
-		params.Set("audience", p.Audience)
-	}
-	if p.Resource != "" {
-		params.Set("resource", p.Resource)
-	}
+	}, p.Audience, p.Resource)
 	t, err := requestToken(ctx, d.provider, disc, d.cfg, p.Scopes, params, d.now, d.metrics, kindExchange)
 	if err != nil {
-		err = classifyTokenError("token exchange", err)
-		if errors.Is(err, errGrantRejected) || errors.Is(err, ErrClientRejected) {
-			// The provider says no: nothing transient, nothing to retry, and
-			// the session itself is not at fault.
-			d.metrics.outcome(kindExchange, outcomeRejected)
-			d.logger.LogAttrs(ctx, slog.LevelError, "oidcflow: token exchange refused by the provider",
-				slog.String("token_profile", name), slog.String("session", idTag(id)), slog.Any("error", err))
-			return nil, fmt.Errorf("%w: %w", ErrExchangeRefused, err)
-		}
-		d.metrics.outcome(kindExchange, outcomeUnavailable)
-		return nil, err
+		return nil, d.grantFailed(ctx, kindExchange, "token exchange", name, id, err)
 	}
 	if err := d.store.PutDerivedToken(ctx, id, name, t); err != nil {
 		// This replica can still use it; the others exchange their own.
@@ -341,21 +325,10 @@ func (d *DerivedTokens) refreshFor(ctx context.Context, id session.ID, name stri
 		d.metrics.outcome(kindResource, outcomeRejected)
 		return nil, fmt.Errorf("%w: the session has no refresh token", ErrExchangeRefused)
 	}
-	params := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cur.GetRefreshToken()}}
-	if p.Resource != "" {
-		params.Set("resource", p.Resource)
-	}
+	params := withTarget(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cur.GetRefreshToken()}}, "", p.Resource)
 	t, rotated, err := requestTokenWithRefresh(ctx, d.provider, disc, d.cfg, p.Scopes, params, d.now, d.metrics, kindResource)
 	if err != nil {
-		err = classifyTokenError("refresh with resource", err)
-		if errors.Is(err, errGrantRejected) || errors.Is(err, ErrClientRejected) {
-			d.metrics.outcome(kindResource, outcomeRejected)
-			d.logger.LogAttrs(ctx, slog.LevelError, "oidcflow: refresh for a token profile refused by the provider",
-				slog.String("token_profile", name), slog.String("session", idTag(id)), slog.Any("error", err))
-			return nil, fmt.Errorf("%w: %w", ErrExchangeRefused, err)
-		}
-		d.metrics.outcome(kindResource, outcomeUnavailable)
-		return nil, err
+		return nil, d.grantFailed(ctx, kindResource, "refresh with resource", name, id, err)
 	}
 	if rotated != "" && rotated != cur.GetRefreshToken() {
 		next := proto.CloneOf(cur)
@@ -375,6 +348,22 @@ func (d *DerivedTokens) refreshFor(ctx context.Context, id session.ID, name stri
 	}
 	d.metrics.outcome(kindResource, outcomeRefreshed)
 	return t, nil
+}
+
+// grantFailed classifies a profile grant's error: the provider saying no
+// (nothing transient, nothing to retry, and the session itself not at
+// fault) is ErrExchangeRefused, logged at error; anything else is
+// transient. Either is counted under kind.
+func (d *DerivedTokens) grantFailed(ctx context.Context, kind, op, name string, id session.ID, err error) error {
+	err = classifyTokenError(op, err)
+	if errors.Is(err, errGrantRejected) || errors.Is(err, ErrClientRejected) {
+		d.metrics.outcome(kind, outcomeRejected)
+		d.logger.LogAttrs(ctx, slog.LevelError, "oidcflow: "+op+" refused by the provider",
+			slog.String("token_profile", name), slog.String("session", idTag(id)), slog.Any("error", err))
+		return fmt.Errorf("%w: %w", ErrExchangeRefused, err)
+	}
+	d.metrics.outcome(kind, outcomeUnavailable)
+	return err
 }
 
 // due reports whether t should be renewed at now.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,25 +31,7 @@ type reloadEnv struct {
 	root    session.Backend
 	apps    *apps
 	watcher *configWatcher
-	logs    *syncBuffer
-}
-
-// syncBuffer is a log sink the reload goroutines and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs    *sessiontest.SyncBuffer
 }
 
 // frontendDoc is one frontends: item on host, with client id.
@@ -90,7 +71,7 @@ func newReloadEnv(t *testing.T, items func(issuer string) []string) *reloadEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
-	e := &reloadEnv{t: t, path: filepath.Join(t.TempDir(), "envoy-bff.yaml"), issuer: issuer, logs: &syncBuffer{}}
+	e := &reloadEnv{t: t, path: filepath.Join(t.TempDir(), "envoy-bff.yaml"), issuer: issuer, logs: &sessiontest.SyncBuffer{}}
 	e.write(items(issuer)...)
 	cfg, err := loadConfig(e.path, env(nil))
 	if err != nil {

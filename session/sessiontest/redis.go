@@ -50,7 +50,7 @@ func tryStartRedis(t testing.TB, bin string, args []string) (addr, errText strin
 		return "", "find a free port: " + err.Error(), false
 	}
 	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	out := &syncBuffer{}
+	out := &SyncBuffer{}
 	cmd := exec.Command(bin, append([]string{"--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
 		"--bind", "127.0.0.1", "--dir", t.TempDir()}, args...)...)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -101,21 +101,22 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// syncBuffer collects redis-server's output from two pipes' goroutines.
-type syncBuffer struct {
+// SyncBuffer is a writer several goroutines share (redis-server's two
+// pipes, a log handler and the test reading it).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
 // Write appends p under the lock.
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
 // String is everything written so far.
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -62,6 +62,9 @@ type Options struct {
 	// one, or Issuer) unless it names its own Issuer, instead of the one app
 	// of the top-level oidc section.
 	Frontends []Frontend
+	// SilentLogin makes the sample page try a silent login (prompt=none)
+	// when a load finds no session.
+	SilentLogin bool
 	// APIs are further sample APIs, name → audience: each is built for its
 	// audience (it serves only tokens whose aud contains it, 401 otherwise;
 	// "" for no check) and served by Envoy at /<name>/ (as /api/ there),
@@ -263,8 +266,11 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	// and under a prefix calls that frontend's endpoints.
 	var apps []spa.App
 	var prefixes []string
+	if len(o.Frontends) == 0 && o.SilentLogin {
+		apps = append(apps, spa.App{Name: "Sample app", SilentLogin: true})
+	}
 	for _, f := range o.Frontends {
-		apps = append(apps, spa.App{Host: f.Host, Name: f.Name, PathPrefix: f.prefix()})
+		apps = append(apps, spa.App{Host: f.Host, Name: f.Name, PathPrefix: f.prefix(), SilentLogin: o.SilentLogin})
 		if p := f.prefix(); p != "/" {
 			prefixes = append(prefixes, p)
 		}

@@ -39,6 +39,9 @@ type App struct {
 	// in the body's data-base and calls <prefix>bff/… and <prefix>api/…;
 	// the longest prefix of a path wins. Any other form panics.
 	PathPrefix string
+	// SilentLogin makes the page try a silent login (prompt=none) when a
+	// load finds no session (data-silent-login="on").
+	SilentLogin bool
 }
 
 // appPrefixRE is what a path prefix may be: as the page itself accepts in
@@ -54,10 +57,14 @@ const (
 // named is the page with name as its heading and in its title, and prefix
 // as its data-base. Only text outside the inline script and style changes,
 // so the CSP's hashes hold.
-func named(name, prefix string) []byte {
+func named(name, prefix string, silent bool) []byte {
 	n := html.EscapeString(name)
 	page := bytes.Replace(indexHTML, []byte(headingHTML), []byte(`<h1 id="app-name">`+n+`</h1>`), 1)
-	page = bytes.Replace(page, []byte(`data-base="/"`), []byte(`data-base="`+prefix+`"`), 1)
+	attrs := `data-base="` + prefix + `"`
+	if silent {
+		attrs += ` data-silent-login="on"`
+	}
+	page = bytes.Replace(page, []byte(`data-base="/"`), []byte(attrs), 1)
 	return bytes.Replace(page, []byte(titleHTML), []byte(`<title>`+n+` · envoy-bff sample app</title>`), 1)
 }
 
@@ -98,7 +105,7 @@ func Handler(apps ...App) http.Handler {
 		if !appPrefixRE.MatchString(prefix) {
 			panic("spa: path prefix " + strconv.Quote(a.PathPrefix) + " of app " + strconv.Quote(a.Name) + " must look like /name/")
 		}
-		pages = append(pages, appPage{strings.ToLower(a.Host), prefix, named(a.Name, prefix)})
+		pages = append(pages, appPage{strings.ToLower(a.Host), prefix, named(a.Name, prefix, a.SilentLogin)})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		page, prefix := pick(pages, hostname(r.Host), r.URL.Path)

@@ -5,13 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // get fetches path from a server running Handler.
@@ -108,9 +111,19 @@ func TestPageStructure(t *testing.T) {
 	})
 	t.Run("no token storage", func(t *testing.T) {
 		t.Parallel()
-		for _, bad := range []string{"localStorage", "sessionStorage", "document.cookie", "access_token", "innerHTML"} {
+		for _, bad := range []string{"localStorage", "document.cookie", "access_token", "innerHTML"} {
 			if strings.Contains(body, bad) {
 				t.Errorf("page uses %s", bad)
+			}
+		}
+		// sessionStorage holds one thing: when a silent login was last tried.
+		allowed := []string{"sessionStorage.getItem(SILENT_KEY)", "sessionStorage.setItem(SILENT_KEY, String(Date.now()))"}
+		if n := strings.Count(body, "sessionStorage"); n != len(allowed) {
+			t.Errorf("page uses sessionStorage %d times, want only %q", n, allowed)
+		}
+		for _, use := range allowed {
+			if !strings.Contains(body, use) {
+				t.Errorf("page lacks %s", use)
 			}
 		}
 	})
@@ -122,7 +135,7 @@ func TestPageStructure(t *testing.T) {
 // stays the same, since the inline script and style do not change.
 func TestAppName(t *testing.T) {
 	t.Parallel()
-	h := Handler(App{Host: "localhost", Name: "shop"}, App{Host: "127.0.0.1", Name: "admin"}, App{Host: "x.example", Name: "<b>&"})
+	h := Handler(App{Host: "localhost", Name: "shop", SilentLogin: true}, App{Host: "127.0.0.1", Name: "admin"}, App{Host: "x.example", Name: "<b>&"})
 	_, plain := get(t, http.MethodGet, "/")
 	wantCSP := contentSecurityPolicy(indexHTML)
 	tests := []struct {
@@ -139,6 +152,9 @@ func TestAppName(t *testing.T) {
 		t.Run(tt.host, func(t *testing.T) {
 			t.Parallel()
 			resp, body := getFrom(t, h, http.MethodGet, tt.host, "/app/x")
+			if silent := regexp.MustCompile(`<body [^>]*data-silent-login="on"`).MatchString(body); silent != strings.Contains(tt.heading, "shop") {
+				t.Errorf("silent login %v on %s; only shop asked for it", silent, tt.host)
+			}
 			if !strings.Contains(body, tt.heading) || !strings.Contains(body, tt.title) {
 				t.Errorf("page for %s lacks %s or %s", tt.host, tt.heading, tt.title)
 			}
@@ -187,18 +203,29 @@ const nodeHarness = `
 const fs = require('fs');
 const input = JSON.parse(fs.readFileSync(0, 'utf8'));
 const els = {};
-const el = (id) => els[id] || (els[id] = { id, hidden: false, disabled: false, textContent: '', className: '', attrs: {}, listeners: {},
-  addEventListener(t, f) { this.listeners[t] = f; }, setAttribute(k, v) { this.attrs[k] = v; } });
+const el = (id) => els[id] || (els[id] = { id, hidden: false, disabled: false, textContent: '', className: '', attrs: {}, listeners: {}, children: [],
+  addEventListener(t, f) { this.listeners[t] = f; }, setAttribute(k, v) { this.attrs[k] = v; },
+  appendChild(c) { this.children.push(c); }, removeChild(c) { this.children = this.children.filter((x) => x !== c); },
+  get firstChild() { return this.children[0]; } });
 const calls = [];
 let navigated = null;
-globalThis.document = { getElementById: el, body: el('body') };
+let replaced = null;
+const sources = [];
+const storage = Object.assign({}, input.storage || {});
+globalThis.document = { getElementById: el, body: el('body'), createElement: () => el('li-' + Math.random()) };
 if (input.base !== undefined) { el('body').attrs['data-base'] = input.base; }
+if (input.silent) { el('body').attrs['data-silent-login'] = 'on'; }
+el('body').attrs['data-state'] = 'loading';
+for (const id of ['anonymous', 'signed-in', 'session-warning', 'session-info', 'ws-result', 'feed']) { el(id).hidden = true; }
 el('body').getAttribute = function (k) { return k in this.attrs ? this.attrs[k] : null; };
 globalThis.window = globalThis;
-globalThis.location = { host: 'app.example:10000', assign(u) { navigated = u; } };
+globalThis.location = { host: 'app.example:10000', protocol: 'http:', pathname: input.pathname || '/', search: input.search || '', hash: '', assign(u) { navigated = u; } };
+globalThis.history = { replaceState(s, t, u) { replaced = u; } };
+globalThis.sessionStorage = { getItem: (k) => (k in storage ? storage[k] : null), setItem: (k, v) => { storage[k] = String(v); } };
+globalThis.EventSource = function (url) { sources.push(url); this.readyState = 0; this.close = () => { this.readyState = 2; }; this.addEventListener = () => {}; };
 globalThis.fetch = async (url, opts) => {
   calls.push({ url, opts });
-  const r = input.responses[url] || { status: 404, body: { error: 'not_found' } };
+  const r = input.responses[(opts.method || 'GET') + ' ' + url] || input.responses[url] || { status: 404, body: { error: 'not_found' } };
   return { ok: r.status >= 200 && r.status < 300, status: r.status, statusText: '',
     json: async () => r.body, headers: { get: () => 'application/json' } };
 };
@@ -207,14 +234,16 @@ const tick = () => new Promise((r) => setTimeout(r, 10));
   new Function(input.script)();
   await tick();
   const snap = () => ({ state: els.body.attrs['data-state'], user: el('user-name').textContent, status: el('status').textContent,
-    statusClass: el('status').className, result: el('api-result').textContent, host: el('app-host').textContent, loginHidden: el('anonymous').hidden, signedInHidden: el('signed-in').hidden });
+    statusClass: el('status').className, result: el('api-result').textContent, host: el('app-host').textContent, loginHidden: el('anonymous').hidden, signedInHidden: el('signed-in').hidden,
+    warningHidden: el('session-warning').hidden, warning: el('session-warning-text').textContent, info: el('session-info').textContent });
   const steps = [{ after: 'load', ...snap() }];
   for (const id of input.clicks) {
     await el(id).listeners.click();
     await tick();
     steps.push({ after: id, ...snap() });
   }
-  process.stdout.write(JSON.stringify({ calls, navigated, steps }));
+  process.stdout.write(JSON.stringify({ calls, navigated, replaced, sources, storage, steps }));
+  process.exit(0); // the page's countdown timer would keep Node alive
 })().catch((e) => { console.error(e); process.exit(1); });
 `
 
@@ -223,11 +252,15 @@ type nodeRun struct {
 	Calls []struct {
 		URL  string `json:"url"`
 		Opts struct {
+			Method      string            `json:"method"`
 			Headers     map[string]string `json:"headers"`
 			Credentials string            `json:"credentials"`
 		} `json:"opts"`
 	} `json:"calls"`
-	Navigated string `json:"navigated"`
+	Navigated string            `json:"navigated"`
+	Replaced  *string           `json:"replaced"`
+	Sources   []string          `json:"sources"`
+	Storage   map[string]string `json:"storage"`
 	Steps     []struct {
 		After          string `json:"after"`
 		State          string `json:"state"`
@@ -238,6 +271,9 @@ type nodeRun struct {
 		Host           string `json:"host"`
 		LoginHidden    bool   `json:"loginHidden"`
 		SignedInHidden bool   `json:"signedInHidden"`
+		WarningHidden  bool   `json:"warningHidden"`
+		Warning        string `json:"warning"`
+		Info           string `json:"info"`
 	} `json:"steps"`
 }
 
@@ -282,7 +318,7 @@ func TestBehaviourInNode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			run := runPage(t, node, script, nil, tt.responses, tt.clicks)
+			run := runPage(t, node, script, afterSilentLogin, tt.responses, tt.clicks)
 			if run.Calls[0].URL != "/bff/user" {
 				t.Errorf("first fetch %s", run.Calls[0].URL)
 			}
@@ -303,14 +339,28 @@ func TestBehaviourInNode(t *testing.T) {
 	}
 }
 
+// pageEnv is where the page runs: its data-base (nil: as served), its
+// location's path and query, and what sessionStorage holds.
+type pageEnv struct {
+	base             *string
+	pathname, search string
+	storage          map[string]string
+	silent           bool // the page's data-silent-login="on"
+}
+
+// afterSilentLogin is the query envoy-bff returns to when the provider
+// answered a silent login with login_required.
+var afterSilentLogin = pageEnv{search: "?bff_login=required"}
+
 // runPage runs script in Node against the stub responses, with the body's
 // data-base set to *base when base is not nil, clicks the buttons and
 // checks that every fetch carried the anti-forgery header.
-func runPage(t *testing.T, node, script string, base *string, responses map[string]stubResponse, clicks []string) nodeRun {
+func runPage(t *testing.T, node, script string, env pageEnv, responses map[string]stubResponse, clicks []string) nodeRun {
 	t.Helper()
-	input := map[string]any{"script": script, "responses": responses, "clicks": append([]string{}, clicks...)}
-	if base != nil {
-		input["base"] = *base
+	input := map[string]any{"script": script, "responses": responses, "clicks": append([]string{}, clicks...),
+		"search": env.search, "pathname": env.pathname, "storage": env.storage, "silent": env.silent}
+	if env.base != nil {
+		input["base"] = *env.base
 	}
 	in, err := json.Marshal(input)
 	if err != nil {
@@ -411,15 +461,15 @@ func TestAppUnderPrefix(t *testing.T) {
 		wantHost      string
 	}{
 		{"log in", "/partner/", map[string]stubResponse{"/partner/bff/user": {401, nil}}, []string{"login"}, []string{"/partner/bff/user"}, "/partner/bff/login?returnUrl=/partner/", "app.example:10000/partner"},
-		{"call api", "/partner/", map[string]stubResponse{"/partner/bff/user": user, "/partner/api/whoami": whoami}, []string{"call-api"}, []string{"/partner/bff/user", "/partner/api/whoami"}, "", "app.example:10000/partner"},
-		{"log out without logoutUrl", "/partner/", map[string]stubResponse{"/partner/bff/user": user}, []string{"logout"}, []string{"/partner/bff/user"}, "/partner/bff/logout", "app.example:10000/partner"},
+		{"call api", "/partner/", map[string]stubResponse{"/partner/bff/user": user, "/partner/api/whoami": whoami}, []string{"call-api"}, []string{"/partner/bff/user", "/partner/bff/session", "/partner/api/whoami"}, "", "app.example:10000/partner"},
+		{"log out without logoutUrl", "/partner/", map[string]stubResponse{"/partner/bff/user": user}, []string{"logout"}, []string{"/partner/bff/user", "/partner/bff/session"}, "/partner/bff/logout", "app.example:10000/partner"},
 		{"foreign base refused", "//evil.example/", map[string]stubResponse{"/bff/user": {401, nil}}, []string{"login"}, []string{"/bff/user"}, "/bff/login?returnUrl=/", "app.example:10000"},
 		{"odd base refused", "/a b/", map[string]stubResponse{"/bff/user": {401, nil}}, []string{"login"}, []string{"/bff/user"}, "/bff/login?returnUrl=/", "app.example:10000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			run := runPage(t, node, script, &tt.base, tt.responses, tt.clicks)
+			run := runPage(t, node, script, pageEnv{base: &tt.base, search: "?bff_login=required"}, tt.responses, tt.clicks)
 			var calls []string
 			for _, c := range run.Calls {
 				calls = append(calls, c.URL)
@@ -432,4 +482,152 @@ func TestAppUnderPrefix(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSilentLoginInNode: an anonymous page tries one silent login
+// (prompt=none) back to where it is; envoy-bff's ?bff_login=required marker
+// ends the attempt (and leaves the URL), and a recent attempt is not repeated
+// even when the marker is lost, so the page can never loop.
+func TestSilentLoginInNode(t *testing.T) {
+	t.Parallel()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node not installed: this behaviour test needs Node.js (it never skips)")
+	}
+	_, page := get(t, http.MethodGet, "/")
+	script := between(t, page, "<script>", "</script>")
+	now := time.Now().UnixMilli()
+	recent := map[string]string{"envoy-bff-silent-login:/": strconv.FormatInt(now-5_000, 10)}
+	stale := map[string]string{"envoy-bff-silent-login:/": strconv.FormatInt(now-120_000, 10)}
+	partner := "/partner/"
+	anonymous := map[string]stubResponse{"/bff/user": {401, nil}, "/partner/bff/user": {401, nil}}
+	user := map[string]stubResponse{"/bff/user": {200, map[string]any{"sub": "u1"}}}
+	tests := []struct {
+		name          string
+		env           pageEnv
+		responses     map[string]stubResponse
+		wantNavigated string
+		wantReplaced  string // "" means the URL was left alone
+		wantStatus    string
+		wantState     string
+	}{
+		{"first load tries silently", pageEnv{silent: true}, anonymous, "/bff/login?prompt=none&returnUrl=%2F", "", "Trying silent login", "loading"},
+		{"returns to the same place", pageEnv{silent: true, pathname: "/orders/7", search: "?tab=2"}, anonymous, "/bff/login?prompt=none&returnUrl=%2Forders%2F7%3Ftab%3D2", "", "Trying silent login", "loading"},
+		{"app under a prefix", pageEnv{silent: true, base: &partner, pathname: "/partner/"}, anonymous, "/partner/bff/login?prompt=none&returnUrl=%2Fpartner%2F", "", "Trying silent login", "loading"},
+		{"provider wants a login", pageEnv{silent: true, pathname: "/orders", search: "?bff_login=required&tab=2"}, anonymous, "", "/orders?tab=2", "the provider needs you to log in", "anonymous"},
+		{"recent attempt not repeated", pageEnv{silent: true, storage: recent}, anonymous, "", "", "Not signed in.", "anonymous"},
+		{"stale attempt repeated", pageEnv{silent: true, storage: stale}, anonymous, "/bff/login?prompt=none&returnUrl=%2F", "", "Trying silent login", "loading"},
+		{"off unless the app asks", pageEnv{}, anonymous, "", "", "Not signed in.", "anonymous"},
+		{"silent login worked", pageEnv{silent: true, search: "?x=1"}, user, "", "", "Signed in", "authenticated"},
+		{"marker removed when signed in", pageEnv{silent: true, search: "?bff_login=required"}, user, "", "/", "Signed in", "authenticated"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			run := runPage(t, node, script, tt.env, tt.responses, nil)
+			last := run.Steps[len(run.Steps)-1]
+			if run.Navigated != tt.wantNavigated {
+				t.Errorf("navigated to %q, want %q", run.Navigated, tt.wantNavigated)
+			}
+			replaced := ""
+			if run.Replaced != nil {
+				replaced = *run.Replaced
+			}
+			if replaced != tt.wantReplaced {
+				t.Errorf("URL replaced by %q, want %q", replaced, tt.wantReplaced)
+			}
+			if !strings.Contains(last.Status, tt.wantStatus) || last.State != tt.wantState {
+				t.Errorf("final step %+v, want status %q state %s", last, tt.wantStatus, tt.wantState)
+			}
+			if tt.wantNavigated != "" && len(run.Storage) == 0 {
+				t.Error("a silent login was tried without remembering it (the loop guard)")
+			}
+		})
+	}
+}
+
+// TestSessionStatusInNode: a signed-in page reads /bff/session (GET, which
+// does not extend the session), counts down to the earlier of the idle and
+// absolute expiry on the server's clock, warns in the last two minutes, and
+// extends only when the user asks (POST); it follows the SSE feed.
+func TestSessionStatusInNode(t *testing.T) {
+	t.Parallel()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node not installed: this behaviour test needs Node.js (it never skips)")
+	}
+	_, page := get(t, http.MethodGet, "/")
+	script := between(t, page, "<script>", "</script>")
+	now := time.Now().Unix()
+	status := func(serverNow, idle, absolute int64) stubResponse {
+		return stubResponse{200, map[string]any{"now": serverNow, "idleExpiresAt": serverNow + idle, "absoluteExpiresAt": serverNow + absolute,
+			"accessTokenExpiresAt": serverNow + 60, "idleTimeout": 1800}}
+	}
+	user := stubResponse{200, map[string]any{"sub": "u1", "name": "U One"}}
+	tests := []struct {
+		name         string
+		session      stubResponse
+		extended     stubResponse
+		clicks       []string
+		wantWarning  bool
+		wantInfo     string
+		wantStatus   string
+		wantMethods  string
+		wantSignedIn bool
+	}{
+		{"plenty left", status(now, 600, 3600), stubResponse{}, nil, false, "Session ends in 10:00", "Signed in", "GET GET", true},
+		{"idle ends soon", status(now, 90, 3600), stubResponse{}, nil, true, "Session ends in 1:30", "Signed in", "GET GET", true},
+		{"absolute ends first", status(now, 600, 60), stubResponse{}, nil, true, "Session ends in 1:00", "Signed in", "GET GET", true},
+		{"server clock behind", status(now-1000, 600, 3600), stubResponse{}, nil, false, "Session ends in 10:00", "Signed in", "GET GET", true},
+		{"extend on request", status(now, 90, 3600), status(now, 1800, 3600), []string{"extend"}, false, "Session ends in 30:00", "Session extended", "GET GET POST", true},
+		{"already ended", stubResponse{401, map[string]any{"error": "unauthenticated"}}, stubResponse{}, nil, false, "", "Session ended", "GET GET", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			responses := map[string]stubResponse{"/bff/user": user, "GET /bff/session": tt.session}
+			if tt.extended.Status != 0 {
+				responses["POST /bff/session"] = tt.extended
+			}
+			run := runPage(t, node, script, afterSilentLogin, responses, tt.clicks)
+			last := run.Steps[len(run.Steps)-1]
+			var methods []string
+			for _, c := range run.Calls {
+				if c.Opts.Method == "" {
+					c.Opts.Method = "GET"
+				}
+				methods = append(methods, c.Opts.Method)
+			}
+			if got := strings.Join(methods, " "); got != tt.wantMethods {
+				t.Errorf("methods %q, want %q (GET /bff/session must not be turned into an extension)", got, tt.wantMethods)
+			}
+			// One second may pass between the answer and the snapshot.
+			if tt.wantInfo != "" && !strings.Contains(last.Info, tt.wantInfo) && !strings.Contains(last.Info, secondLess(tt.wantInfo)) {
+				t.Errorf("session info %q, want %q", last.Info, tt.wantInfo)
+			}
+			if last.WarningHidden == tt.wantWarning {
+				t.Errorf("warning shown %v (%q), want %v", !last.WarningHidden, last.Warning, tt.wantWarning)
+			}
+			if !strings.Contains(last.Status, tt.wantStatus) || (last.State == "authenticated") != tt.wantSignedIn {
+				t.Errorf("final step %+v", last)
+			}
+			wantSources := 0
+			if tt.wantSignedIn {
+				wantSources = 1
+			}
+			if len(run.Sources) != wantSources || (wantSources == 1 && run.Sources[0] != "/api/events") {
+				t.Errorf("EventSources %v, want %d of /api/events", run.Sources, wantSources)
+			}
+		})
+	}
+}
+
+// secondLess is "… m:ss" one second earlier ("… 10:00" → "… 9:59").
+func secondLess(s string) string {
+	i := strings.LastIndex(s, " ")
+	m, sec, _ := strings.Cut(s[i+1:], ":")
+	mi, _ := strconv.Atoi(m)
+	si, _ := strconv.Atoi(sec)
+	total := mi*60 + si - 1
+	return fmt.Sprintf("%s %d:%02d", s[:i], total/60, total%60)
 }

@@ -167,6 +167,10 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *se
 	if err := checkAsked(ls, id.acr, id.authTime, now); err != nil {
 		return nil, err
 	}
+	claims, err := h.loginClaims(ctx, d, tok.AccessToken, id)
+	if err != nil {
+		return nil, err
+	}
 	rec := &sessionpb.Session{
 		Issuer:                     h.cfg.Issuer,
 		Subject:                    id.token.Subject,
@@ -180,7 +184,7 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *se
 		AccessTokenIssuedAtUnixMs:  start.UnixMilli(),
 		CreatedAtUnixMs:            now.UnixMilli(),
 		AbsoluteExpiresAtUnixMs:    now.Add(h.lifetime).UnixMilli(),
-		ClaimsJson:                 id.claims,
+		ClaimsJson:                 claims,
 		Scope:                      tokenString(tok, "scope"),
 		Acr:                        id.acr,
 		AuthTimeUnix:               id.authTime,

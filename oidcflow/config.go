@@ -54,6 +54,13 @@ type Config struct {
 	// 7009 endpoint (when it has one) whenever the session ends: logout,
 	// back-channel logout, administration.
 	RevokeTokens bool `yaml:"revoke_tokens"`
+	// UserinfoClaims merges the provider's UserInfo claims into the
+	// session's claims (/user, identity headers, claim requirements): asked
+	// once after the code exchange and once after each refresh grant, never
+	// per request. UserInfo adds and updates profile claims but never the
+	// ID token's protocol claims (protectedClaims), and its sub must be the
+	// ID token's. The provider must list a userinfo_endpoint.
+	UserinfoClaims bool `yaml:"userinfo_claims"`
 }
 
 // ClientTokenConfig is one client-credentials token: what to ask the token

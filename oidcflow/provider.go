@@ -54,6 +54,8 @@ type discovered struct {
 	issParam bool
 	// logout verifies back-channel logout tokens against the provider's JWKS.
 	logout *logoutVerifier
+	// userinfo is the UserInfo endpoint ("" if none).
+	userinfo string
 }
 
 // providerMetadata is the part of the discovery document go-oidc does not expose.
@@ -156,6 +158,9 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 	if len(meta.CodeChallengeMethods) > 0 && !slices.Contains(meta.CodeChallengeMethods, "S256") {
 		p.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: provider does not list PKCE S256; sending it anyway")
 	}
+	if p.cfg.UserinfoClaims && op.UserInfoEndpoint() == "" {
+		return nil, errNoUserinfoEndpoint
+	}
 	endpoint := op.Endpoint()
 	clientAuth := chooseClientAuth(p.cfg.ClientAuth, meta.TokenEndpointAuthMethods)
 	endpoint.AuthStyle = authStyle(clientAuth)
@@ -185,6 +190,7 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 		revocation: meta.RevocationEndpoint,
 		issParam:   meta.IssParameterSupported,
 		logout:     newLogoutVerifier(p.cfg.Issuer, p.cfg.ClientID, keys, meta.SigningAlgs, p.now),
+		userinfo:   op.UserInfoEndpoint(),
 	}, nil
 }
 

@@ -81,8 +81,13 @@ func (r *Refresher) Refresh(ctx context.Context, id session.ID, s *sessionpb.Ses
 	if !r.due(s, r.now()) {
 		return s, nil
 	}
-	// Lock wait, one provider call, and the store round trips around it.
-	f := r.flights.do(ctx, id, 3*r.cfg.ProviderTimeout, func(ctx context.Context) (*sessionpb.Session, error) {
+	// Lock wait, one provider call (two with UserInfo), and the store
+	// round trips around it.
+	budget := 3 * r.cfg.ProviderTimeout
+	if r.cfg.UserinfoClaims {
+		budget += r.cfg.ProviderTimeout
+	}
+	f := r.flights.do(ctx, id, budget, func(ctx context.Context) (*sessionpb.Session, error) {
 		return r.attempt(ctx, id, s)
 	})
 	var err error
@@ -186,6 +191,9 @@ func (r *Refresher) renew(ctx context.Context, id session.ID, cur *sessionpb.Ses
 			return latest, nil // another replica got through while our call hung
 		}
 		return nil, fmt.Errorf("refresh session %s: %w", tag, err)
+	}
+	if r.cfg.UserinfoClaims {
+		r.refreshClaims(ctx, d, tag, cur, next)
 	}
 	select {
 	case <-lease.Lost():

@@ -15,7 +15,8 @@ import (
 func TestLoadFrontends(t *testing.T) {
 	t.Parallel()
 	c, err := loadConfig("testdata/frontends.yaml", env(map[string]string{
-		"ENVOY_BFF_FRONTENDS_ADMIN_OIDC_CLIENT_SECRET": "from-env",
+		"ENVOY_BFF_FRONTENDS_ADMIN_OIDC_CLIENT_SECRET":   "from-env",
+		"ENVOY_BFF_FRONTENDS_ADMIN_OIDC_USERINFO_CLAIMS": "true",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +46,9 @@ func TestLoadFrontends(t *testing.T) {
 	}
 	if shop.Session.IdleTimeout != 20*time.Minute || admin.Session.IdleTimeout != 5*time.Minute {
 		t.Errorf("idle timeouts: shop %v (want the global 20m), admin %v (its own 5m)", shop.Session.IdleTimeout, admin.Session.IdleTimeout)
+	}
+	if !admin.OIDC.UserinfoClaims || shop.OIDC.UserinfoClaims {
+		t.Errorf("userinfo_claims: admin %v (set by its variable), shop %v (default false)", admin.OIDC.UserinfoClaims, shop.OIDC.UserinfoClaims)
 	}
 	if len(shop.OIDC.Scopes) == 0 || shop.OIDC.ProviderTimeout == 0 {
 		t.Errorf("shop's oidc lacks the package defaults: %+v", shop.OIDC)

@@ -55,6 +55,9 @@ type Provider struct {
 	failNextError     grantError
 	exchangeGate      chan struct{} // non-nil: exchanges wait until it is closed
 	heldExchanges     atomic.Int64
+
+	userInfo      map[string]map[string]any // by sub: claims /userinfo adds
+	userInfoError int                       // != 0: /userinfo answers this status
 }
 
 // authCode is one issued authorization code.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -26,9 +27,52 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request, issuer
 		return
 	}
 	u := p.cfg.User
-	writeJSON(w, http.StatusOK, map[string]any{
+	claims := map[string]any{
 		"sub": u.Subject, "name": u.Name, "email": u.Email, "email_verified": true, "preferred_username": u.PreferredUsername,
-	})
+	}
+	p.mu.Lock()
+	status := p.userInfoError
+	maps.Copy(claims, p.userInfo[u.Subject])
+	p.mu.Unlock()
+	if status != 0 {
+		writeOAuthError(w, status, "server_error", "userinfo failure injected by the test")
+		return
+	}
+	writeJSON(w, http.StatusOK, claims)
+}
+
+// SetUserInfo makes /userinfo answer claims on top of the user's own for
+// the user whose `sub` is sub: claims only UserInfo carries, or overrides
+// of the ID token's (even of `sub`, to test a relying party's subject
+// check). nil drops them. The provider signs in one user
+// (ProviderConfig.User), so only its subject is ever asked for.
+func (p *Provider) SetUserInfo(sub string, claims map[string]any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.userInfo == nil {
+		p.userInfo = map[string]map[string]any{}
+	}
+	if claims == nil {
+		delete(p.userInfo, sub)
+		return
+	}
+	p.userInfo[sub] = maps.Clone(claims)
+}
+
+// SetUserInfoError makes /userinfo answer every valid request with status
+// (e.g. 500) and an OAuth error body; 0 answers claims again.
+func (p *Provider) SetUserInfoError(status int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.userInfoError = status
+}
+
+// UserInfoCount is how many requests /userinfo has received, answered or
+// not (Stats.UserinfoRequests).
+func (p *Provider) UserInfoCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats.UserinfoRequests
 }
 
 // liveUserToken reports whether tok is an unexpired, unrevoked user access token of this issuer.

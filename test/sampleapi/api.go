@@ -100,6 +100,9 @@ type Whoami struct {
 	Scope string `json:"scope,omitempty"`
 	// TokenError says why a presented token was not accepted.
 	TokenError string `json:"token_error,omitempty"`
+	// UserHeaders are the X-User-* request headers (envoy-bff's identity
+	// headers in the tests' configs), by canonical name, values joined by ", ".
+	UserHeaders map[string]string `json:"user_headers,omitempty"`
 }
 
 // New validates cfg and builds the API; it fetches nothing until the first request.
@@ -186,6 +189,14 @@ func (a *API) reject(w http.ResponseWriter, out Whoami) {
 // whoami builds the answer for r and reports whether it carried a verified token.
 func (a *API) whoami(r *http.Request) (Whoami, bool) {
 	out := Whoami{CookieNames: cookieNames(r.Header), APIAudience: a.cfg.Audience}
+	for k, vs := range r.Header {
+		if strings.HasPrefix(k, "X-User-") {
+			if out.UserHeaders == nil {
+				out.UserHeaders = map[string]string{}
+			}
+			out.UserHeaders[k] = strings.Join(vs, ", ")
+		}
+	}
 	for _, n := range out.CookieNames {
 		if n == a.cfg.SessionCookieName {
 			out.SawSessionCookie = true

@@ -471,3 +471,18 @@ func TestNoAudienceStats(t *testing.T) {
 		t.Errorf("audience %q", e.api.Audience())
 	}
 }
+
+func TestWhoamiUserHeaders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	got := e.whoami(t, http.Header{"X-User-Department": {"research"}, "X-User-Sub": {"a", "b"}, "X-Other": {"no"}})
+	want := map[string]string{"X-User-Department": "research", "X-User-Sub": "a, b"}
+	if len(got.UserHeaders) != len(want) {
+		t.Fatalf("user_headers = %v, want %v", got.UserHeaders, want)
+	}
+	for k, v := range want {
+		if got.UserHeaders[k] != v {
+			t.Errorf("user_headers[%s] = %q, want %q", k, got.UserHeaders[k], v)
+		}
+	}
+}

@@ -134,14 +134,30 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request, issue
 		fail(e, "authorization refused by test hook")
 		return
 	}
-	if q.Get("prompt") == "none" && p.noSilentLogin {
+	silent := q.Get("prompt") == "none"
+	if silent && p.noSilentLogin {
 		p.mu.Unlock()
 		fail("login_required", "the user must sign in")
 		return
 	}
+	var s *opSession
+	if p.cfg.BrowserSessions {
+		s = p.browserSessionLocked(r)
+		if s == nil && silent {
+			p.mu.Unlock()
+			fail("login_required", "no session at the provider for this browser")
+			return
+		}
+	}
 	p.sweepCodesLocked(now)
-	s := &opSession{sid: p.random(16), authTime: now, acr: p.reachACR(q.Get("acr_values")), clients: map[string]bool{c.ID: true}}
-	p.sessions[s.sid] = s
+	if s == nil || !silent {
+		s = &opSession{sid: p.random(16), authTime: now, acr: p.reachACR(q.Get("acr_values")), clients: map[string]bool{}}
+		p.sessions[s.sid] = s
+		if p.cfg.BrowserSessions {
+			http.SetCookie(w, &http.Cookie{Name: browserSessionCookie, Value: s.sid, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		}
+	}
+	s.clients[c.ID] = true
 	code := p.random(32)
 	p.codes[code] = &authCode{
 		clientID:    c.ID,
@@ -155,6 +171,23 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request, issue
 	p.stats.Authorizations++
 	p.mu.Unlock()
 	redirectWith(w, redirect, url.Values{"code": {code}, "state": {state}, "iss": {issuer}})
+}
+
+// browserSessionCookie names the browser's session at the provider
+// (ProviderConfig.BrowserSessions).
+const browserSessionCookie = "oidctest_session"
+
+// browserSessionLocked is the live provider session r's cookie names, or nil.
+func (p *Provider) browserSessionLocked(r *http.Request) *opSession {
+	ck, err := r.Cookie(browserSessionCookie)
+	if err != nil {
+		return nil
+	}
+	s := p.sessions[ck.Value]
+	if s == nil || s.ended {
+		return nil
+	}
+	return s
 }
 
 // reachACR is the acr a login asking for acrValues reaches (see

@@ -64,6 +64,12 @@ type ProviderConfig struct {
 	// not its whole family, as RFC 7009 allows and some providers do; a client
 	// must then revoke the refresh token it holds last, not an earlier one.
 	RevokeOnlyPresentedToken bool
+	// BrowserSessions makes the provider remember the browser, as a real
+	// one does: an interactive authorization sets a session cookie, and a
+	// silent one (prompt=none) succeeds only with the cookie of a session
+	// that has not ended (by /end_session or EndSession), else it answers
+	// login_required. Off: every authorization signs the user in at once.
+	BrowserSessions bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Rand is the source of codes, token IDs and keys (default crypto/rand.Reader).

@@ -277,3 +277,76 @@ func TestPublicClient(t *testing.T) {
 		t.Errorf("public client_credentials: %d %q", res.Status, res.Error)
 	}
 }
+
+// TestBrowserSessions: with BrowserSessions, a silent authorization needs
+// the cookie of a live session at the provider (single sign-on) and joins
+// that session; without one, or after the session ended, it answers
+// login_required. An interactive one always starts a new session.
+func TestBrowserSessions(t *testing.T) {
+	e := newEnv(t, func(c *ProviderConfig) { c.BrowserSessions = true })
+	silent := authorizeParams()
+	silent.Set("prompt", "none")
+	outcome := func(resp *http.Response) (code, errCode string) {
+		t.Helper()
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("authorize: status %d", resp.StatusCode)
+		}
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loc.Query().Get("code"), loc.Query().Get("error")
+	}
+	withCookie := func(q url.Values, ck *http.Cookie) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, e.srv.URL+PathAuthorize+"?"+q.Encode(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ck != nil {
+			req.AddCookie(ck)
+		}
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = resp.Body.Close() })
+		return resp
+	}
+	sidOf := func(code string) string {
+		t.Helper()
+		res := e.exchange(t, code)
+		claims, _ := verify(t, e.jwks(t), res.IDToken)
+		sid, _ := claims["sid"].(string)
+		return sid
+	}
+
+	if _, errCode := outcome(withCookie(silent, nil)); errCode != "login_required" {
+		t.Fatalf("silent without a session: error %q, want login_required", errCode)
+	}
+	resp := withCookie(authorizeParams(), nil)
+	var ck *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == browserSessionCookie {
+			ck = c
+		}
+	}
+	code, _ := outcome(resp)
+	if ck == nil || code == "" || !ck.HttpOnly {
+		t.Fatalf("interactive authorization: code %q, cookie %v", code, ck)
+	}
+	first := sidOf(code)
+	code, errCode := outcome(withCookie(silent, ck))
+	if code == "" || errCode != "" {
+		t.Fatalf("silent with the session's cookie: code %q error %q", code, errCode)
+	}
+	if sid := sidOf(code); sid != first {
+		t.Fatalf("silent login got sid %q, want the browser's session %q", sid, first)
+	}
+	if !e.p.EndSession(t.Context(), first) {
+		t.Fatal("EndSession found no session")
+	}
+	if _, errCode := outcome(withCookie(silent, ck)); errCode != "login_required" {
+		t.Fatalf("silent after the session ended: error %q, want login_required", errCode)
+	}
+}

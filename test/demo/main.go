@@ -40,6 +40,7 @@ func options(dir string, port int, redisURL string) harness.Options {
 		RedisURL:       redisURL,
 		AccessTokenTTL: 5 * time.Minute,
 		Frontends:      frontends,
+		SilentLogin:    true,
 	}
 }
 
@@ -48,7 +49,8 @@ const usage = `Usage: envoy-bff-demo [flags]
 Starts the envoy-bff demo: Envoy on port 10000 in front of one envoy-bff
 serving two apps, "shop" at http://localhost:10000 and "admin" at
 http://127.0.0.1:10000, each a client of a local OpenID provider that signs
-"Demo User" in without a form; a sample SPA and a sample API behind both.
+"Demo User" in without a form and remembers the browser (so a silent login
+works after a first login); a sample SPA and a sample API behind both.
 Ctrl-C stops every process it started.
 
 Flags:
@@ -125,9 +127,14 @@ func banner(s *harness.Stack, redisURL, logDir string) string {
   envoy-bff demo is running (%s): one envoy-bff, two apps.
 
 %s
-  Log in to shop, then open admin: still logged out, its session is its own.
-  Log in to admin too: no form, as with single sign-on at the provider (this
-  one signs the demo user in at once). Log out of one: the other stays in.
+  Open shop: it first tries a silent login; the provider has no session for
+  this browser yet, so the page offers Log in. Log in to shop (this provider
+  signs the demo user in without a form), then open admin: it signs in
+  silently (single sign-on at the provider), with a session of its own.
+  Signed in, a page counts down to its session's end, warns in the last two
+  minutes, and shows a live feed (Server-Sent Events) from the API.
+  Log out of either: the provider's session ends, and its back-channel
+  logout ends the other app's session too.
 
   Provider: %s   Logs: %s
   Ctrl-C stops everything.

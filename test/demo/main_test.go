@@ -50,7 +50,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("frontends %+v", s.Frontends)
 	}
 	out := banner(s, "", "/tmp/x")
-	for _, want := range []string{"shop   " + shop.URL(s) + "\n", "admin  " + admin.URL(s) + "\n", "Log in to shop", s.IssuerURL} {
+	for _, want := range []string{"shop   " + shop.URL(s) + "\n", "admin  " + admin.URL(s) + "\n", "Log in to shop", "silent login", s.IssuerURL} {
 		if !strings.Contains(out, want) {
 			t.Errorf("banner lacks %q:\n%s", want, out)
 		}
@@ -79,6 +79,12 @@ func TestDemo(t *testing.T) {
 		}
 	}
 
+	// The page's first silent login: no session at the provider yet, so
+	// back to the page with the marker.
+	if code, final := b.follow(shop.URL(s) + "/bff/login?prompt=none&returnUrl=/"); code != http.StatusOK || final != shop.URL(s)+"/?bff_login=required" {
+		t.Fatalf("shop's silent login before any login ended at %s with %d", final, code)
+	}
+
 	// Log in to shop: admin is still anonymous, its session is its own.
 	if code, final := b.follow(shop.URL(s) + "/bff/login?returnUrl=/"); code != http.StatusOK || final != shop.URL(s)+"/" {
 		t.Fatalf("shop login ended at %s with %d", final, code)
@@ -97,16 +103,19 @@ func TestDemo(t *testing.T) {
 		t.Errorf("admin /bff/user after the shop login: %d %v", code, m)
 	}
 	// Even shop's session ID under admin's cookie name is no session there.
-	b.cookies[admin.Host] = map[string]string{admin.CookieName(): shopCookie}
+	if b.cookies[admin.Host] == nil {
+		b.cookies[admin.Host] = map[string]string{}
+	}
+	b.cookies[admin.Host][admin.CookieName()] = shopCookie
 	if code, m := user(admin); code != http.StatusUnauthorized {
 		t.Errorf("admin /bff/user with shop's session ID: %d %v", code, m)
 	}
-	delete(b.cookies, admin.Host)
+	delete(b.cookies[admin.Host], admin.CookieName()) // the provider's, on the same host, stays
 
-	// Log in to admin (no form at the local provider), then log out of shop:
-	// admin stays logged in.
-	if code, final := b.follow(admin.URL(s) + "/bff/login?returnUrl=/"); code != http.StatusOK || final != admin.URL(s)+"/" {
-		t.Fatalf("admin login ended at %s with %d", final, code)
+	// Admin's silent login: single sign-on at the provider. Then log out
+	// of shop: the provider's session ends, and with it admin's.
+	if code, final := b.follow(admin.URL(s) + "/bff/login?prompt=none&returnUrl=/"); code != http.StatusOK || final != admin.URL(s)+"/" {
+		t.Fatalf("admin's silent login ended at %s with %d", final, code)
 	}
 	if code, m := user(admin); code != http.StatusOK || m["name"] != "Demo User" {
 		t.Fatalf("admin /bff/user after its login: %d %v", code, m)
@@ -122,8 +131,11 @@ func TestDemo(t *testing.T) {
 	if code, m := user(shop); code != http.StatusUnauthorized {
 		t.Errorf("shop /bff/user after its logout: %d %v", code, m)
 	}
-	if code, m := user(admin); code != http.StatusOK {
-		t.Errorf("admin /bff/user after shop's logout: %d %v", code, m)
+	if code, m := user(admin); code != http.StatusUnauthorized {
+		t.Errorf("admin /bff/user after shop's logout (single logout): %d %v", code, m)
+	}
+	if code, final := b.follow(admin.URL(s) + "/bff/login?prompt=none&returnUrl=/"); code != http.StatusOK || final != admin.URL(s)+"/?bff_login=required" {
+		t.Errorf("admin's silent login after the logout ended at %s with %d", final, code)
 	}
 }
 

@@ -63,7 +63,9 @@ type Options struct {
 	// of the top-level oidc section.
 	Frontends []Frontend
 	// SilentLogin makes the sample page try a silent login (prompt=none)
-	// when a load finds no session.
+	// when a load finds no session, and the local provider remember the
+	// browser (oidctest.ProviderConfig.BrowserSessions), as a real one does,
+	// so that a silent login without a session there is login_required.
 	SilentLogin bool
 	// APIs are further sample APIs, name → audience: each is built for its
 	// audience (it serves only tokens whose aud contains it, 401 otherwise;
@@ -420,7 +422,8 @@ func bearerIssuer(auth string) string {
 // startProvider runs the local OpenID provider for the stack.
 func (s *Stack) startProvider(o Options) error {
 	pcfg := oidctest.ProviderConfig{
-		AccessTokenTTL: o.AccessTokenTTL,
+		AccessTokenTTL:  o.AccessTokenTTL,
+		BrowserSessions: o.SilentLogin,
 		Clients: []oidctest.Client{{
 			ID:                     ClientID,
 			Secret:                 ClientSecret,

@@ -147,6 +147,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		Logger:           slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:              e.clock.Now,
 		AbsoluteLifetime: scfg.AbsoluteLifetime,
+		IdleTimeout:      scfg.IdleTimeout,
 	}
 	if o.deps != nil {
 		o.deps(&deps)

@@ -72,6 +72,7 @@ func newRealEnv(t *testing.T, providerTimeout time.Duration) *realEnv {
 	e.flow, err = oidcflow.NewHandler(cfg, oidcflow.Deps{
 		Store: e.store, Cookie: scfg.Cookie, Antiforgery: anti, Logger: logger, Now: e.clock.Now,
 		AbsoluteLifetime: scfg.AbsoluteLifetime,
+		IdleTimeout:      scfg.IdleTimeout,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,5 @@
 // Package oidcflow is everything that talks to the OpenID provider: the
-// browser endpoints (login, callback, user, logout) served by Handler, and
+// browser endpoints (login, callback, user, session, logout) served by Handler, and
 // token refresh by Refresher, and client-credentials tokens by ClientTokens.
 // All share one Provider, discovered in the background (Handler.Start) and
 // built once: the OAuth 2.0 client with PKCE and the go-oidc ID-token

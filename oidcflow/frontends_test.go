@@ -102,11 +102,11 @@ func TestLoginReturnsToItsFrontend(t *testing.T) {
 		t.Errorf("anonymous logout: %d %q", r.Status, r.location())
 	}
 	if _, err := NewHandler(e.cfg, Deps{Store: e.store, Cookie: e.h.cookie, Antiforgery: e.h.antiforgery,
-		AbsoluteLifetime: e.h.lifetime, Provider: e.h.provider, Home: "/admin"}); err == nil || !strings.Contains(err.Error(), "deps.Home") {
+		AbsoluteLifetime: e.h.lifetime, IdleTimeout: e.h.idle, Provider: e.h.provider, Home: "/admin"}); err == nil || !strings.Contains(err.Error(), "deps.Home") {
 		t.Errorf("Home without its trailing slash: %v", err)
 	}
 	if _, err := NewHandler(e.cfg, Deps{Store: e.store, Cookie: e.h.cookie, Antiforgery: e.h.antiforgery,
-		AbsoluteLifetime: e.h.lifetime, Provider: e.h.provider, Frontend: "Shop"}); err == nil || !strings.Contains(err.Error(), "deps.Frontend") {
+		AbsoluteLifetime: e.h.lifetime, IdleTimeout: e.h.idle, Provider: e.h.provider, Frontend: "Shop"}); err == nil || !strings.Contains(err.Error(), "deps.Frontend") {
 		t.Errorf("a bad frontend name: %v", err)
 	}
 }

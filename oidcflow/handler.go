@@ -45,6 +45,9 @@ type Deps struct {
 	// AbsoluteLifetime ends a session this long after login however busy
 	// (session.Config.AbsoluteLifetime). Required.
 	AbsoluteLifetime time.Duration
+	// IdleTimeout ends a session unused this long (session.Config.IdleTimeout);
+	// <prefix>session reports it. Required by NewHandler.
+	IdleTimeout time.Duration
 	// Revoker revokes refresh tokens when sessions end; nil means the
 	// provider's RFC 7009 endpoint when Config.RevokeTokens is set.
 	Revoker Revoker
@@ -68,7 +71,7 @@ type Deps struct {
 func LoginCookieName(sessionCookie string) string { return sessionCookie + "-login" }
 
 // Handler serves the browser endpoints under the configured prefix:
-// login, callback, user and logout. It is safe for concurrent use; all it
+// login, callback, user, session and logout. It is safe for concurrent use; all it
 // needs per request is built by NewHandler and by provider discovery.
 type Handler struct {
 	cfg         Config
@@ -81,6 +84,7 @@ type Handler struct {
 	now         func() time.Time
 	rand        io.Reader
 	lifetime    time.Duration
+	idle        time.Duration
 	revoker     Revoker
 	metrics     *Metrics
 	home        string
@@ -88,7 +92,7 @@ type Handler struct {
 
 	sessions *Sessions
 
-	loginPath, callbackPath, userPath, logoutPath, backchannelPath string
+	loginPath, callbackPath, userPath, sessionPath, logoutPath, backchannelPath string
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -111,6 +115,9 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 	if deps.AbsoluteLifetime <= 0 {
 		errs = append(errs, errors.New("deps.AbsoluteLifetime: must be positive"))
 	}
+	if deps.IdleTimeout <= 0 {
+		errs = append(errs, errors.New("deps.IdleTimeout: must be positive"))
+	}
 	if !validRoutePrefix(deps.Home) {
 		errs = append(errs, fmt.Errorf(`deps.Home: must start and end with "/" (such as / or /admin/), got %q`, deps.Home))
 	}
@@ -129,6 +136,7 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 		now:          deps.Now,
 		rand:         deps.Rand,
 		lifetime:     deps.AbsoluteLifetime,
+		idle:         deps.IdleTimeout,
 		revoker:      deps.Revoker,
 		metrics:      deps.Metrics,
 		home:         deps.Home,
@@ -136,6 +144,7 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 		loginPath:    cfg.PathPrefix + "/login",
 		callbackPath: cfg.PathPrefix + "/callback",
 		userPath:     cfg.PathPrefix + "/user",
+		sessionPath:  cfg.PathPrefix + "/session",
 		logoutPath:   cfg.PathPrefix + "/logout",
 		sessions: &Sessions{frontend: deps.Frontend, issuer: cfg.Issuer, store: deps.Store, revoker: deps.Revoker,
 			logger: deps.Logger, metrics: deps.Metrics},
@@ -208,7 +217,8 @@ func (h *Handler) Sessions() *Sessions { return h.sessions }
 // Provider is the discovered (or pending) provider the handler uses.
 func (h *Handler) Provider() *Provider { return h.provider }
 
-// ServeHTTP routes the four endpoints; everything is GET (or HEAD).
+// ServeHTTP routes the endpoints; everything is GET (or HEAD) but
+// session's POST and the provider's back-channel logout POST.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = withRequestID(w, r, h.rand)
 	var serve func(http.ResponseWriter, *http.Request) error
@@ -222,6 +232,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serve, page = h.user, false
 	case h.logoutPath:
 		serve = h.logout
+	case h.sessionPath:
+		// GET reports, POST extends: its own method rules, JSON errors.
+		if err := h.sessionStatus(w, r); err != nil {
+			h.deny(w, r, err, false)
+		}
+		return
 	case h.backchannelPath:
 		// The provider's server-to-server POST: its own method rules, JSON errors.
 		if err := h.backchannelLogout(w, r); err != nil {

@@ -147,6 +147,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		Logger:           slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:              e.clock.Now,
 		AbsoluteLifetime: scfg.AbsoluteLifetime,
+		IdleTimeout:      scfg.IdleTimeout,
 	}
 	if o.deps != nil {
 		o.deps(&deps)
@@ -402,7 +403,7 @@ func wantError(t *testing.T, r response, status int, code string) {
 type countingStore struct {
 	inner session.Store
 
-	gets, creates, updates, deletes, puts, takes atomic.Int64
+	gets, creates, updates, deletes, puts, takes, inspects atomic.Int64
 
 	mu           sync.Mutex
 	fail         map[string]error                         // method → error
@@ -426,7 +427,7 @@ func (c *countingStore) err(method string) error {
 	return c.fail[method]
 }
 
-func (c *countingStore) lookups() int64 { return c.gets.Load() + c.takes.Load() }
+func (c *countingStore) lookups() int64 { return c.gets.Load() + c.takes.Load() + c.inspects.Load() }
 
 func (c *countingStore) Get(ctx context.Context, id session.ID) (*sessionpb.Session, error) {
 	c.gets.Add(1)
@@ -434,6 +435,15 @@ func (c *countingStore) Get(ctx context.Context, id session.ID) (*sessionpb.Sess
 		return nil, err
 	}
 	return c.inner.Get(ctx, id)
+}
+
+// Inspect counts apart from Get (it must not slide) and fails as told for "Inspect".
+func (c *countingStore) Inspect(ctx context.Context, id session.ID) (*sessionpb.Session, time.Time, error) {
+	c.inspects.Add(1)
+	if err := c.err("Inspect"); err != nil {
+		return nil, time.Time{}, err
+	}
+	return c.inner.Inspect(ctx, id)
 }
 
 func (c *countingStore) Create(ctx context.Context, id session.ID, s *sessionpb.Session) error {

@@ -54,7 +54,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, err error, page b
 	if d.retry {
 		w.Header().Set("Retry-After", retryAfterSeconds)
 	}
-	if d.status == http.StatusMethodNotAllowed {
+	if d.status == http.StatusMethodNotAllowed && w.Header().Get("Allow") == "" { // endpoints with other methods set their own
 		w.Header().Set("Allow", "GET, HEAD")
 	}
 	if page && strings.Contains(r.Header.Get("Accept"), "text/html") {

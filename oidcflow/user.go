@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 	"github.com/envoy-bff/envoy-bff/session"
@@ -32,9 +33,7 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 	}
 	id, rec, err := h.currentSession(r.Context(), r)
 	if err != nil {
-		if errors.Is(err, errUnauthenticated) && !errors.Is(err, session.ErrNoCookie) {
-			w.Header().Add("Set-Cookie", h.cookie.ClearCookie())
-		}
+		h.clearDeadCookie(w, err)
 		return err
 	}
 	body, err := userBody(rec, h.logoutPath)
@@ -49,31 +48,55 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// currentSession reads the session cookie and the live record behind it.
-// Anonymous, malformed, duplicate, unknown or expired: errUnauthenticated
-// (wrapping the reason). Store faults: wrapped session.ErrUnavailable.
+// clearDeadCookie clears the session cookie of a request whose cookie
+// names no live session (not of one that sent none), so the browser stops
+// sending it.
+func (h *Handler) clearDeadCookie(w http.ResponseWriter, err error) {
+	if errors.Is(err, errUnauthenticated) && !errors.Is(err, session.ErrNoCookie) {
+		w.Header().Add("Set-Cookie", h.cookie.ClearCookie())
+	}
+}
+
+// currentSession reads the session cookie and the live record behind it,
+// renewing its idle timeout. Anonymous, malformed, duplicate, unknown or
+// expired: errUnauthenticated (wrapping the reason). Store faults: wrapped
+// session.ErrUnavailable.
 func (h *Handler) currentSession(ctx context.Context, r *http.Request) (session.ID, *sessionpb.Session, error) {
+	id, rec, _, err := h.readSession(ctx, r, func(ctx context.Context, id session.ID) (*sessionpb.Session, time.Time, error) {
+		rec, err := h.store.Get(ctx, id)
+		return rec, time.Time{}, err
+	})
+	return id, rec, err
+}
+
+// sessionReader reads the live record under id and when its idle timeout
+// ends it: Store.Inspect, or a Get that renews it.
+type sessionReader func(ctx context.Context, id session.ID) (*sessionpb.Session, time.Time, error)
+
+// readSession is currentSession with read as the store lookup, which also
+// reports the session's idle expiry.
+func (h *Handler) readSession(ctx context.Context, r *http.Request, read sessionReader) (session.ID, *sessionpb.Session, time.Time, error) {
 	id, err := h.cookie.ReadIDFromRequest(r)
 	if err != nil {
-		return session.ID{}, nil, fmt.Errorf("%w: %w", errUnauthenticated, err)
+		return session.ID{}, nil, time.Time{}, fmt.Errorf("%w: %w", errUnauthenticated, err)
 	}
-	rec, err := h.store.Get(ctx, id)
+	rec, idleEnd, err := read(ctx, id)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
-		return session.ID{}, nil, fmt.Errorf("%w: %w", errUnauthenticated, err)
+		return session.ID{}, nil, time.Time{}, fmt.Errorf("%w: %w", errUnauthenticated, err)
 	case err != nil:
-		return session.ID{}, nil, fmt.Errorf("read session %s: %w", idTag(id), err)
+		return session.ID{}, nil, time.Time{}, fmt.Errorf("read session %s: %w", idTag(id), err)
 	case rec == nil:
-		return session.ID{}, nil, fmt.Errorf("read session %s: %w: no record", idTag(id), session.ErrUnavailable)
+		return session.ID{}, nil, time.Time{}, fmt.Errorf("read session %s: %w: no record", idTag(id), session.ErrUnavailable)
 	}
 	if abs := rec.GetAbsoluteExpiresAtUnixMs(); abs != 0 && h.now().UnixMilli() >= abs {
 		if err := h.store.Delete(ctx, id); err != nil {
 			h.logger.LogAttrs(ctx, slog.LevelWarn, "oidcflow: delete expired session failed",
 				slog.String("session", idTag(id)), slog.Any("error", err))
 		}
-		return session.ID{}, nil, fmt.Errorf("%w: session past its absolute lifetime", errUnauthenticated)
+		return session.ID{}, nil, time.Time{}, fmt.Errorf("%w: session past its absolute lifetime", errUnauthenticated)
 	}
-	return id, rec, nil
+	return id, rec, idleEnd, nil
 }
 
 // userBody renders the claims object. Numbers keep their exact text.

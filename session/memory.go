@@ -150,6 +150,36 @@ func (m *MemoryStore) get(hash, profile string) (*sessionpb.Session, *memToken, 
 	return s, tok, nil
 }
 
+// Inspect implements Store: Get without renewing the idle timeout. A
+// record past its absolute lifetime reads as ErrNotFound and is left to
+// the sweeper, so looking never writes.
+func (m *MemoryStore) Inspect(_ context.Context, id ID) (*sessionpb.Session, time.Time, error) {
+	const op = "inspect session"
+	key := m.ks.session(m.ring.HashID(id))
+	now := m.now()
+	m.mem.mu.Lock()
+	e, err := m.mem.live(key, now)
+	var (
+		sealed  []byte
+		expires time.Time
+	)
+	if err == nil {
+		sealed, expires = e.sealed, e.expires // sealed is never modified in place
+	}
+	m.mem.mu.Unlock()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%s: %w", op, err)
+	}
+	s, err := openSession(m.ring, key, sealed)
+	if err != nil {
+		return nil, time.Time{}, notFound(op, err)
+	}
+	if _, ok := sessionTTL(s, m.cfg.IdleTimeout, now); !ok {
+		return nil, time.Time{}, fmt.Errorf("%s: %w", op, ErrNotFound)
+	}
+	return s, idleEnd(s, expires), nil
+}
+
 // Create implements Store. It sets s.Generation to 1 and fills the creation
 // time and absolute expiry when they are zero.
 func (m *MemoryStore) Create(_ context.Context, id ID, s *sessionpb.Session) error {

@@ -31,11 +31,12 @@ const (
 	opGetDerived     = "get_derived_token"
 	opPutDerived     = "put_derived_token"
 	opGetWithDerived = "get_with_derived"
+	opInspect        = "inspect"
 )
 
 var storeOps = [...]string{opGet, opCreate, opUpdate, opDelete, opPutLoginState, opTakeLoginState,
 	opTryLock, opWaitUnlock, opGetClientToken, opPutClientToken, opFindSessions, opGetByRef,
-	opDeleteByRef, opUseOnce, opPing, opGetDerived, opPutDerived, opGetWithDerived}
+	opDeleteByRef, opUseOnce, opPing, opGetDerived, opPutDerived, opGetWithDerived, opInspect}
 
 // instrumented counts a Backend's failures by operation and frontend. Only
 // errors that wrap ErrUnavailable count: ErrNotFound, ErrLocked and
@@ -106,6 +107,12 @@ func (m *instrumented) count(op string, err error) error {
 func (m *instrumented) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
 	s, err := m.Backend.Get(ctx, id)
 	return s, m.count(opGet, err)
+}
+
+// Inspect implements Store.
+func (m *instrumented) Inspect(ctx context.Context, id ID) (*sessionpb.Session, time.Time, error) {
+	s, at, err := m.Backend.Inspect(ctx, id)
+	return s, at, m.count(opInspect, err)
 }
 
 // Create implements Store.

@@ -50,8 +50,8 @@ func TestStoreErrorMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(reg, "envoy_bff_store_errors_total"); n != 18 {
-		t.Errorf("%d series, want one per operation (18) from the start", n)
+	if n := testutil.CollectAndCount(reg, "envoy_bff_store_errors_total"); n != 19 {
+		t.Errorf("%d series, want one per operation (19) from the start", n)
 	}
 	views := map[string]session.Backend{}
 	for _, name := range []string{"shop", session.DefaultFrontend} {
@@ -59,8 +59,8 @@ func TestStoreErrorMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := testutil.CollectAndCount(reg, "envoy_bff_store_errors_total"); n != 36 {
-		t.Errorf("%d series, want 18 for default and 18 for shop as soon as its view exists", n)
+	if n := testutil.CollectAndCount(reg, "envoy_bff_store_errors_total"); n != 38 {
+		t.Errorf("%d series, want 19 for default and 19 for shop as soon as its view exists", n)
 	}
 	if _, err := b.Frontend("Bad Name", sessiontest.Config().FrontendDefaults()); err == nil {
 		t.Error("an instrumented store opened a view with a bad name")
@@ -104,6 +104,9 @@ func TestStoreErrorMetrics(t *testing.T) {
 	if _, err := b.GetDerivedToken(ctx, id, "orders"); !errors.Is(err, session.ErrUnavailable) {
 		t.Fatalf("get derived token on a closed store: %v", err)
 	}
+	if _, _, err := views["shop"].Inspect(ctx, id); !errors.Is(err, session.ErrUnavailable) {
+		t.Fatalf("inspect on a view of a closed store: %v", err)
+	}
 	tok := &sessionpb.ClientToken{AccessToken: "t", ExpiresAtUnixMs: sessiontest.Epoch.Add(time.Hour).UnixMilli()}
 	if err := b.PutDerivedToken(ctx, id, "orders", tok); !errors.Is(err, session.ErrUnavailable) {
 		t.Fatalf("put derived token on a closed store: %v", err)
@@ -113,8 +116,8 @@ func TestStoreErrorMetrics(t *testing.T) {
 	}
 	want := map[string]map[string]float64{
 		session.DefaultFrontend: {"get": 2, "delete": 1, "ping": 2, "use_once": 0, "create": 0,
-			"get_derived_token": 1, "put_derived_token": 1, "get_with_derived": 0},
-		"shop": {"get": 3, "delete": 0, "ping": 0, "get_with_derived": 1, "get_derived_token": 0},
+			"get_derived_token": 1, "put_derived_token": 1, "get_with_derived": 0, "inspect": 0},
+		"shop": {"get": 3, "delete": 0, "ping": 0, "get_with_derived": 1, "get_derived_token": 0, "inspect": 1},
 	}
 	got := storeErrors(t, reg)
 	for fe, ops := range want {

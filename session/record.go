@@ -226,3 +226,13 @@ func decodeToken(kind string, b []byte, err error) (*sessionpb.ClientToken, erro
 	}
 	return t, nil
 }
+
+// idleEnd is when a record whose store entry expires at expires ends: its
+// idle expiry, or its absolute expiry when that comes first (a Redis TTL
+// renewed by GETEX may reach past the absolute expiry).
+func idleEnd(s *sessionpb.Session, expires time.Time) time.Time {
+	if abs := time.UnixMilli(s.GetAbsoluteExpiresAtUnixMs()); abs.Before(expires) {
+		return abs
+	}
+	return expires
+}

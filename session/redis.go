@@ -243,6 +243,52 @@ func (r *RedisStore) getHashed(ctx context.Context, hash string) (*sessionpb.Ses
 	return s, nil
 }
 
+// Inspect implements Store in one round trip: GET and PTTL in one
+// MULTI/EXEC, so the record and its remaining time are read together and
+// nothing renews the idle timeout. A record past its absolute lifetime
+// reads as ErrNotFound; its TTL removes it, so looking never writes.
+func (r *RedisStore) Inspect(ctx context.Context, id ID) (*sessionpb.Session, time.Time, error) {
+	const op = "inspect session"
+	hash := r.ring.HashID(id)
+	key := r.sessionKey(hash)
+	var (
+		get  *redis.StringCmd
+		pttl *redis.DurationCmd
+	)
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, key)
+		pttl = p.PTTL(ctx, key)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, time.Time{}, unavailable(op, err)
+	}
+	sealed, err := get.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, time.Time{}, fmt.Errorf("%s: %w", op, ErrNotFound)
+	}
+	if err != nil {
+		return nil, time.Time{}, unavailable(op, err)
+	}
+	left, err := pttl.Result()
+	if err != nil {
+		return nil, time.Time{}, unavailable(op, err)
+	}
+	s, err := openOwnedSession(r.ring, r.ks.session(hash), sealed) // GET's reply is ours alone
+	if err != nil {
+		return nil, time.Time{}, notFound(op, err)
+	}
+	now := r.now()
+	if _, ok := sessionTTL(s, r.cfg.IdleTimeout, now); !ok {
+		return nil, time.Time{}, fmt.Errorf("%s: %w", op, ErrNotFound)
+	}
+	expires := time.UnixMilli(s.GetAbsoluteExpiresAtUnixMs())
+	if left >= 0 { // -1 (no TTL) never happens for a session key: then only the absolute expiry bounds it
+		expires = now.Add(left)
+	}
+	return s, idleEnd(s, expires), nil
+}
+
 // Create implements Store with one SET PX (the idle timeout, cut short by the
 // absolute lifetime). It sets s.Generation to 1 and fills the creation time
 // and absolute expiry when they are zero.

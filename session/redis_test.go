@@ -159,6 +159,28 @@ func TestRedisStoreRoundTripsAndTTLs(t *testing.T) {
 			wantTTL:  cfg.IdleTimeout,
 		},
 		{
+			name: "inspect_is_one_round_trip_and_keeps_the_ttl",
+			run: func(t *testing.T, id session.ID) {
+				mustCreate(t, s, id, sessiontest.Record(clock.Now()))
+				if err := env.client.PExpire(t.Context(), s.SessionKey(id), time.Minute).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := s.Inspect(t.Context(), id); err != nil { // the client's first MULTI may dial
+					t.Fatal(err)
+				}
+				log.take()
+				_, at, err := s.Inspect(t.Context(), id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if left := at.Sub(clock.Now()); left > time.Minute || left < time.Minute-5*time.Second {
+					t.Errorf("Inspect says %v left, want about the key's 1m TTL", left)
+				}
+			},
+			wantCmds: "[multi get pttl exec]",
+			wantTTL:  time.Minute,
+		},
+		{
 			name: "update_is_one_script",
 			run: func(t *testing.T, id session.ID) {
 				rec := sessiontest.Record(clock.Now())

@@ -91,6 +91,11 @@ func (id ID) LogValue() slog.Value { return slog.StringValue("<redacted>") }
 type Store interface {
 	// Get returns the live session under id and renews its idle timeout in the same round trip.
 	Get(ctx context.Context, id ID) (*sessionpb.Session, error)
+	// Inspect returns the live session under id WITHOUT renewing its idle
+	// timeout, and when that timeout will end it (never later than its
+	// absolute expiry), in one round trip: a page asking how long the
+	// session has left must not extend it. Errors as Get.
+	Inspect(ctx context.Context, id ID) (*sessionpb.Session, time.Time, error)
 	// Create stores a new session under id with generation 1.
 	Create(ctx context.Context, id ID, s *sessionpb.Session) error
 	// Update replaces the session only if its stored generation is still prevGeneration; it stores generation prevGeneration+1.

@@ -198,6 +198,7 @@ func (a *apps) build(f frontendConfig) (*app, error) {
 		Rand:             rand.Reader,
 		HTTPClient:       &http.Client{Timeout: f.OIDC.ProviderTimeout, Transport: a.traces.transport(http.DefaultTransport)},
 		AbsoluteLifetime: f.Session.AbsoluteLifetime,
+		IdleTimeout:      f.Session.IdleTimeout,
 		Metrics:          a.metrics,
 		Frontend:         f.Name,
 		Home:             f.PathPrefix,

@@ -44,7 +44,7 @@ func TestReadyz(t *testing.T) {
 		cfg.RedirectURL = "https://app.example/bff/callback"
 		cfg.ProviderTimeout = time.Second
 		flow, err := oidcflow.NewHandler(cfg, oidcflow.Deps{
-			Store: store, Cookie: scfg.Cookie, AbsoluteLifetime: scfg.AbsoluteLifetime,
+			Store: store, Cookie: scfg.Cookie, AbsoluteLifetime: scfg.AbsoluteLifetime, IdleTimeout: scfg.IdleTimeout,
 			Antiforgery: oidcflow.AntiforgeryConfig{Header: "X-CSRF", Value: "1"},
 		})
 		if err != nil {

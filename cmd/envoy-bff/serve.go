@@ -38,7 +38,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 
 Runs three listeners: the ext_authz gRPC server Envoy calls for every API
 request, the browser endpoints (/bff/login, /bff/callback, /bff/user,
-/bff/logout) and the admin listener (/healthz, /readyz, /metrics).
+/bff/session, /bff/logout) and the admin listener (/healthz, /readyz, /metrics).
 SIGINT or SIGTERM stops it gracefully: readiness and gRPC health turn
 false, it keeps serving for listen.drain_delay, in-flight checks drain,
 then the process exits. SIGHUP re-reads the session key files

@@ -140,6 +140,10 @@ func testFrontendSessionOps(t *testing.T, f frontends) {
 			_, err := b.Get(t.Context(), id)
 			return err
 		}},
+		{name: "inspect", want: session.ErrNotFound, op: func(t *testing.T, b session.Store, id session.ID) error {
+			_, _, err := b.Inspect(t.Context(), id)
+			return err
+		}},
 		{name: "update", want: session.ErrNotFound, op: func(t *testing.T, b session.Store, id session.ID) error {
 			rec := subjectRecord(f.clock.Now(), "mallory")
 			return b.Update(t.Context(), id, rec, 1)
@@ -376,6 +380,7 @@ func testFrontendLifetimes(t *testing.T, f frontends) {
 	if got := mustGet(t, short, id); got.AbsoluteExpiresAtUnixMs != f.clock.Now().Add(time.Hour).UnixMilli() {
 		t.Errorf("absolute expiry %d, want the view's lifetime (1h)", got.AbsoluteExpiresAtUnixMs)
 	}
+	wantIdleEnd(t, short, id, f.clock.Now().Add(10*time.Minute)) // the view's idle timeout, not the suite's 30m
 	f.advance(t, 11*time.Minute)
 	wantNotFound(t, short, id) // idle past the view's 10m
 	mustGet(t, f.a, id)        // the suite's 30m still holds

@@ -192,6 +192,7 @@ type frontend struct {
 	derivedPeek DerivedPeeker // sessions, when it serves both without I/O
 	cookie      session.CookieConfig
 	antiforgery oidcflow.AntiforgeryConfig
+	origins     oidcflow.Origins // Config.AllowedOrigins
 	// strip are the cookies removed from every request passed upstream:
 	// its own session and login cookies and those of every frontend whose
 	// hosts overlap its own, so no upstream sees another app's session.
@@ -365,6 +366,8 @@ func (s *Server) newFrontend(fr Frontend) *frontend {
 		f.identity = append(f.identity, identityHeader{header: strings.ToLower(h), claim: cfg.IdentityHeaders[h]})
 	}
 	slices.SortFunc(f.identity, func(a, b identityHeader) int { return strings.Compare(a.header, b.header) })
+	// Validate has accepted the list already.
+	f.origins, _ = oidcflow.ParseOrigins("allowed_origins", cfg.AllowedOrigins)
 	f.due, _ = fr.Refresher.(dueReporter)
 	f.responses = newResponses(f.identity, fr.Cookie.ClearCookie())
 	f.peeker, _ = fr.Sessions.(SessionPeeker)
@@ -456,6 +459,7 @@ func (f *frontend) route(req *request) {
 	}
 	rt := f.routes.match(req.path)
 	req.policy, req.redirect, req.clientToken, req.require, req.profile = rt.policy, rt.redirect, rt.clientToken, rt.require, rt.profile
+	req.realtime = rt.realtime
 }
 
 // denyUnknown answers a request no frontend took: malformed, or matching

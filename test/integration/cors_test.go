@@ -102,6 +102,21 @@ func TestCORSOtherOrigin(t *testing.T) {
 		}
 		granted(t, r) // the SPA can read why
 	})
+	t.Run("browser_endpoint_listed", func(t *testing.T) {
+		pre := rawRequest(t, s.URL, http.MethodOptions, "/bff/user", [][2]string{
+			{"Origin", listed}, {"Access-Control-Request-Method", "GET"}, {"Access-Control-Request-Headers", "x-csrf"},
+		})
+		if pre.Status != http.StatusNoContent {
+			t.Fatalf("preflight of /bff/user: %d %s", pre.Status, pre.Body)
+		}
+		granted(t, pre)
+		r := rawRequest(t, s.URL, http.MethodGet, "/bff/user", [][2]string{{"Origin", listed}, {"X-CSRF", "1"}, {"Cookie", cookie}})
+		if r.Status != http.StatusOK {
+			t.Fatalf("/bff/user: %d %s", r.Status, r.Body)
+		}
+		granted(t, r)
+		nothingGranted(t, rawRequest(t, s.URL, http.MethodGet, "/bff/user", [][2]string{{"Origin", unlisted}, {"X-CSRF", "1"}, {"Cookie", cookie}}))
+	})
 	t.Run("T70_unlisted", func(t *testing.T) {
 		if r := preflight(unlisted); r.Status != http.StatusNoContent {
 			t.Errorf("preflight: %d", r.Status)

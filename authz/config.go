@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/envoy-bff/envoy-bff/oidcflow"
 	"github.com/envoy-bff/envoy-bff/session"
 )
 
@@ -38,6 +39,12 @@ type Config struct {
 	// Check also ends checkReserve before the deadline Envoy sends, whichever
 	// comes first.
 	CheckTimeout time.Duration `yaml:"check_timeout"`
+	// AllowedOrigins are the other origins ("https://app.example.com")
+	// whose pages may call this frontend's APIs with credentials: envoy-bff
+	// answers their CORS preflights and adds Access-Control-Allow-* to
+	// their responses, and lets them open realtime routes. The frontend's
+	// own origin never needs listing. No wildcards.
+	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
 // PathRule assigns a policy to a path or a path prefix. Set exactly one of
@@ -61,6 +68,11 @@ type PathRule struct {
 	// Token names the token profile whose token the route sends (the
 	// `tokens:` section); empty sends the session's own access token.
 	Token string `yaml:"token"`
+	// Realtime lets WebSocket handshakes and EventSource requests, which
+	// cannot carry the anti-forgery header, pass on the origin rule
+	// instead (Origin and Sec-Fetch-Site). Only user and user_or_none
+	// routes may set it.
+	Realtime bool `yaml:"realtime"`
 }
 
 // TokenProfileNames lists every token profile a path rule names, so the
@@ -155,6 +167,9 @@ func (c Config) Validate() error {
 			}
 			errs = append(errs, r.Require.validate(field+".require")...)
 		}
+		if r.Realtime && !r.Policy.allowsRealtime() {
+			errs = append(errs, fmt.Errorf("%s.realtime: only user and user_or_none routes may be realtime", field))
+		}
 		switch {
 		case r.ClientToken == "":
 		case !r.Policy.usesClientToken():
@@ -189,6 +204,9 @@ func (c Config) Validate() error {
 	}
 	if !isLocalPath(c.LoginPath) {
 		errs = append(errs, fmt.Errorf("login_path: must be a local path such as /bff/login, got %q", c.LoginPath))
+	}
+	if _, err := oidcflow.ParseOrigins("allowed_origins", c.AllowedOrigins); err != nil {
+		errs = append(errs, err)
 	}
 	if c.CheckTimeout < minCheckTimeout || c.CheckTimeout > maxCheckTimeout {
 		errs = append(errs, fmt.Errorf("check_timeout: must be between %s and %s (and shorter than Envoy's ext_authz timeout), got %s",

@@ -53,6 +53,17 @@ func TestValidate(t *testing.T) {
 		{name: "client token bad name", mutate: func(c *Config) {
 			c.PathRules = []PathRule{{Prefix: "/api/", Policy: PolicyClient, ClientToken: "Bad Name"}}
 		}, wantErr: []string{"path_rules[0].client_token: must be 1-64 characters"}},
+		{name: "realtime on user and user_or_none, listed origins", mutate: func(c *Config) {
+			c.PathRules = []PathRule{{Prefix: "/api/ws", Policy: PolicyUser, Realtime: true}, {Prefix: "/pub/", Policy: PolicyUserOrNone, Realtime: true}}
+			c.AllowedOrigins = []string{"https://app.example.com", "HTTP://LOCALHOST:8080"}
+		}},
+		{name: "realtime on a route without a session", mutate: func(c *Config) {
+			c.PathRules = []PathRule{{Prefix: "/a/", Policy: PolicyNone, Realtime: true}, {Prefix: "/b/", Policy: PolicyClient, Realtime: true}, {Prefix: "/c/", Policy: PolicyUserOrClient, Realtime: true}}
+		}, wantErr: []string{"path_rules[0].realtime: only user and user_or_none", "path_rules[1].realtime", "path_rules[2].realtime"}},
+		{name: "bad allowed origins", mutate: func(c *Config) {
+			c.AllowedOrigins = []string{"https://ok.example", "https://*.example.com", "https://app.example.com/", "ftp://x.example", "https://u@x.example", "https://x.example:99999", "https://OK.example:443"}
+		}, wantErr: []string{"allowed_origins[1]: must be an origin", "allowed_origins[2]: must be scheme://host[:port] only", "allowed_origins[3]: scheme must be http or https",
+			"allowed_origins[4]", "allowed_origins[5]: port must be 1-65535", `allowed_origins[6]: duplicate origin "https://ok.example"`}},
 		{name: "every bad field at once", mutate: func(c *Config) {
 			c.DefaultPolicy = "x"
 			c.LoginPath = ""

@@ -35,7 +35,16 @@ func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 	}
 	// Anti-forgery first, before any store lookup or refresh (T12–T15).
 	// Envoy merges repeated headers with ",", so "1,1" fails as it should.
-	if req.antiforgeryCount != 1 || !s.antiforgery.Valid(req.antiforgery) {
+	// A WebSocket or an EventSource on a realtime route cannot carry the
+	// header: the origin rule stands in for it, still before any store
+	// lookup (T76).
+	switch {
+	case req.antiforgeryCount == 1 && s.antiforgery.Valid(req.antiforgery):
+	case streamByOrigin(req):
+		if !originAllowed(req, s.origins) {
+			return decision{}, errOriginNotAllowed
+		}
+	default:
 		// A browser navigation cannot carry the header. Without a session
 		// cookie it carries no credential either, so it may be sent to log
 		// in; with one it stays a 403.

@@ -16,6 +16,7 @@ var (
 	errPolicyInvalid      = errors.New("route names an unknown policy")
 	errClientTokenUnknown = errors.New("route names a client token that is not configured")
 	errAntiforgery        = errors.New("anti-forgery header missing or wrong")
+	errOriginNotAllowed   = errors.New("realtime request from an origin not allowed")
 	errPreflight          = errors.New("CORS preflight: answered here, never passed upstream")
 	errNoSession          = errors.New("no session cookie")
 	errSessionUnknown     = errors.New("session cookie names no live session")
@@ -87,6 +88,10 @@ func denials() []denial {
 			code: "client_token_unknown", description: "The route names a client token this server does not define."},
 		{err: errAntiforgery, status: http.StatusForbidden, grpcCode: codes.PermissionDenied,
 			code: "antiforgery_required", description: "The anti-forgery header is missing or wrong."},
+		// A WebSocket or EventSource from another site, or without the
+		// headers that prove where it comes from (T76).
+		{err: errOriginNotAllowed, status: http.StatusForbidden, grpcCode: codes.PermissionDenied,
+			code: "origin_not_allowed", description: "This origin may not open this route."},
 		// A preflight carries no credential, so it earns no token and no
 		// identity; answered without any Access-Control-Allow-* header, it
 		// grants no origin anything (T70).

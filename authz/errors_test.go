@@ -29,6 +29,7 @@ func TestDenialTable(t *testing.T) {
 		{errPolicyInvalid, 500, "policy_invalid", false, false, false},
 		{errClientTokenUnknown, 500, "client_token_unknown", false, false, false},
 		{errAntiforgery, 403, "antiforgery_required", false, false, false},
+		{errOriginNotAllowed, 403, "origin_not_allowed", false, false, false},
 		{errPreflight, 204, "preflight", false, false, false},
 		{errNoSession, 401, "unauthenticated", false, false, true},
 		{errSessionUnknown, 401, "unauthenticated", true, false, true},

@@ -39,3 +39,7 @@ func validatePolicy(s string) error {
 
 // usesClientToken reports whether p may forward a client-credentials token.
 func (p Policy) usesClientToken() bool { return p == PolicyClient || p == PolicyUserOrClient }
+
+// allowsRealtime reports whether a route with policy p may take the origin
+// rule for WebSocket and EventSource requests: those that use a session.
+func (p Policy) allowsRealtime() bool { return p == PolicyUser || p == PolicyUserOrNone }

@@ -24,6 +24,9 @@ const (
 	extFrontend = "bff.frontend"
 	// extToken names the route's token profile.
 	extToken = "bff.token"
+	// extRealtime, "true", lets WebSocket and EventSource requests on the
+	// route pass on the origin rule instead of the anti-forgery header.
+	extRealtime = "bff.realtime"
 )
 
 // defaultClientToken is the client token of a route that names none.
@@ -49,6 +52,22 @@ type request struct {
 	redirect    bool         // the route allows a 302 to login
 	navigation  bool         // a browser's top-level GET
 	preflight   bool         // a CORS preflight: OPTIONS with access-control-request-method
+	realtime    bool         // the route lets WebSocket and EventSource pass on the origin rule
+	// stream is a GET that opens a WebSocket (upgrade: websocket) or an
+	// EventSource (accept: text/event-stream): a browser cannot add the
+	// anti-forgery header to either.
+	stream bool
+	// scheme is the scheme Envoy saw; with host it makes the request's own origin.
+	scheme string
+	// origin is the Origin header (originCount its entries), secFetchSite
+	// the Sec-Fetch-Site header (secFetchSiteCount its entries).
+	origin            string
+	originCount       int
+	secFetchSite      string
+	secFetchSiteCount int
+	// acrMethod and acrHeaders are a preflight's
+	// Access-Control-Request-Method and -Headers.
+	acrMethod, acrHeaders string
 	// antiforgery is the anti-forgery header's value; antiforgeryCount counts
 	// separate header entries (more than one is always wrong).
 	antiforgery      string
@@ -80,9 +99,10 @@ func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
 	r.method = h.GetMethod()
 	r.id = h.GetId()
 	r.host = h.GetHost()
+	r.scheme = h.GetScheme()
 
 	var accept, fetchMode string
-	var hasACRM bool
+	var hasACRM, websocket bool
 	pick := func(k, v string) {
 		switch k {
 		case "cookie":
@@ -99,6 +119,17 @@ func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
 			fetchMode = v
 		case "access-control-request-method":
 			hasACRM = true
+			r.acrMethod = v
+		case "access-control-request-headers":
+			r.acrHeaders = v
+		case "origin":
+			r.origin = v
+			r.originCount++
+		case "sec-fetch-site":
+			r.secFetchSite = v
+			r.secFetchSiteCount++
+		case "upgrade":
+			websocket = containsFold(v, "websocket")
 		case p.antiforgeryName:
 			r.antiforgery = v
 			r.antiforgeryCount++
@@ -131,6 +162,7 @@ func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
 	r.path, r.query = path, query
 	r.navigation = r.method == "GET" && (fetchMode == "navigate" || strings.Contains(accept, "text/html"))
 	r.preflight = r.method == "OPTIONS" && hasACRM
+	r.stream = r.method == "GET" && (websocket || containsFold(accept, "text/event-stream"))
 
 	ext := attrs.GetContextExtensions()
 	r.frontend = ext[extFrontend]
@@ -142,6 +174,7 @@ func (p *parser) parse(in *authv3.CheckRequest) (request, error) {
 		r.redirect = ext[extRedirect] == "true"
 		r.clientToken = cmp.Or(ext[extClientToken], defaultClientToken)
 		r.profile = ext[extToken]
+		r.realtime = ext[extRealtime] == "true"
 		if len(ext) > 1 { // only bff.policy: nothing else to read
 			if r.require, err = p.requires.get(ext); err != nil {
 				return request{id: r.id, method: r.method, path: r.path}, err
@@ -165,4 +198,15 @@ func validHeader(s string) bool {
 		}
 	}
 	return ascii || utf8.ValidString(s)
+}
+
+// containsFold reports whether s contains the lower-case ASCII word sub in
+// any case, without allocating.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }

@@ -13,6 +13,7 @@ type route struct {
 	clientToken string       // for client and user_or_client
 	require     *requirement // nil: a session is enough
 	profile     string       // the token profile; "": the session's own token
+	realtime    bool         // WebSocket and EventSource may pass on the origin rule
 }
 
 // routeTable matches normalised paths against the path rules: exact first,
@@ -34,6 +35,7 @@ func newRouteTable(c Config) routeTable {
 		rt := route{policy: r.Policy, redirect: r.Redirect, clientToken: cmp.Or(r.ClientToken, defaultClientToken)}
 		rt.require = r.Require.compile()
 		rt.profile = r.Token
+		rt.realtime = r.Realtime
 		if r.Exact != "" {
 			t.exact[r.Exact] = rt
 			continue

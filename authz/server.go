@@ -192,6 +192,10 @@ type frontend struct {
 	derivedPeek DerivedPeeker // sessions, when it serves both without I/O
 	cookie      session.CookieConfig
 	antiforgery oidcflow.AntiforgeryConfig
+	origins     oidcflow.Origins // Config.AllowedOrigins
+	// antiforgeryName is the anti-forgery header's name in lower case, as
+	// a preflight names it.
+	antiforgeryName string
 	// strip are the cookies removed from every request passed upstream:
 	// its own session and login cookies and those of every frontend whose
 	// hosts overlap its own, so no upstream sees another app's session.
@@ -353,18 +357,22 @@ func (s *Server) newFrontend(fr Frontend) *frontend {
 		tokens:      fr.Tokens,
 		cookie:      fr.Cookie,
 		antiforgery: s.antiforgery,
-		strip:       []session.CookieConfig{fr.Cookie, loginCookie(fr.Cookie)},
-		logger:      s.logger.With("frontend", fr.Route.Name),
-		now:         s.now,
-		metrics:     s.metrics.frontend(fr.Route.Name),
-		loginPath:   cfg.LoginPath,
-		claims:      newClaimsCache(),
-		timeout:     cfg.CheckTimeout,
+		// A preflight grants the anti-forgery header by this name.
+		antiforgeryName: strings.ToLower(s.antiforgery.Header),
+		strip:           []session.CookieConfig{fr.Cookie, loginCookie(fr.Cookie)},
+		logger:          s.logger.With("frontend", fr.Route.Name),
+		now:             s.now,
+		metrics:         s.metrics.frontend(fr.Route.Name),
+		loginPath:       cfg.LoginPath,
+		claims:          newClaimsCache(),
+		timeout:         cfg.CheckTimeout,
 	}
 	for _, h := range slices.Sorted(maps.Keys(cfg.IdentityHeaders)) {
 		f.identity = append(f.identity, identityHeader{header: strings.ToLower(h), claim: cfg.IdentityHeaders[h]})
 	}
 	slices.SortFunc(f.identity, func(a, b identityHeader) int { return strings.Compare(a.header, b.header) })
+	// Validate has accepted the list already.
+	f.origins, _ = oidcflow.ParseOrigins("allowed_origins", cfg.AllowedOrigins)
 	f.due, _ = fr.Refresher.(dueReporter)
 	f.responses = newResponses(f.identity, fr.Cookie.ClearCookie())
 	f.peeker, _ = fr.Sessions.(SessionPeeker)
@@ -421,9 +429,20 @@ func (s *Server) check(ctx context.Context, in *authv3.CheckRequest, out *checke
 	if err == nil {
 		f.metrics.observe(req.policy, "ok", start)
 		out.set(req, f.name, "ok")
-		return f.responses.ok(&req, d, f.strip, f.identity)
+		resp := f.responses.ok(&req, d, f.strip, f.identity)
+		if origin := f.corsOrigin(&req); origin != "" {
+			resp = withCORSOK(resp, f.responses.anonOK, origin)
+		}
+		return resp
 	}
 	resp := f.deny(ctx, &req, err)
+	if origin := f.corsOrigin(&req); origin != "" {
+		if errors.Is(err, errPreflight) {
+			resp = f.preflight(&req, origin, resp)
+		} else {
+			resp = withCORSDenied(resp, origin)
+		}
+	}
 	f.metrics.observe(req.policy, resp.GetStatus().GetMessage(), start)
 	out.set(req, f.name, resp.GetStatus().GetMessage())
 	return resp
@@ -456,6 +475,7 @@ func (f *frontend) route(req *request) {
 	}
 	rt := f.routes.match(req.path)
 	req.policy, req.redirect, req.clientToken, req.require, req.profile = rt.policy, rt.redirect, rt.clientToken, rt.require, rt.profile
+	req.realtime = rt.realtime
 }
 
 // denyUnknown answers a request no frontend took: malformed, or matching

@@ -26,6 +26,12 @@ func TestRender(t *testing.T) {
 		// A killed replica costs no check (T80): room for every retry, ejection.
 		"min_retry_concurrency: 1024",
 		"consecutive_local_origin_failure: 1",
+		// Realtime routes: WebSocket upgrades, no timeout cutting a stream.
+		"upgrade_type: websocket",
+		`match: { path: "/api/ws" }`,
+		`match: { path: "/api/events" }`,
+		"route: { cluster: api, timeout: 0s }",
+		`bff.realtime: "true"`,
 	} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("rendered config lacks %q", want)

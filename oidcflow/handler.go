@@ -59,6 +59,9 @@ type Deps struct {
 	// Frontend names the app these serve (empty means "default"): every log
 	// line carries it as the attribute frontend, and Metrics are bound to it.
 	Frontend string
+	// AllowedOrigins are the other origins whose pages may call the browser
+	// endpoints with credentials (CORS): the frontend's authz.allowed_origins.
+	AllowedOrigins Origins
 	// Home is the frontend's app path prefix ("/" or "/seg/…/"; empty means
 	// "/"): where a login without returnUrl, a logout without a post-logout
 	// URL, and the error page's link send the browser.
@@ -91,6 +94,7 @@ type Handler struct {
 	loginCookie string // LoginCookieName(cookie.Name)
 
 	sessions *Sessions
+	origins  Origins // Deps.AllowedOrigins, for CORS
 
 	loginPath, callbackPath, userPath, sessionPath, logoutPath, backchannelPath string
 }
@@ -141,6 +145,7 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 		metrics:      deps.Metrics,
 		home:         deps.Home,
 		loginCookie:  LoginCookieName(deps.Cookie.Name),
+		origins:      deps.AllowedOrigins,
 		loginPath:    cfg.PathPrefix + "/login",
 		callbackPath: cfg.PathPrefix + "/callback",
 		userPath:     cfg.PathPrefix + "/user",
@@ -221,6 +226,10 @@ func (h *Handler) Provider() *Provider { return h.provider }
 // session's POST and the provider's back-channel logout POST.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = withRequestID(w, r, h.rand)
+	w, done := h.cors(w, r)
+	if done {
+		return // a listed origin's preflight, answered
+	}
 	var serve func(http.ResponseWriter, *http.Request) error
 	page := true // navigations get a page on failure, fetches JSON
 	switch r.URL.Path {

@@ -189,7 +189,13 @@ func (a *apps) build(f frontendConfig) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open its session store: %w", err)
 	}
+	// The browser endpoints answer CORS for the origins the APIs do.
+	origins, err := oidcflow.ParseOrigins("authz.allowed_origins", f.Authz.AllowedOrigins)
+	if err != nil {
+		return nil, err
+	}
 	deps := oidcflow.Deps{
+		AllowedOrigins:   origins,
 		Store:            view,
 		Cookie:           f.Session.Cookie,
 		Antiforgery:      a.global.Antiforgery,

@@ -35,6 +35,8 @@ type Config struct {
 	RefetchCooldown time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// EventInterval is the time between /api/events ticks (default 1s).
+	EventInterval time.Duration
 }
 
 // API serves /api/*; it is an http.Handler.
@@ -43,6 +45,7 @@ type API struct {
 	keys *keySet
 
 	served, verified, rejected, wrongAudience atomic.Int64
+	realtime, streams                         atomic.Int64
 }
 
 // Stats counts what an API answered.
@@ -56,11 +59,16 @@ type Stats struct {
 	// WrongAudience counts the rejected requests whose token was valid but
 	// made for another audience: a token meant for another API (T74).
 	WrongAudience int64
+	// Realtime counts requests that reached /api/events or /api/ws, answered or not.
+	Realtime int64
+	// Streams counts SSE streams and WebSockets opened for a verified bearer.
+	Streams int64
 }
 
 // Stats returns the counters so far.
 func (a *API) Stats() Stats {
-	return Stats{Served: a.served.Load(), Verified: a.verified.Load(), Rejected: a.rejected.Load(), WrongAudience: a.wrongAudience.Load()}
+	return Stats{Served: a.served.Load(), Verified: a.verified.Load(), Rejected: a.rejected.Load(), WrongAudience: a.wrongAudience.Load(),
+		Realtime: a.realtime.Load(), Streams: a.streams.Load()}
 }
 
 // Audience is the audience the API was built for ("" for none).
@@ -127,13 +135,17 @@ func New(cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.EventInterval <= 0 {
+		cfg.EventInterval = time.Second
+	}
 	return &API{cfg: cfg, keys: newKeySet(cfg)}, nil
 }
 
 // Handler returns the API as an http.Handler.
 func (a *API) Handler() http.Handler { return a }
 
-// ServeHTTP routes /api/whoami, /api/health and answers 404 for the rest.
+// ServeHTTP routes /api/whoami, /api/health, /api/events (SSE) and /api/ws
+// (WebSocket), and answers 404 for the rest.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/api/whoami":
@@ -152,6 +164,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			a.verified.Add(1)
 		}
 		writeJSON(w, http.StatusOK, out)
+	case "/api/events":
+		a.events(w, r)
+	case "/api/ws":
+		a.websocket(w, r)
 	case "/api/health":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")

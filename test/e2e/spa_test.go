@@ -73,9 +73,8 @@ func TestKeycloakSPA(t *testing.T) {
 			oidc := doc["oidc"].(map[string]any)
 			oidc["scopes"] = []string{"openid", "profile", "email"}
 			oidc["userinfo_claims"] = true
-			doc["session"].(map[string]any)["idle_timeout"] = spaIdleTimeout.String()
-			authz := doc["authz"].(map[string]any)
-			authz["allowed_origins"] = []string{allowed.URL}
+			section(doc, "session")["idle_timeout"] = spaIdleTimeout.String()
+			section(doc, "authz")["allowed_origins"] = []string{allowed.URL}
 		},
 	})
 	if err != nil {
@@ -169,9 +168,11 @@ func TestKeycloakSPA(t *testing.T) {
 	// 5. Another origin of the same site: the browser sends the cookie, and
 	// envoy-bff refuses the realtime handshakes before any session lookup
 	// (T76); CORS keeps the API and /bff/user unreadable.
-	refused := `envoy_bff_checks_total{frontend="default",policy="user",answer="origin_not_allowed"}`
+	refused := `envoy_bff_checks_total{answer="origin_not_allowed",frontend="default",policy="user"}`
 	before := metricSum(t, s, refused)
+	t.Logf("the page shows: %q, %q, feed %q, %q", text("#status"), text("#session-info"), text("#feed"), text("#ws-result"))
 	got := probe(t, run, "12-foreign-origin", foreign.URL)
+	t.Logf("a page on %s (same site, not allowed) saw %v", foreign.URL, got)
 	for k, want := range map[string]string{"ws": "error", "sse": "error", "api": "error", "user": "error"} {
 		if got[k] != want {
 			t.Errorf("a page on %s: %s answered %q, want %q", foreign.URL, k, got[k], want)
@@ -184,6 +185,7 @@ func TestKeycloakSPA(t *testing.T) {
 	// 6. The allowed origin (an SPA served from elsewhere) opens both and
 	// reads the API and /bff/user with credentials.
 	got = probe(t, run, "13-allowed-origin", allowed.URL)
+	t.Logf("a page on %s (allowed) saw %v", allowed.URL, got)
 	for k, want := range map[string]string{"ws": "message", "sse": "message", "api": "200", "user": "200"} {
 		if !strings.HasPrefix(got[k], want) || !strings.Contains(got[k], sub) {
 			t.Errorf("a page on the allowed origin %s: %s answered %q, want %s with the user's sub", allowed.URL, k, got[k], want)
@@ -205,6 +207,16 @@ func TestKeycloakSPA(t *testing.T) {
 	if name := text("#user-name"); name != "Alice Liddell" {
 		t.Fatalf("after the silent login the page shows %q", name)
 	}
+}
+
+// section is the config document's top-level section name, added when absent.
+func section(doc map[string]any, name string) map[string]any {
+	m, ok := doc[name].(map[string]any)
+	if !ok {
+		m = map[string]any{}
+		doc[name] = m
+	}
+	return m
 }
 
 // sessionStatus is GET /bff/session's answer.

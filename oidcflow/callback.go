@@ -128,7 +128,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 // returnURL is where a finished login sends the browser: its stored
 // returnUrl (validated when stored, and again here), else the app's home.
 func (h *Handler) returnURL(ls *sessionpb.LoginState) string {
-	u, err := ValidateReturnURL(ls.GetReturnUrl())
+	u, err := ValidateReturnURLFor(ls.GetReturnUrl(), h.origins)
 	if err != nil || ls.GetReturnUrl() == "" {
 		return h.home
 	}

@@ -28,7 +28,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	// whichever app owns "/".
 	returnURL := h.home
 	if raw := q.Get("returnUrl"); raw != "" {
-		if returnURL, err = ValidateReturnURL(raw); err != nil {
+		if returnURL, err = ValidateReturnURLFor(raw, h.origins); err != nil {
 			return err
 		}
 	}

@@ -48,6 +48,25 @@ func TestLogin(t *testing.T) {
 		wantError(t, r, http.StatusBadRequest, "invalid_return_url")
 	})
 
+	t.Run("allowed_origin_return_url_round_trips", func(t *testing.T) {
+		t.Parallel()
+		origins, err := ParseOrigins("authz.allowed_origins", []string{"https://app.example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := newEnv(t, withDeps(func(d *Deps) { d.AllowedOrigins = origins }))
+		if loc := e.browser().login("https://app.example.com/orders?x=1").location(); loc != "https://app.example.com/orders?x=1" {
+			t.Errorf("an allowed origin's returnUrl came back as %q", loc)
+		}
+		for _, bad := range []string{"https://evil.example.com/", "https://app.example.com.evil.com/", "https://app.example.com//evil.com"} {
+			r := e.browser().get("/bff/login?returnUrl=" + url.QueryEscape(bad))
+			wantError(t, r, http.StatusBadRequest, "invalid_return_url")
+		}
+		// The same returnUrl is refused where the frontend lists no origin.
+		r := newEnv(t).browser().get("/bff/login?returnUrl=" + url.QueryEscape("https://app.example.com/"))
+		wantError(t, r, http.StatusBadRequest, "invalid_return_url")
+	})
+
 	t.Run("T23_spoofed_host_changes_nothing", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)

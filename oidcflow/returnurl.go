@@ -57,6 +57,37 @@ func ValidateReturnURL(raw string) (string, error) {
 	return path, nil
 }
 
+// ValidateReturnURLFor is ValidateReturnURL widened to one more form: an
+// absolute URL on one of origins (the frontend's authz.allowed_origins), so
+// that an SPA served from another origin gets back to itself after a
+// login. The origin must be spelled exactly as listed (lower case, no
+// default port: what a browser sends as Origin) and be followed by "/" or
+// nothing; the rest must pass ValidateReturnURL as a local path. No list,
+// no absolute URL: the open-redirect rule stays as strict as before.
+func ValidateReturnURLFor(raw string, origins Origins) (string, error) {
+	if origins.Len() == 0 || !(strings.HasPrefix(raw, "https://") || strings.HasPrefix(raw, "http://")) {
+		return ValidateReturnURL(raw)
+	}
+	rest := raw[strings.Index(raw, "://")+3:]
+	end := strings.IndexByte(rest, '/')
+	if end < 0 {
+		end = len(rest)
+	}
+	origin := raw[:len(raw)-len(rest)+end]
+	if !origins.Contains(origin) {
+		return "", fmt.Errorf("%w: an absolute URL whose origin is not one of the allowed origins", ErrInvalidReturnURL)
+	}
+	path := raw[len(origin):]
+	if path == "" {
+		path = "/"
+	}
+	local, err := ValidateReturnURL(path)
+	if err != nil {
+		return "", err
+	}
+	return origin + local, nil
+}
+
 // checkDecoded checks s and every percent-decoded layer of it: no control
 // characters or backslashes, and for a path, exactly one leading "/" and no
 // "//" anywhere.

@@ -14,15 +14,14 @@ import (
 )
 
 // requiredCases are the cases of SECURITY-TESTS.md (the bad inputs and
-// faults every release must survive) that have landed: T1–T75, T77 and
-// T80. T76, T78 and T79 belong to the realtime, session-life and FAPI work
-// and join this list as each of those lands.
+// faults every release must survive) that have landed: T1–T77 and T80.
+// T78 and T79 belong to the FAPI work and join this list when it lands.
 func requiredCases() []int {
 	var out []int
-	for k := 1; k <= 75; k++ {
+	for k := 1; k <= 77; k++ {
 		out = append(out, k)
 	}
-	return append(out, 77, 80)
+	return append(out, 80)
 }
 
 // maxCase is the highest case number SECURITY-TESTS.md has.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -190,6 +191,19 @@ func TestKeycloakSPA(t *testing.T) {
 		if !strings.HasPrefix(got[k], want) || !strings.Contains(got[k], sub) {
 			t.Errorf("a page on the allowed origin %s: %s answered %q, want %s with the user's sub", allowed.URL, k, got[k], want)
 		}
+	}
+
+	// The SPA on the allowed origin logs in through the BFF and comes back
+	// to itself (its exact origin is listed); another origin is refused.
+	run("13b-login-back-to-allowed-origin",
+		chromedp.Navigate(appURL+"/bff/login?prompt=none&returnUrl="+url.QueryEscape(allowed.URL+"/after?x=1")),
+		chromedp.Poll(`location.href === `+strconv.Quote(allowed.URL+"/after?x=1"), nil, chromedp.WithPollingTimeout(20*time.Second)))
+	var refusedBody string
+	run("13c-login-back-to-foreign-origin",
+		chromedp.Navigate(appURL+"/bff/login?returnUrl="+url.QueryEscape(foreign.URL+"/")),
+		chromedp.Text("body", &refusedBody, chromedp.ByQuery))
+	if !strings.Contains(refusedBody, "invalid_return_url") {
+		t.Errorf("a login returning to %s answered %q, want invalid_return_url", foreign.URL, refusedBody)
 	}
 
 	// 7. The BFF's cookie is gone (a new BFF session is needed); Keycloak's

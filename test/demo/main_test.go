@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -101,6 +102,11 @@ func TestDemo(t *testing.T) {
 	}
 	if code, m := user(admin); code != http.StatusUnauthorized {
 		t.Errorf("admin /bff/user after the shop login: %d %v", code, m)
+	}
+	// The page's live feed: an EventSource through the BFF (no X-CSRF, the
+	// browser's same-origin marker instead) gets the user's first event.
+	if first := firstEvent(t, shop.URL(s)+"/api/events", shop.CookieName()+"="+shopCookie); !strings.HasPrefix(first, "event: hello\n") || !strings.Contains(first, `"sub"`) {
+		t.Errorf("shop's /api/events began with %q, want the user's hello", first)
 	}
 	// Even shop's session ID under admin's cookie name is no session there.
 	if b.cookies[admin.Host] == nil {
@@ -220,4 +226,35 @@ func (b *browser) follow(rawURL string) (int, string) {
 	}
 	b.t.Fatalf("more than 10 redirects, the last to %s", rawURL)
 	return 0, ""
+}
+
+// firstEvent opens an EventSource-like request (Accept: text/event-stream,
+// Sec-Fetch-Site: same-origin, as Chromium sends it) and returns the stream
+// up to its first blank line.
+func firstEvent(t *testing.T, rawURL, cookie string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Cookie", cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", rawURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		t.Fatalf("GET %s: %d %s %s", rawURL, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && sc.Text() != "" {
+		out.WriteString(sc.Text() + "\n")
+	}
+	return out.String()
 }

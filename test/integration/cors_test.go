@@ -117,6 +117,26 @@ func TestCORSOtherOrigin(t *testing.T) {
 		granted(t, r)
 		nothingGranted(t, rawRequest(t, s.URL, http.MethodGet, "/bff/user", [][2]string{{"Origin", unlisted}, {"X-CSRF", "1"}, {"Cookie", cookie}}))
 	})
+	// An API that grants every origin itself: Envoy drops its grant and
+	// only envoy-bff's, for listed origins, reaches the browser.
+	t.Run("upstream_grant_dropped", func(t *testing.T) {
+		permissive := func(origin string) response {
+			return rawRequest(t, s.URL, http.MethodGet, "/api/whoami?permissive_cors=1", [][2]string{{"Origin", origin}, {"X-CSRF", "1"}, {"Cookie", cookie}})
+		}
+		if r := permissive(unlisted); r.Status != http.StatusOK {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		} else {
+			nothingGranted(t, r)
+		}
+		r := permissive(listed)
+		if r.Status != http.StatusOK {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		granted(t, r)
+		if got := r.Header.Values("Access-Control-Expose-Headers"); len(got) != 0 {
+			t.Errorf("the upstream's Access-Control-Expose-Headers %q reached the browser", got)
+		}
+	})
 	t.Run("T70_unlisted", func(t *testing.T) {
 		if r := preflight(unlisted); r.Status != http.StatusNoContent {
 			t.Errorf("preflight: %d", r.Status)

@@ -145,7 +145,8 @@ func New(cfg Config) (*API, error) {
 func (a *API) Handler() http.Handler { return a }
 
 // ServeHTTP routes /api/whoami, /api/health, /api/events (SSE) and /api/ws
-// (WebSocket), and answers 404 for the rest.
+// (WebSocket), and answers 404 for the rest. /api/whoami?permissive_cors=1
+// also grants every origin, as a misconfigured API would.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/api/whoami":
@@ -153,6 +154,13 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", "GET, HEAD")
 			writeJSON(w, http.StatusMethodNotAllowed, apiError{"method_not_allowed", "use GET"})
 			return
+		}
+		if r.URL.Query().Get("permissive_cors") == "1" {
+			// An upstream that grants every origin, a common mistake: the
+			// proxy must never let it through (envoy-bff owns CORS).
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			w.Header().Set("Access-Control-Allow-Credentials", "true")
+			w.Header().Set("Access-Control-Expose-Headers", "*")
 		}
 		out, verified := a.whoami(r)
 		if a.cfg.Audience != "" && !verified {

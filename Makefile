@@ -16,7 +16,7 @@ export CHROMIUM_BIN ?= chromium
 export KEYCLOAK_JAVA_HOME = $(shell cat $(TOOLS)/keycloak-java-home 2>/dev/null)
 GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
 
-.PHONY: help bootstrap build run test bench fuzz proto check clean
+.PHONY: help bootstrap build run test lint bench fuzz proto check clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -32,17 +32,22 @@ build: ## build bin/envoy-bff and bin/envoy-bff-demo
 run: bootstrap build ## start the demo: apps shop on http://localhost:10000, admin on http://127.0.0.1:10000 (REDIS_URL=redis://... to use Redis)
 	@$(BIN)/envoy-bff-demo --envoy "$(ENVOY_BIN)" --envoy-bff "$(ENVOY_BFF_BIN)" $${REDIS_URL:+--redis-url "$$REDIS_URL"}
 
-test: bootstrap build ## gofmt, go vet, and every suite (unit, Redis, Envoy integration) with -race
+test: bootstrap build ## gofmt, go vet, staticcheck, and every suite (unit, Redis, Envoy integration) with -race
 	@echo "==> gofmt"
 	@bad="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
 	@echo "==> go vet"
 	@go vet ./...
+	@$(MAKE) --no-print-directory lint
 	@echo "==> benchmarks once (-benchtime=1x) so they cannot rot"
 	@go test -run '^$$' -bench . -benchtime=1x ./... > /dev/null
 	@echo "==> every fuzz target, bounded (FUZZTIME=3s each)"
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 	@echo "==> go test $(GO_TEST_FLAGS) ./... (integration suite runs real Envoy $(ENVOY_VERSION) and redis-server)"
 	@go test $(GO_TEST_FLAGS) -json ./... | go run ./test/testreport
+
+lint: ## staticcheck (pinned in go.mod as a Go tool) over every package
+	@echo "==> staticcheck"
+	@go tool staticcheck ./...
 
 bench: bootstrap build ## envoy-bff's Check against floors measured in the same run: a table of ratios
 	@go build -o $(BIN)/envoy-bff-floor ./test/bench/floor

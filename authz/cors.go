@@ -104,7 +104,7 @@ func corsOKHeaders(origin string) []*corev3.HeaderValueOption {
 		replaceHeader("access-control-allow-credentials", "true"),
 		{
 			Header:       &corev3.HeaderValue{Key: "vary", Value: "Origin"},
-			Append:       wrapperspb.Bool(true), //nolint:staticcheck // see responseCookie
+			Append:       wrapperspb.Bool(true), // see responseCookie
 			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
 		},
 	}
@@ -114,6 +114,7 @@ func corsOKHeaders(origin string) []*corev3.HeaderValueOption {
 // read the deprecated append flag (default: append).
 func replaceHeader(k, v string) *corev3.HeaderValueOption {
 	h := setHeader(k, v)
-	h.Append = wrapperspb.Bool(false) //nolint:staticcheck // see responseCookie
+	//lint:ignore SA1019 Envoy reads the deprecated append flag for response_headers_to_add
+	h.Append = wrapperspb.Bool(false)
 	return h
 }

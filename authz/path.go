@@ -123,10 +123,7 @@ func normalisePath(p string) (string, error) {
 
 // isDotSegmentEnd reports whether the '.' at p[i] starts a "." or ".." segment.
 func isDotSegmentEnd(p string, i int) bool {
-	rest := p[i+1:]
-	if strings.HasPrefix(rest, ".") {
-		rest = rest[1:]
-	}
+	rest := strings.TrimPrefix(p[i+1:], ".")
 	return rest == "" || rest[0] == '/'
 }
 

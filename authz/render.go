@@ -289,8 +289,9 @@ func (r *responses) okResponse(headers []*corev3.HeaderValueOption, remove []str
 // read nothing else), so both it and append_action say "append".
 func (r *responses) responseCookie() *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: "set-cookie", Value: r.clearCookie},
-		Append:       wrapperspb.Bool(true), //nolint:staticcheck // see above
+		Header: &corev3.HeaderValue{Key: "set-cookie", Value: r.clearCookie},
+		//lint:ignore SA1019 Envoy reads the deprecated append flag for response_headers_to_add
+		Append:       wrapperspb.Bool(true),
 		AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
 	}
 }

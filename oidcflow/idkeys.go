@@ -27,7 +27,7 @@ var _ oidc.KeySet = idTokenKeys{}
 
 // VerifySignature implements oidc.KeySet.
 func (k idTokenKeys) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, k.algs)
+	jws, err := jose.ParseSignedCompact(raw, k.algs)
 	if err != nil {
 		return nil, fmt.Errorf("parse id token: %w", err)
 	}

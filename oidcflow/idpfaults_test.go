@@ -436,8 +436,7 @@ func TestClockSkew(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var e *env
-			e = newEnv(t, withProvider(func(c *oidctest.ProviderConfig) {
+			e := newEnv(t, withProvider(func(c *oidctest.ProviderConfig) {
 				now := c.Now
 				c.Now = func() time.Time { return now().Add(tc.skew) }
 			}))

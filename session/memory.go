@@ -122,10 +122,8 @@ func (m *MemoryStore) get(hash, profile string) (*sessionpb.Session, *memToken, 
 	m.mem.mu.Lock()
 	e, err := m.mem.live(key, now)
 	if err != nil {
-		if _, ok := m.mem.entries[m.ks.derivedTokens(hash)]; ok {
-			// The session timed out: its derived tokens go with it.
-			delete(m.mem.entries, m.ks.derivedTokens(hash))
-		}
+		// The session timed out (or never was): its derived tokens go with it.
+		delete(m.mem.entries, m.ks.derivedTokens(hash))
 		m.mem.mu.Unlock()
 		return nil, nil, fmt.Errorf("%s: %w", op, err)
 	}

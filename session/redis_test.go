@@ -478,7 +478,7 @@ func TestRedisStoreWaitReplicas(t *testing.T) {
 	}
 
 	// The replica leaves: writes still succeed, after wait_timeout, counted.
-	if err := replica.SlaveOf(ctx, "no", "one").Err(); err != nil {
+	if err := replica.ReplicaOf(ctx, "no", "one").Err(); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the primary to see no replica", func() bool { return replicas() == "0" })

@@ -35,7 +35,7 @@ type Provider struct {
 	client *http.Client
 	// auth adds private_key_jwt or tls_client_auth to requests to the
 	// token, PAR and revocation endpoints (nil for the other methods).
-	auth *clientAuthTransport
+	auth   *clientAuthTransport
 	logger *slog.Logger
 	now    func() time.Time
 

@@ -173,6 +173,20 @@ func (t *clientAuthTransport) assertion() (string, error) {
 	return a, nil
 }
 
+// reloadingTransport looks at the certificate files before each request,
+// not only at handshakes: connections are reused, so a rotated certificate
+// would otherwise wait for the pool to drain.
+type reloadingTransport struct {
+	base  http.RoundTripper
+	creds *clientCreds
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t reloadingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.creds.maybeReload()
+	return t.base.RoundTrip(req)
+}
+
 // providerTransport builds the provider client's layers, innermost first:
 // base (with the TLS client certificate when one is configured, then
 // wrap's layer such as tracing), the response bound, then clientAuthTransport for private_key_jwt and
@@ -192,7 +206,10 @@ func providerTransport(base http.RoundTripper, wrap func(http.RoundTripper) http
 			ht.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
 		ht.TLSClientConfig.GetClientCertificate = creds.clientCertificate
-		base = ht
+		// A new certificate is presented from the next connection on, so
+		// the open ones are closed when it changes.
+		creds.onCertChange = ht.CloseIdleConnections
+		base = reloadingTransport{base: ht, creds: creds}
 	}
 	if wrap != nil {
 		base = wrap(base)

@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -603,4 +604,26 @@ func TestT79ClientKeyMaterial(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestClientCertRotation: a replaced certificate is presented from the next
+// provider call on, even over a connection kept open: the provider, which
+// knows only the first certificate, then refuses the client.
+func TestClientCertRotation(t *testing.T) {
+	t.Parallel()
+	prov, conf := fapiClient(t, ClientAuthTLS)
+	e := newEnv(t, prov, conf, withMTLS())
+	id, rec := e.loggedIn()
+	k2 := newKey(t, "p256")
+	cert2, _ := clientCert(t, k2, time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC))
+	writeFile(t, filepath.Dir(e.cfg.TLSClientCertFile), "client.key", keyPEM(t, k2, "pkcs8"))
+	writeFile(t, filepath.Dir(e.cfg.TLSClientCertFile), "client.crt", cert2)
+	e.clock.Advance(6 * time.Minute)
+	_, err := e.h.Refresher().Refresh(t.Context(), id, rec)
+	if !errors.Is(err, ErrClientRejected) {
+		t.Fatalf("refresh with the new, unregistered certificate: %v, want ErrClientRejected", err)
+	}
+	if !strings.Contains(e.logs.String(), "client certificate reloaded") {
+		t.Error("the reload was not logged")
+	}
 }

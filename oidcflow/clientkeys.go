@@ -214,6 +214,8 @@ type clientCreds struct {
 
 	key  atomic.Pointer[clientKey]
 	cert atomic.Pointer[tls.Certificate]
+	// onCertChange, if set, runs after a new certificate is swapped in.
+	onCertChange func()
 
 	mu        sync.Mutex // one check at a time; guards the fields below
 	checked   time.Time
@@ -348,6 +350,9 @@ func (c *clientCreds) reloadCert(now time.Time) {
 	}
 	c.cert.Store(pair)
 	c.logger.Info("oidcflow: client certificate reloaded", slog.Time("not_after", pair.Leaf.NotAfter))
+	if c.onCertChange != nil {
+		c.onCertChange()
+	}
 }
 
 // ClientJWKS is the public key set to register at the provider for cfg's

@@ -25,11 +25,37 @@ type Config struct {
 	// a confidential client (OAuth 2.0 for Browser-Based Apps, BFF section).
 	ClientSecret string `yaml:"client_secret"`
 	// ClientAuth is how envoy-bff authenticates to the provider:
-	// client_secret_basic, client_secret_post, or none (a public client,
-	// PKCE alone: only on purpose). Empty picks from the discovery
-	// document's token_endpoint_auth_methods_supported: basic when listed
-	// (or nothing is listed: the OpenID Connect default), else post.
+	// client_secret_basic, client_secret_post, private_key_jwt (RFC 7523,
+	// ClientKeyFile), tls_client_auth (RFC 8705, TLSClientCertFile), or none
+	// (a public client, PKCE alone: only on purpose). Empty picks from the
+	// discovery document's token_endpoint_auth_methods_supported: basic when
+	// listed (or nothing is listed: the OpenID Connect default), else post.
+	// private_key_jwt and tls_client_auth MUST NOT have a ClientSecret: there
+	// is no fallback to one.
 	ClientAuth string `yaml:"client_auth"`
+	// ClientKeyFile is the PEM private key (PKCS#8, PKCS#1 or SEC1; RSA of
+	// at least 2048 bits, or EC P-256/P-384) that signs private_key_jwt
+	// client assertions. It is read again when it changes (a bad new file
+	// is logged and the old key kept). Required with private_key_jwt.
+	ClientKeyFile string `yaml:"client_key_file"`
+	// ClientKeyID is the assertions' kid (default: the key's RFC 7638
+	// thumbprint, as `envoy-bff jwks` prints it).
+	ClientKeyID string `yaml:"client_key_id"`
+	// ClientKeyAlg signs the assertions: default PS256 for RSA, ES256 for
+	// P-256, ES384 for P-384; RS256 is allowed for RSA.
+	ClientKeyAlg string `yaml:"client_key_alg"`
+	// TLSClientCertFile and TLSClientKeyFile are the PEM client certificate
+	// and its key that every TLS connection to the provider presents
+	// (tls_client_auth, or mTLS-bound tokens with another method); the
+	// provider's RFC 8705 mtls_endpoint_aliases are then used. Read again
+	// when they change. Required with tls_client_auth.
+	TLSClientCertFile string `yaml:"tls_client_cert_file"`
+	TLSClientKeyFile  string `yaml:"tls_client_key_file"`
+	// PushedAuthorizationRequests is auto (default: when the provider's
+	// discovery says require_pushed_authorization_requests), always or
+	// never: with PAR (RFC 9126) login pushes the authorization request to
+	// the provider and the browser carries only client_id and request_uri.
+	PushedAuthorizationRequests string `yaml:"pushed_authorization_requests"`
 	// RedirectURL is the absolute callback URL registered at the provider.
 	// It is the only source of redirect_uri: request headers such as Host or
 	// X-Forwarded-Host never change it. Its path must be PathPrefix+"/callback".
@@ -81,6 +107,17 @@ const (
 	ClientAuthBasic = "client_secret_basic"
 	ClientAuthPost  = "client_secret_post"
 	ClientAuthNone  = "none"
+	// ClientAuthPrivateKeyJWT signs a client assertion (RFC 7523) with ClientKeyFile.
+	ClientAuthPrivateKeyJWT = "private_key_jwt"
+	// ClientAuthTLS authenticates by the TLS client certificate (RFC 8705).
+	ClientAuthTLS = "tls_client_auth"
+)
+
+// PushedAuthorizationRequests values.
+const (
+	PARAuto   = "auto"
+	PARAlways = "always"
+	PARNever  = "never"
 )
 
 // DefaultClientToken is the client token a route gets when it names none.
@@ -137,8 +174,20 @@ func (c Config) Validate() error {
 		if c.ClientSecret != "" {
 			bad("client_secret", "must be empty with client_auth: none")
 		}
+	case ClientAuthPrivateKeyJWT, ClientAuthTLS:
+		if c.ClientSecret != "" {
+			// No silent fallback to a shared secret (T79).
+			bad("client_secret", "must be empty with client_auth: %s (there is no fallback to a secret)", c.ClientAuth)
+		}
 	default:
-		bad("client_auth", "must be one of %s, %s or %s, got %q", ClientAuthBasic, ClientAuthPost, ClientAuthNone, c.ClientAuth)
+		bad("client_auth", "must be one of %s, %s, %s, %s or %s, got %q", ClientAuthBasic, ClientAuthPost,
+			ClientAuthPrivateKeyJWT, ClientAuthTLS, ClientAuthNone, c.ClientAuth)
+	}
+	errs = append(errs, c.validateClientFiles(time.Now())...)
+	switch c.PushedAuthorizationRequests {
+	case "", PARAuto, PARAlways, PARNever:
+	default:
+		bad("pushed_authorization_requests", "must be %s, %s or %s, got %q", PARAuto, PARAlways, PARNever, c.PushedAuthorizationRequests)
 	}
 	prefixOK := validPathPrefix(c.PathPrefix)
 	if !prefixOK {
@@ -195,6 +244,56 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateClientFiles checks the key and certificate files the client
+// authentication method needs: present, readable, of a supported kind and,
+// for a certificate, valid at now. Errors name the field, never the files'
+// content.
+func (c Config) validateClientFiles(now time.Time) []error {
+	var errs []error
+	switch {
+	case c.ClientKeyFile != "":
+		if _, err := loadClientKey(c.ClientKeyFile, c.ClientKeyID, c.ClientKeyAlg); err != nil {
+			errs = append(errs, err)
+		}
+	case c.ClientAuth == ClientAuthPrivateKeyJWT:
+		errs = append(errs, errors.New("client_key_file: required with client_auth: private_key_jwt"))
+	case c.ClientKeyID != "" || c.ClientKeyAlg != "":
+		errs = append(errs, errors.New("client_key_file: required with client_key_id or client_key_alg"))
+	}
+	if c.ClientKeyFile != "" && c.ClientAuth != ClientAuthPrivateKeyJWT {
+		errs = append(errs, fmt.Errorf("client_key_file: only used with client_auth: %s", ClientAuthPrivateKeyJWT))
+	}
+	if strings.ContainsFunc(c.ClientKeyID, isCtlOrSpace) {
+		errs = append(errs, errors.New("client_key_id: must not contain spaces or control characters"))
+	}
+	switch {
+	case c.TLSClientCertFile != "" && c.TLSClientKeyFile != "":
+		if _, err := loadClientCert(c.TLSClientCertFile, c.TLSClientKeyFile, now); err != nil {
+			errs = append(errs, err)
+		}
+	case c.TLSClientCertFile != "":
+		errs = append(errs, errors.New("tls_client_key_file: required with tls_client_cert_file"))
+	case c.TLSClientKeyFile != "":
+		errs = append(errs, errors.New("tls_client_cert_file: required with tls_client_key_file"))
+	case c.ClientAuth == ClientAuthTLS:
+		errs = append(errs, errors.New("tls_client_cert_file: required with client_auth: tls_client_auth (and tls_client_key_file)"))
+	}
+	return errs
+}
+
+// usesPAR reports whether login pushes its authorization request, given
+// what discovery said the provider requires.
+func (c Config) usesPAR(required bool) bool {
+	switch c.PushedAuthorizationRequests {
+	case PARAlways:
+		return true
+	case PARNever:
+		return false
+	default:
+		return required
+	}
 }
 
 // isAbsHTTPURL reports whether s is an absolute http(s) URL with a host, no

@@ -54,7 +54,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "empty_secret_refused", mutate: func(c *Config) { c.ClientSecret = "" }, wantErr: []string{"client_secret: required: envoy-bff is a confidential client"}},
 		{name: "empty_secret_with_basic_refused", mutate: func(c *Config) { c.ClientSecret, c.ClientAuth = "", ClientAuthBasic }, wantErr: []string{"client_secret: required"}},
 		{name: "none_with_secret_refused", mutate: func(c *Config) { c.ClientAuth = ClientAuthNone }, wantErr: []string{"client_secret: must be empty with client_auth: none"}},
-		{name: "unknown_client_auth", mutate: func(c *Config) { c.ClientAuth = "private_key_jwt_typo" }, wantErr: []string{`client_auth: must be one of client_secret_basic, client_secret_post or none, got "private_key_jwt_typo"`}},
+		{name: "unknown_client_auth", mutate: func(c *Config) { c.ClientAuth = "private_key_jwt_typo" }, wantErr: []string{`client_auth: must be one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or none, got "private_key_jwt_typo"`}},
 		{name: "public_client_with_client_tokens", mutate: func(c *Config) {
 			c.ClientSecret, c.ClientAuth = "", ClientAuthNone
 			c.ClientTokens = map[string]ClientTokenConfig{"default": {}}

@@ -42,6 +42,9 @@ type Deps struct {
 	// HTTPClient talks to the provider; nil builds one with the configured
 	// ProviderTimeout. Its transport is wrapped to bound response sizes.
 	HTTPClient *http.Client
+	// WrapTransport, if set, wraps the provider client's base transport
+	// (see WithTransportWrapper): for tracing.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// AbsoluteLifetime ends a session this long after login however busy
 	// (session.Config.AbsoluteLifetime). Required.
 	AbsoluteLifetime time.Duration
@@ -178,7 +181,7 @@ func (d Deps) withDefaults(cfg Config) (Deps, error) {
 		d.Rand = rand.Reader
 	}
 	if d.Provider == nil {
-		p, err := NewProvider(cfg, d.HTTPClient, d.Logger, d.Now)
+		p, err := NewProvider(cfg, d.HTTPClient, d.Logger, d.Now, WithTransportWrapper(d.WrapTransport))
 		if err != nil {
 			return Deps{}, err
 		}

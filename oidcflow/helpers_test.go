@@ -58,6 +58,7 @@ type envOptions struct {
 	deps     func(*Deps)
 	store    func(session.Config, func() time.Time) session.Store
 	noStart  bool
+	mtls     bool // the provider also serves its mTLS endpoint aliases
 }
 
 type envOption func(*envOptions)
@@ -68,6 +69,7 @@ func withProvider(f func(*oidctest.ProviderConfig)) envOption {
 func withConfig(f func(*Config)) envOption { return func(o *envOptions) { o.config = f } }
 func withDeps(f func(*Deps)) envOption     { return func(o *envOptions) { o.deps = f } }
 func notStarted() envOption                { return func(o *envOptions) { o.noStart = true } }
+func withMTLS() envOption                  { return func(o *envOptions) { o.mtls = true } }
 
 // withStore replaces the memory store with another built over the test's session config and clock.
 func withStore(f func(session.Config, func() time.Time) session.Store) envOption {
@@ -148,6 +150,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		Now:              e.clock.Now,
 		AbsoluteLifetime: scfg.AbsoluteLifetime,
 		IdleTimeout:      scfg.IdleTimeout,
+	}
+	if o.mtls {
+		deps.HTTPClient = mtlsClient(t, p)
 	}
 	if o.deps != nil {
 		o.deps(&deps)

@@ -61,6 +61,11 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	// the browser chooses only among the allow-listed parameters (T77).
 	opts := append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)}, params.authOptions()...)
 	authURL := d.oauth2.AuthCodeURL(state, opts...)
+	if d.usePAR {
+		if authURL, err = h.pushAuthorization(r.Context(), d, authURL); err != nil {
+			return err
+		}
+	}
 	w.Header().Add("Set-Cookie", h.setLoginCookie(binding))
 	redirect(w, authURL)
 	return nil

@@ -33,6 +33,9 @@ const (
 type Provider struct {
 	cfg    Config
 	client *http.Client
+	// auth adds private_key_jwt or tls_client_auth to requests to the
+	// token, PAR and revocation endpoints (nil for the other methods).
+	auth   *clientAuthTransport
 	logger *slog.Logger
 	now    func() time.Time
 
@@ -56,6 +59,10 @@ type discovered struct {
 	logout *logoutVerifier
 	// userinfo is the UserInfo endpoint ("" if none).
 	userinfo string
+	// par is the RFC 9126 pushed authorization request endpoint ("" if none).
+	par string
+	// usePAR makes login push its authorization request to par.
+	usePAR bool
 }
 
 // providerMetadata is the part of the discovery document go-oidc does not expose.
@@ -67,12 +74,34 @@ type providerMetadata struct {
 	CodeChallengeMethods     []string `json:"code_challenge_methods_supported"`
 	JWKSURI                  string   `json:"jwks_uri"`
 	SigningAlgs              []string `json:"id_token_signing_alg_values_supported"`
+	PAREndpoint              string   `json:"pushed_authorization_request_endpoint"`
+	RequirePAR               bool     `json:"require_pushed_authorization_requests"`
+	// MTLSAliases are RFC 8705's endpoints for clients that present a
+	// certificate (by metadata name, e.g. token_endpoint).
+	MTLSAliases map[string]string `json:"mtls_endpoint_aliases"`
+}
+
+// ProviderOption adjusts NewProvider.
+type ProviderOption func(*providerOptions)
+
+type providerOptions struct {
+	wrap func(http.RoundTripper) http.RoundTripper
+}
+
+// WithTransportWrapper wraps the provider client's base transport (after
+// the TLS client certificate is set on it, inside client authentication):
+// for tracing, say.
+func WithTransportWrapper(wrap func(http.RoundTripper) http.RoundTripper) ProviderOption {
+	return func(o *providerOptions) { o.wrap = wrap }
 }
 
 // NewProvider prepares discovery of cfg.Issuer; call Start to run it.
 // client may be nil (then one with cfg.ProviderTimeout is built); its
-// transport is wrapped so no provider response is read past 1 MiB.
-func NewProvider(cfg Config, client *http.Client, logger *slog.Logger, now func() time.Time) (*Provider, error) {
+// transport is wrapped so no provider response is read past 1 MiB, and so
+// every token, PAR and revocation request carries the configured client
+// authentication. With a TLS client certificate its transport must be nil
+// or an *http.Transport.
+func NewProvider(cfg Config, client *http.Client, logger *slog.Logger, now func() time.Time, opts ...ProviderOption) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("oidc provider: %w", err)
 	}
@@ -82,7 +111,21 @@ func NewProvider(cfg Config, client *http.Client, logger *slog.Logger, now func(
 	if now == nil {
 		now = time.Now
 	}
-	return &Provider{cfg: cfg, client: boundedClient(client, cfg.ProviderTimeout), logger: logger, now: now}, nil
+	var o providerOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	creds, err := newClientCreds(cfg, logger, now)
+	if err != nil {
+		return nil, fmt.Errorf("oidc provider: %w", err)
+	}
+	hc := boundedClient(client, cfg.ProviderTimeout)
+	rt, auth, err := providerTransport(hc.Transport, o.wrap, cfg, creds, now)
+	if err != nil {
+		return nil, fmt.Errorf("oidc provider: %w", err)
+	}
+	hc.Transport = rt
+	return &Provider{cfg: cfg, client: hc, auth: auth, logger: logger, now: now}, nil
 }
 
 // Start runs discovery until it succeeds or ctx ends, retrying with bounded
@@ -164,6 +207,27 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 	endpoint := op.Endpoint()
 	clientAuth := chooseClientAuth(p.cfg.ClientAuth, meta.TokenEndpointAuthMethods)
 	endpoint.AuthStyle = authStyle(clientAuth)
+	revocation, par, userinfo := meta.RevocationEndpoint, meta.PAREndpoint, op.UserInfoEndpoint()
+	if p.cfg.TLSClientCertFile != "" {
+		// RFC 8705 §5: a client presenting a certificate uses the aliases.
+		alias := func(name, url string) string {
+			if a := meta.MTLSAliases[name]; a != "" {
+				return a
+			}
+			return url
+		}
+		endpoint.TokenURL = alias("token_endpoint", endpoint.TokenURL)
+		revocation = alias("revocation_endpoint", revocation)
+		par = alias("pushed_authorization_request_endpoint", par)
+		userinfo = alias("userinfo_endpoint", userinfo)
+	}
+	usePAR := p.cfg.usesPAR(meta.RequirePAR)
+	if usePAR && par == "" {
+		return nil, errNoPAREndpoint
+	}
+	if p.auth != nil {
+		p.auth.setTargets(endpoint.TokenURL, revocation, par)
+	}
 	// One key set for ID and logout tokens, fetched with our bounded client.
 	keys := newJWKSCache(meta.JWKSURI, p.client, jwksCooldown, p.now)
 	algs := allowedAlgs(meta.SigningAlgs)
@@ -187,10 +251,12 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 		clientAuth: clientAuth,
 		verifier:   verifier,
 		endSession: meta.EndSessionEndpoint,
-		revocation: meta.RevocationEndpoint,
+		revocation: revocation,
 		issParam:   meta.IssParameterSupported,
 		logout:     newLogoutVerifier(p.cfg.Issuer, p.cfg.ClientID, keys, meta.SigningAlgs, p.now),
-		userinfo:   op.UserInfoEndpoint(),
+		userinfo:   userinfo,
+		par:        par,
+		usePAR:     usePAR,
 	}, nil
 }
 
@@ -224,11 +290,18 @@ func authStyle(clientAuth string) oauth2.AuthStyle {
 	if clientAuth == ClientAuthBasic {
 		return oauth2.AuthStyleInHeader
 	}
-	return oauth2.AuthStyleInParams // post sends the secret, none only client_id
+	// post sends the secret; none, private_key_jwt and tls_client_auth
+	// only client_id (their secret is empty), clientAuthTransport the rest.
+	return oauth2.AuthStyleInParams
 }
 
-// boundedClient returns a copy of c (or a new client with timeout) whose
-// response bodies fail once they pass maxProviderResponse.
+// errNoPAREndpoint keeps a frontend that must push its authorization
+// requests unready while its provider offers no endpoint for them.
+var errNoPAREndpoint = errors.New("oidc.pushed_authorization_requests: always, but the provider's discovery document lists no pushed_authorization_request_endpoint")
+
+// boundedClient returns a copy of c (or a new client with timeout);
+// providerTransport then makes its response bodies fail once they pass
+// maxProviderResponse.
 func boundedClient(c *http.Client, timeout time.Duration) *http.Client {
 	var out http.Client
 	if c != nil {
@@ -240,7 +313,7 @@ func boundedClient(c *http.Client, timeout time.Duration) *http.Client {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	out.Transport = limitTransport{base: base, limit: maxProviderResponse}
+	out.Transport = base
 	return &out
 }
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 	"github.com/envoy-bff/envoy-bff/session"
@@ -18,7 +17,7 @@ import (
 var errNoRevocationEndpoint = errors.New("provider has no revocation endpoint")
 
 // providerRevoker revokes refresh tokens at the provider's RFC 7009
-// endpoint, authenticating as the client (client_secret_basic).
+// endpoint, authenticating as the client as at the token endpoint.
 type providerRevoker struct {
 	cfg      Config
 	provider *Provider
@@ -37,22 +36,12 @@ func (p *providerRevoker) Revoke(ctx context.Context, s *sessionpb.Session) erro
 		return errNoRevocationEndpoint
 	}
 	form := url.Values{"token": {s.GetRefreshToken()}, "token_type_hint": {"refresh_token"}}
-	// The same client authentication as at the token endpoint.
-	if d.clientAuth != ClientAuthBasic {
-		form.Set("client_id", p.cfg.ClientID)
-	}
-	if d.clientAuth == ClientAuthPost {
-		form.Set("client_secret", p.cfg.ClientSecret)
-	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProviderTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.revocation, strings.NewReader(form.Encode()))
+	// The same client authentication as at the token endpoint.
+	req, err := newClientPost(ctx, p.cfg, d, d.revocation, form)
 	if err != nil {
 		return fmt.Errorf("revoke refresh token: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if d.clientAuth == ClientAuthBasic {
-		req.SetBasicAuth(url.QueryEscape(p.cfg.ClientID), url.QueryEscape(p.cfg.ClientSecret))
 	}
 	resp, err := p.provider.client.Do(req)
 	if err != nil {

@@ -202,7 +202,8 @@ func (a *apps) build(f frontendConfig) (*app, error) {
 		Logger:           a.logger,
 		Now:              a.now,
 		Rand:             rand.Reader,
-		HTTPClient:       &http.Client{Timeout: f.OIDC.ProviderTimeout, Transport: a.traces.transport(http.DefaultTransport)},
+		HTTPClient:       &http.Client{Timeout: f.OIDC.ProviderTimeout},
+		WrapTransport:    a.traces.transport, // inside client authentication (and DPoP)
 		AbsoluteLifetime: f.Session.AbsoluteLifetime,
 		IdleTimeout:      f.Session.IdleTimeout,
 		Metrics:          a.metrics,

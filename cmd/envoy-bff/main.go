@@ -28,6 +28,7 @@ Commands:
   serve     run the ext_authz gRPC, browser HTTP and admin listeners
   sessions  list or end a user's sessions through a replica's admin listener
   keys      generate session keys; how to rotate them without a restart
+  jwks      print the public key set to register for private_key_jwt
   version   print the version
   help      show this help, or a command's help: envoy-bff help serve
 
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		return runSessions(ctx, args[1:], stdout, stderr, lookup)
 	case "keys":
 		return runKeys(args[1:], stdout, stderr, rand.Reader)
+	case "jwks":
+		return runJWKS(args[1:], stdout, stderr, lookup)
 	default:
 		fmt.Fprintf(stderr, "envoy-bff: unknown command %q\n\n%s", args[0], usage)
 		return 2

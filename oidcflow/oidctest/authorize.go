@@ -30,6 +30,12 @@ type discovery struct {
 	AuthorizationResponseISSSupported bool     `json:"authorization_response_iss_parameter_supported"`
 	BackchannelLogoutSupported        bool     `json:"backchannel_logout_supported"`
 	BackchannelLogoutSessionSupported bool     `json:"backchannel_logout_session_supported"`
+
+	// FAPI 2.0: client authentication by key or certificate, PAR (RFC 9126), mTLS aliases (RFC 8705).
+	TokenEndpointAuthSigningAlgs []string          `json:"token_endpoint_auth_signing_alg_values_supported"`
+	PAREndpoint                  string            `json:"pushed_authorization_request_endpoint"`
+	RequirePAR                   bool              `json:"require_pushed_authorization_requests"`
+	MTLSEndpointAliases          map[string]string `json:"mtls_endpoint_aliases,omitempty"`
 }
 
 // handleDiscovery serves /.well-known/openid-configuration.
@@ -40,7 +46,16 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request, issue
 	p.mu.Lock()
 	p.stats.DiscoveryRequests++
 	p.mu.Unlock()
-	auth := []string{"client_secret_basic", "client_secret_post", "none"}
+	auth := []string{"client_secret_basic", "client_secret_post", AuthPrivateKeyJWT, AuthTLSClient, "none"}
+	var aliases map[string]string
+	if m := p.mtlsIssuer(); m != "" {
+		aliases = map[string]string{
+			"token_endpoint":                        m + PathToken,
+			"revocation_endpoint":                   m + PathRevoke,
+			"pushed_authorization_request_endpoint": m + PathPAR,
+			"userinfo_endpoint":                     m + PathUserinfo,
+		}
+	}
 	writeJSON(w, http.StatusOK, discovery{
 		Issuer:                            issuer,
 		AuthorizationEndpoint:             issuer + PathAuthorize,
@@ -62,6 +77,10 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request, issue
 		AuthorizationResponseISSSupported: true,
 		BackchannelLogoutSupported:        true,
 		BackchannelLogoutSessionSupported: true,
+		TokenEndpointAuthSigningAlgs:      []string{"PS256", "RS256", "ES256", "ES384"},
+		PAREndpoint:                       issuer + PathPAR,
+		RequirePAR:                        p.cfg.RequirePAR,
+		MTLSEndpointAliases:               aliases,
 	})
 }
 
@@ -87,7 +106,10 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request, issue
 		writePage(w, http.StatusBadRequest, "Bad request", "The authorization request could not be parsed.")
 		return
 	}
-	q := r.Form
+	q, ok := p.resolvePushed(w, r.Form)
+	if !ok {
+		return
+	}
 	c, ok := p.clients[q.Get("client_id")]
 	if !ok || len(q["client_id"]) != 1 {
 		writePage(w, http.StatusBadRequest, "Unknown client", "The client_id is not registered.")

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"slices"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // Defaults applied by NewProvider to zero-valued ProviderConfig fields.
@@ -70,6 +72,10 @@ type ProviderConfig struct {
 	// that has not ended (by /end_session or EndSession), else it answers
 	// login_required. Off: every authorization signs the user in at once.
 	BrowserSessions bool
+	// RequirePAR makes /authorize accept only pushed requests (request_uri
+	// from the PAR endpoint), and discovery say so
+	// (require_pushed_authorization_requests).
+	RequirePAR bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Rand is the source of codes, token IDs and keys (default crypto/rand.Reader).
@@ -95,6 +101,17 @@ type Client struct {
 	// TokenExchange allows the client to use the RFC 8693 token exchange
 	// grant (confidential clients only); others get unauthorized_client.
 	TokenExchange bool
+	// JWKS are the client's public keys for private_key_jwt (RFC 7523):
+	// with any, the client authenticates by a client assertion signed with
+	// one of them, and never by a secret.
+	JWKS []jose.JSONWebKey
+	// TLSClientAuth makes the client authenticate by its TLS client
+	// certificate (RFC 8705 tls_client_auth, at the StartMTLS listener),
+	// identified by TLSCertThumbprint (CertThumbprint), else TLSSubjectDN
+	// (the certificate's Subject as x509's Name.String spells it).
+	TLSClientAuth     bool
+	TLSCertThumbprint string
+	TLSSubjectDN      string
 }
 
 // User is the demo user's claims.
@@ -183,6 +200,9 @@ func (c ProviderConfig) validate() error {
 			if err := validateAbsURL(u); err != nil {
 				return fmt.Errorf("oidctest: client %q: %w", cl.ID, err)
 			}
+		}
+		if cl.TLSClientAuth && cl.TLSCertThumbprint == "" && cl.TLSSubjectDN == "" {
+			return fmt.Errorf("oidctest: client %q: TLSClientAuth needs TLSCertThumbprint or TLSSubjectDN", cl.ID)
 		}
 		if cl.BackchannelLogoutURI != "" {
 			if err := validateAbsURL(cl.BackchannelLogoutURI); err != nil {

@@ -52,7 +52,7 @@ func (p *Provider) grantExchange(r *http.Request, c Client, form url.Values, iss
 		return nil, &e
 	}
 	switch {
-	case c.Secret == "" || !c.TokenExchange:
+	case !c.confidential() || !c.TokenExchange:
 		return nil, &grantError{http.StatusBadRequest, "unauthorized_client", "client not allowed to exchange tokens"}
 	case form.Get("subject_token") == "":
 		return nil, &grantError{http.StatusBadRequest, "invalid_request", "subject_token missing"}

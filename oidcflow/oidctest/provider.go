@@ -58,6 +58,12 @@ type Provider struct {
 
 	userInfo      map[string]map[string]any // by sub: claims /userinfo adds
 	userInfoError int                       // != 0: /userinfo answers this status
+
+	assertionJTIs map[string]time.Time      // "client jti" → exp of client assertions seen
+	pushed        map[string]*pushedRequest // by request_uri
+	mtlsSrv       *http.Server              // StartMTLS
+	mtlsOrigin    string
+	mtlsCertPEM   []byte
 }
 
 // authCode is one issued authorization code.
@@ -157,6 +163,14 @@ type Stats struct {
 	// TokenExchanges counts token exchanges that issued a token (per
 	// session and audience: [Provider.ExchangeCounts]).
 	TokenExchanges int
+	// PrivateKeyJWTAuths counts client assertions accepted (RFC 7523).
+	PrivateKeyJWTAuths int
+	// ReplayedAssertions counts client assertions refused for a jti seen before.
+	ReplayedAssertions int
+	// TLSClientAuths counts requests authenticated by a client certificate (RFC 8705).
+	TLSClientAuths int
+	// PushedAuthorizationRequests counts accepted PAR requests (RFC 9126).
+	PushedAuthorizationRequests int
 	// ResourceRefreshes counts refresh_token grants with RFC 8707 resource
 	// that issued tokens (also in RefreshTokenGrants; per session and
 	// resource: [Provider.ResourceRefreshCounts]).
@@ -194,6 +208,8 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 		exchanges:         map[AudienceKey]int{},
 		exchangeLog:       map[AudienceKey][]Exchange{},
 		resourceRefreshes: map[AudienceKey]int{},
+		assertionJTIs:     map[string]time.Time{},
+		pushed:            map[string]*pushedRequest{},
 	}
 	for _, c := range cfg.Clients {
 		p.clients[c.ID] = c
@@ -254,15 +270,18 @@ func (p *Provider) Serve(l net.Listener) (string, error) {
 // Close stops the server started by Start or Serve; it is a no-op otherwise.
 func (p *Provider) Close() error {
 	p.mu.Lock()
-	srv := p.srv
-	p.srv = nil
+	srv, msrv := p.srv, p.mtlsSrv
+	p.srv, p.mtlsSrv = nil, nil
 	p.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return srv.Shutdown(ctx)
+	var errs []error
+	for _, s := range []*http.Server{srv, msrv} {
+		if s != nil {
+			errs = append(errs, s.Shutdown(ctx))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Endpoint paths, relative to the issuer.
@@ -316,6 +335,8 @@ func (p *Provider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		p.handleRevoke(w, r)
 	case PathEndSession:
 		p.handleEndSession(w, r, issuer)
+	case PathPAR:
+		p.handlePAR(w, r)
 	default:
 		http.NotFound(w, r)
 	}

@@ -112,9 +112,14 @@ func repeatable(grantType []string, k string) bool {
 	return false
 }
 
-// authenticateClient applies client_secret_basic, client_secret_post or, for
-// public clients, none. basic reports whether Basic was attempted.
+// authenticateClient applies private_key_jwt or tls_client_auth to the
+// clients registered for them (strongAuth), else client_secret_basic,
+// client_secret_post or, for public clients, none. basic reports whether Basic was attempted.
 func (p *Provider) authenticateClient(r *http.Request) (c Client, basic, ok bool) {
+	if c, handled, ok := p.strongAuth(r); handled { // private_key_jwt, tls_client_auth
+		_, _, basic := r.BasicAuth()
+		return c, basic, ok
+	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		if r.PostForm.Has("client_secret") {
@@ -309,7 +314,7 @@ func (p *Provider) waitRefresh(ctx context.Context, gate <-chan struct{}, delay 
 
 // grantClientCredentials issues an application token.
 func (p *Provider) grantClientCredentials(c Client, form url.Values, issuer string) (*tokenResponse, *grantError) {
-	if c.Secret == "" {
+	if !c.confidential() {
 		return nil, &grantError{http.StatusBadRequest, "unauthorized_client", "public clients cannot use client_credentials"}
 	}
 	aud := form.Get("audience")

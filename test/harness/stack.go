@@ -7,6 +7,8 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,6 +78,10 @@ type Options struct {
 	// (ProviderConfig.Audiences, no scopes) and the stack's clients may
 	// exchange (Client.TokenExchange); Provider can change both.
 	APIs map[string]string
+	// ProviderMTLS makes the local provider also serve its RFC 8705 mTLS
+	// endpoint aliases (oidctest.Provider.StartMTLS, for tls_client_auth);
+	// the replicas trust its certificate (SSL_CERT_FILE).
+	ProviderMTLS bool
 	// PathRuleAPIs names APIs of APIs whose Envoy route carries no context
 	// extensions: envoy-bff's authz.path_rules decide their policy, token
 	// profile and requirements (the config needs a rule for /<name>/).
@@ -183,6 +189,7 @@ type Stack struct {
 	EncryptionKey, HashKey string
 
 	servers []*http.Server
+	bffEnv  []string // added to every replica's environment
 	mu      sync.Mutex
 	closed  bool
 	exited  chan string
@@ -302,7 +309,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		if o.BFFConfig != nil {
 			o.BFFConfig(doc)
 		}
-		b, err := StartBFF(ctx, BFFOptions{Dir: o.Dir, Name: "envoy-bff-" + strconv.Itoa(i+1), Config: doc})
+		b, err := StartBFF(ctx, BFFOptions{Dir: o.Dir, Name: "envoy-bff-" + strconv.Itoa(i+1), Config: doc, Env: s.bffEnv})
 		if err != nil {
 			return nil, err
 		}
@@ -464,6 +471,16 @@ func (s *Stack) startProvider(o Options) error {
 	}
 	if s.IssuerURL, err = s.Provider.Start("127.0.0.1:0"); err != nil {
 		return fmt.Errorf("start provider: %w", err)
+	}
+	if o.ProviderMTLS {
+		if _, err := s.Provider.StartMTLS("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("start provider mTLS: %w", err)
+		}
+		ca := filepath.Join(o.Dir, "provider-mtls.pem")
+		if err := os.WriteFile(ca, s.Provider.MTLSCertPEM(), 0o600); err != nil {
+			return fmt.Errorf("write provider mTLS certificate: %w", err)
+		}
+		s.bffEnv = append(s.bffEnv, "SSL_CERT_FILE="+ca)
 	}
 	return nil
 }

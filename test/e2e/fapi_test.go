@@ -101,6 +101,7 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 		Auth        string   `json:"authorization_endpoint"`
 		Token       string   `json:"token_endpoint"`
 		PAR         string   `json:"pushed_authorization_request_endpoint"`
+		Revocation  string   `json:"revocation_endpoint"`
 		RequirePAR  bool     `json:"require_pushed_authorization_requests"`
 		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 		DPoPAlgs    []string `json:"dpop_signing_alg_values_supported"`
@@ -217,7 +218,10 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 		status, body, _ := fc.post(t, jwtHTTP, disc.Token, fc.codeGrant(t, code, v, rs), nil)
 		wantStatusError(t, status, body, 400, "invalid_grant", "not allowed signature algorithm")
 	})
-	// dpop-bind-enforcer: token requests need a DPoP proof.
+	// dpop.bound.access.tokens: token requests need a DPoP proof. Keycloak
+	// refuses by the client's attribute, which the profile's
+	// dpop-bind-enforcer sets on registration and keeps set on update; its
+	// own check is on revocation (below).
 	t.Run("token request without DPoP refused", func(t *testing.T) {
 		v := newPKCE(t)
 		code := fc.code(t, fc.plain, fapiDPoPClient, dpopAuth, v, nil)
@@ -260,6 +264,18 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 		wantCnf(t, tok.AccessToken, "jkt", jkt)
 		tok = fc.tokens(t, fc.plain, refreshGrant(t, tok.RefreshToken, dpopAuth), proof, "DPoP")
 		wantCnf(t, tok.AccessToken, "jkt", jkt)
+		// dpop-bind-enforcer: revocation needs a DPoP proof too.
+		revoke := dpopAuth(t)
+		revoke.Set("token", tok.AccessToken)
+		status, body, _ := fc.post(t, fc.plain, disc.Revocation, revoke, nil)
+		wantStatusError(t, status, body, 400, "invalid_dpop_proof", "DPoP proof is missing")
+		revoke = dpopAuth(t)
+		revoke.Set("token", tok.AccessToken)
+		status, _, _ = fc.post(t, fc.plain, disc.Revocation, revoke,
+			http.Header{"Dpop": {dpopProof(t, dpopKey, http.MethodPost, disc.Revocation)}})
+		if status != http.StatusOK {
+			t.Fatalf("revocation with a DPoP proof: status %d", status)
+		}
 	})
 	// The refusals were client policies': Keycloak's error events name the
 	// reason and the executor's words (it records no such event for the
@@ -457,6 +473,9 @@ func (f *fapiFlow) post(t *testing.T, client *http.Client, target string, form u
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var body map[string]any
+	if len(raw) == 0 {
+		return resp.StatusCode, nil, resp.Header // revocation answers 200 without a body
+	}
 	if err := json.Unmarshal(raw, &body); err != nil {
 		t.Fatalf("POST %s: status %d, not JSON: %.300s", target, resp.StatusCode, raw)
 	}

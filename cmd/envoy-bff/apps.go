@@ -194,6 +194,10 @@ func (a *apps) build(f frontendConfig) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	base, err := f.OIDC.ProviderTransport()
+	if err != nil {
+		return nil, fmt.Errorf("oidc.%w", err)
+	}
 	deps := oidcflow.Deps{
 		AllowedOrigins:   origins,
 		Store:            view,
@@ -202,7 +206,7 @@ func (a *apps) build(f frontendConfig) (*app, error) {
 		Logger:           a.logger,
 		Now:              a.now,
 		Rand:             rand.Reader,
-		HTTPClient:       &http.Client{Timeout: f.OIDC.ProviderTimeout, Transport: a.traces.transport(http.DefaultTransport)},
+		HTTPClient:       &http.Client{Timeout: f.OIDC.ProviderTimeout, Transport: a.traces.transport(base)},
 		AbsoluteLifetime: f.Session.AbsoluteLifetime,
 		IdleTimeout:      f.Session.IdleTimeout,
 		Metrics:          a.metrics,

@@ -17,10 +17,12 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
@@ -33,16 +35,14 @@ import (
 // → fapi-2-dpop-security-profile). FAPI.md says what the profiles enforce.
 const (
 	fapiRealm = "envoy-bff-fapi"
-	// fapiAppURL is the redirect URIs' origin: nothing listens there, the
-	// test reads the code from the redirect Keycloak answers.
-	fapiAppURL     = "https://bff.fapi.test"
-	fapiHTTPAppURL = "http://bff.fapi.test"
 	// The realm's clients.
 	fapiMTLSClient   = "envoy-bff-fapi2-mtls"   // fapi-2, tls_client_auth
 	fapiJWTClient    = "envoy-bff-fapi2-jwt"    // fapi-2, private_key_jwt (+ client certificate for the token binding)
 	fapiDPoPClient   = "envoy-bff-fapi2-dpop"   // fapi-2-dpop, private_key_jwt
 	fapiSecretClient = "envoy-bff-fapi2-secret" // fapi-2, client_secret: the control the profile refuses
 	fapiSecret       = "envoy-bff-fapi2-control-secret"
+	fapiPlainClient  = "envoy-bff-plain" // no policy: the HTTPS harness check
+	fapiPlainSecret  = "envoy-bff-plain-secret"
 )
 
 // TestKeycloakFAPIProfiles proves, against real Keycloak 26.5 over HTTPS
@@ -54,9 +54,24 @@ const (
 // assertion with aud = issuer, mTLS, DPoP proofs; built by hand here with
 // Go's crypto) are accepted and get sender-constrained tokens. So an
 // envoy-bff test against this realm cannot pass by accident.
+//
+// Then envoy-bff, behind Envoy serving HTTPS, logs a headless Chromium in
+// over HTTPS with the realm's plain client (no policy), trusting Keycloak's
+// test CA by oidc.ca_file: the harness the FAPI login test needs.
 func TestKeycloakFAPIProfiles(t *testing.T) {
+	chromium := chromiumPath(t)
 	start := time.Now()
 	dir := t.TempDir()
+	shots := screenshots(t)
+	// The realm names the app's URL, so its port is held from now on; the
+	// hand-built flows below only read the redirects to it.
+	listen, err := harness.ReservePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listen.Release()
+	appURL := "https://127.0.0.1:" + strconv.Itoa(listen.Port)
+	httpAppURL := "http://127.0.0.1:" + strconv.Itoa(listen.Port)
 	pki, err := harness.NewPKI(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +93,7 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	realm := strings.NewReplacer(
-		"${APP_URL}", fapiAppURL, "${HTTP_APP_URL}", fapiHTTPAppURL,
+		"${APP_URL}", appURL, "${HTTP_APP_URL}", httpAppURL,
 		"${JWT_JWKS}", jwksAttribute(t, jwtKey, rsaKey),
 		"${DPOP_JWKS}", jwksAttribute(t, dpopClientKey),
 	).Replace(string(raw))
@@ -118,8 +133,8 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 		t.Fatalf("discovery lacks an https issuer, a PAR endpoint or mTLS aliases: %+v", disc)
 	}
 
-	fc := &fapiFlow{ctx: ctx, disc: disc.Issuer, token: disc.Token, par: disc.PAR, auth: disc.Auth,
-		plain: kc.HTTPClient, ua: newUserAgent(t, pki)}
+	fc := &fapiFlow{ctx: ctx, appURL: appURL, token: disc.Token, par: disc.PAR, auth: disc.Auth,
+		plain: kc.HTTPClient, ua: newUserAgent(t, pki, listen.Port)}
 	withCert := func(c harness.Cert) *http.Client {
 		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.ClientTLS(&c)}}
 	}
@@ -137,7 +152,7 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 	t.Run("authorization request without PAR refused", func(t *testing.T) {
 		// Keycloak checks this before the redirect URI, so it shows its
 		// error page rather than redirecting back.
-		q := authParams(fapiJWTClient, fapiAppURL, newPKCE(t).challenge)
+		q := authParams(fapiJWTClient, appURL, newPKCE(t).challenge)
 		status, page := fc.authorizePage(t, q)
 		if status != http.StatusBadRequest || !strings.Contains(page, "request_uri not included.") {
 			t.Fatalf("authorization without PAR: status %d, page %.300s", status, page)
@@ -147,7 +162,7 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 	// secure-client-authentication-assertion: aud must be the issuer alone
 	// (plain Keycloak also takes the token endpoint).
 	t.Run("assertion audience other than the issuer refused at PAR", func(t *testing.T) {
-		form := authParams(fapiJWTClient, fapiAppURL, newPKCE(t).challenge)
+		form := authParams(fapiJWTClient, appURL, newPKCE(t).challenge)
 		for k, v := range fc.assertionAuth(fapiJWTClient, jwtKey, disc.Token)(t) {
 			form[k] = v
 		}
@@ -157,7 +172,7 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 	// secure-client-uris: redirect URIs must be https (no loopback
 	// exception in 26.5), even when registered.
 	t.Run("http redirect URI refused", func(t *testing.T) {
-		form := authParams(fapiSecretClient, fapiHTTPAppURL, newPKCE(t).challenge)
+		form := authParams(fapiSecretClient, httpAppURL, newPKCE(t).challenge)
 		for k, v := range secretAuth(t) {
 			form[k] = v
 		}
@@ -176,7 +191,7 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 	// pkce-enforcer: PKCE S256 is required (the control client has no
 	// pkce.code.challenge.method of its own, so only the profile asks).
 	t.Run("PAR without PKCE refused", func(t *testing.T) {
-		form := authParams(fapiSecretClient, fapiAppURL, "")
+		form := authParams(fapiSecretClient, appURL, "")
 		for k, v := range secretAuth(t) {
 			form[k] = v
 		}
@@ -302,17 +317,68 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 			t.Errorf("no client_policy_error event %q; policy errors seen: %v", want, policyErrors)
 		}
 	}
-	t.Logf("timing: keycloak up %s, checks %s, total %s",
-		kcStarted.Sub(start).Round(time.Millisecond), time.Since(kcStarted).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	checked := time.Now()
+
+	// The HTTPS harness: Envoy with TLS, envoy-bff trusting the test CA,
+	// Chromium trusting Envoy's and Keycloak's certificates.
+	s, err := harness.Start(ctx, harness.Options{
+		Dir: dir, Listen: listen, TLS: pki,
+		Issuer: kc.Issuer(), ClientID: fapiPlainClient, ClientSecret: fapiPlainSecret,
+		BFFConfig: func(doc map[string]any) {
+			doc["oidc"].(map[string]any)["scopes"] = []string{"openid", "profile", "email"}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("process logs:\n%s", s.Logs(3000))
+		}
+		s.Close()
+	})
+	if s.URL != appURL {
+		t.Fatalf("stack URL %s, want %s", s.URL, appURL)
+	}
+	browser := startChromium(t, ctx, chromium, trustCerts(s.EnvoyCert, kc.Cert))
+	run := func(step string, actions ...chromedp.Action) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(browser, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Run(sctx, actions...); err != nil {
+			shots.take(browser, "fapi-failed-"+step)
+			t.Fatalf("%s: %v", step, err)
+		}
+		shots.take(browser, "fapi-"+step)
+	}
+	var name, status string
+	run("01-https-anonymous", chromedp.Navigate(appURL+"/"), chromedp.WaitVisible("#login", chromedp.ByQuery))
+	run("02-https-keycloak-form", chromedp.Click("#login", chromedp.ByQuery), chromedp.WaitVisible("#username", chromedp.ByQuery))
+	run("03-https-signed-in",
+		chromedp.SendKeys("#username", userName, chromedp.ByQuery),
+		chromedp.SendKeys("#password", userPassword, chromedp.ByQuery),
+		chromedp.Click("#kc-login", chromedp.ByQuery),
+		chromedp.WaitVisible("#signed-in", chromedp.ByQuery),
+		chromedp.Text("#user-name", &name, chromedp.ByQuery))
+	run("04-https-api", chromedp.Click("#call-api", chromedp.ByQuery),
+		chromedp.Poll(`document.querySelector('#status').textContent.startsWith('API answered')`, nil, chromedp.WithPollingTimeout(20*time.Second)),
+		chromedp.Text("#status", &status, chromedp.ByQuery))
+	if name != "Alice Liddell" || !strings.HasPrefix(status, "API answered 200") {
+		t.Fatalf("over HTTPS: the page shows user %q and %q", name, status)
+	}
+	t.Logf("timing: keycloak up %s, profile checks %s, HTTPS login %s, total %s",
+		kcStarted.Sub(start).Round(time.Millisecond), checked.Sub(kcStarted).Round(time.Millisecond),
+		time.Since(checked).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
 
 // fapiFlow drives the back channel (PAR, token) and a scripted browser
 // against the FAPI realm.
 type fapiFlow struct {
-	ctx                    context.Context
-	disc, token, par, auth string // issuer and endpoints
-	plain                  *http.Client
-	ua                     *http.Client // the "browser": cookies, no client certificate
+	ctx              context.Context
+	appURL           string // the redirect URIs' origin
+	token, par, auth string // endpoints
+	plain            *http.Client
+	ua               *http.Client // the "browser": cookies, no client certificate
 }
 
 // clientAuth makes one request's client authentication parameters.
@@ -443,7 +509,7 @@ func (f *fapiFlow) codeGrant(t *testing.T, code string, v pkce, auth clientAuth)
 	form := auth(t)
 	form.Set("grant_type", "authorization_code")
 	form.Set("code", code)
-	form.Set("redirect_uri", fapiAppURL+"/bff/callback")
+	form.Set("redirect_uri", f.appURL+"/bff/callback")
 	form.Set("code_verifier", v.verifier)
 	return form
 }
@@ -514,7 +580,7 @@ func str(v any) string { s, _ := v.(string); return s }
 // consent as needed, and returns the code from the redirect.
 func (f *fapiFlow) code(t *testing.T, client *http.Client, clientID string, auth clientAuth, v pkce, hdr http.Header) string {
 	t.Helper()
-	form := authParams(clientID, fapiAppURL, v.challenge)
+	form := authParams(clientID, f.appURL, v.challenge)
 	for k, vals := range auth(t) {
 		form[k] = vals
 	}
@@ -564,7 +630,7 @@ func (f *fapiFlow) authorizeRedirect(t *testing.T, q url.Values) *url.URL {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusFound || resp.StatusCode == http.StatusSeeOther {
 			loc, err := resp.Location()
-			if err != nil || !strings.HasPrefix(loc.String(), fapiAppURL) && !strings.HasPrefix(loc.String(), fapiHTTPAppURL) {
+			if err != nil || loc.Host != strings.TrimPrefix(f.appURL, "https://") {
 				t.Fatalf("browser redirected to %v (%v)", loc, err)
 			}
 			return loc
@@ -613,8 +679,9 @@ func pageText(page []byte) string {
 }
 
 // newUserAgent is the scripted browser: a cookie jar, the test CA trusted,
-// no client certificate, and redirects followed within Keycloak only.
-func newUserAgent(t *testing.T, pki *harness.PKI) *http.Client {
+// no client certificate, and redirects followed within Keycloak only (not
+// to the app's port).
+func newUserAgent(t *testing.T, pki *harness.PKI, appPort int) *http.Client {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -624,7 +691,7 @@ func newUserAgent(t *testing.T, pki *harness.PKI) *http.Client {
 		Jar: jar, Timeout: 10 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: pki.ClientTLS(nil)},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if req.URL.Host == "bff.fapi.test" || len(via) > 5 {
+			if req.URL.Port() == strconv.Itoa(appPort) || len(via) > 5 {
 				return http.ErrUseLastResponse
 			}
 			return nil

@@ -32,6 +32,9 @@ type Keycloak struct {
 	// HTTPClient reaches Keycloak: it trusts the test CA when Keycloak
 	// serves HTTPS, and presents no client certificate.
 	HTTPClient *http.Client
+	// Cert is its server certificate with KeycloakOptions.TLS (a browser
+	// trusts it by its SPKIHash).
+	Cert Cert
 	// Realm is the realm Issuer and the admin calls use: the first imported
 	// one, or another one in a view from InRealm.
 	Realm string
@@ -143,8 +146,9 @@ func startKeycloakOnce(ctx context.Context, dir, kc string, realms, env []string
 	args := []string{"start-dev", "--http-host", "127.0.0.1", "--http-port", strconv.Itoa(port),
 		"--import-realm", "--db", "dev-mem", "--health-enabled", "false"}
 	scheme, client := "http", http.DefaultClient
+	var server Cert
 	if o.TLS != nil {
-		server, err := o.TLS.Server("keycloak")
+		server, err = o.TLS.Server("keycloak")
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +169,7 @@ func startKeycloakOnce(ctx context.Context, dir, kc string, realms, env []string
 	if err != nil {
 		return nil, err
 	}
-	k := &Keycloak{Process: p, URL: scheme + "://127.0.0.1:" + strconv.Itoa(port), HTTPClient: client, Realm: realms[0], Realms: realms}
+	k := &Keycloak{Process: p, URL: scheme + "://127.0.0.1:" + strconv.Itoa(port), HTTPClient: client, Cert: server, Realm: realms[0], Realms: realms}
 	wctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
 	for _, realm := range realms {

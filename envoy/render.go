@@ -49,6 +49,9 @@ type Ports struct {
 	// `user` and token profile <name> (context extension bff.token), so
 	// each API gets the token made for it.
 	APIRoutes []APIRoute
+	// TLSCertFile and TLSKeyFile, when set, make the browser listener serve
+	// HTTPS with this certificate chain and key (PEM files).
+	TLSCertFile, TLSKeyFile string
 }
 
 // APIRoute is one extra API of Ports.APIRoutes.
@@ -83,6 +86,8 @@ type view struct {
 	BenchFloorRoute  bool
 	AppPrefixes      []string
 	APIRoutes        []apiRoute
+	TLSCertFile      string
+	TLSKeyFile       string
 }
 
 // apiRoute is one extra API in the template.
@@ -96,7 +101,11 @@ type apiRoute struct {
 var routeName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
 func (p Ports) view() (view, error) {
-	v := view{ListenAddress: p.ListenAddress, ListenPort: p.ListenPort, AdminPort: p.AdminPort, ClusterType: "STATIC", BenchFloorRoute: p.BenchFloorRoute, AppPrefixes: p.AppPrefixes}
+	v := view{ListenAddress: p.ListenAddress, ListenPort: p.ListenPort, AdminPort: p.AdminPort, ClusterType: "STATIC", BenchFloorRoute: p.BenchFloorRoute, AppPrefixes: p.AppPrefixes,
+		TLSCertFile: p.TLSCertFile, TLSKeyFile: p.TLSKeyFile}
+	if (p.TLSCertFile == "") != (p.TLSKeyFile == "") || strings.ContainsAny(p.TLSCertFile+p.TLSKeyFile, "\"\n") {
+		return view{}, fmt.Errorf("render envoy config: TLS needs both a certificate and a key file, without quotes or newlines in their paths")
+	}
 	if v.ListenAddress == "" {
 		v.ListenAddress = "127.0.0.1"
 	}

@@ -1,11 +1,20 @@
 package envoy
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRender(t *testing.T) {
@@ -56,6 +65,12 @@ func TestRender(t *testing.T) {
 	if _, err := Render(Ports{ListenPort: 1}); err == nil {
 		t.Error("a config without replicas must be refused")
 	}
+	if _, err := Render(Ports{ListenPort: 1, BFFGRPCPorts: []int{1}, BFFHTTPPorts: []int{2}, TLSCertFile: "cert.pem"}); err == nil {
+		t.Error("a TLS certificate without a key must be refused")
+	}
+	if strings.Contains(cfg, "DownstreamTlsContext") {
+		t.Error("a listener without TLS files has a TLS context")
+	}
 }
 
 // TestEnvoyAcceptsConfig has the real Envoy validate the rendered config, so
@@ -98,4 +113,51 @@ func TestEnvoyAcceptsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("envoy --mode validate: %v\n%s", err, out)
 	}
+
+	// The HTTPS listener, with a certificate Envoy really loads.
+	certFile, keyFile := writeSelfSigned(t)
+	raw, err = Render(Ports{ListenPort: 10000, AdminPort: 9901, BFFGRPCPorts: []int{9001}, BFFHTTPPorts: []int{9002}, APIPort: 9101, SPAPort: 9102,
+		TLSCertFile: certFile, TLSKeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), "DownstreamTlsContext") {
+		t.Fatal("the TLS listener has no DownstreamTlsContext")
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(t.Context(), bin, "--mode", "validate", "-c", path).CombinedOutput(); err != nil {
+		t.Fatalf("envoy --mode validate (TLS): %v\n%s", err, out)
+	}
+}
+
+// writeSelfSigned writes a self-signed certificate for 127.0.0.1 and its
+// key as PEM files.
+func writeSelfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "envoy"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }

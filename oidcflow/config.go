@@ -87,6 +87,10 @@ type Config struct {
 	// ID token's protocol claims (protectedClaims), and its sub must be the
 	// ID token's. The provider must list a userinfo_endpoint.
 	UserinfoClaims bool `yaml:"userinfo_claims"`
+	// CAFile, if set, is a PEM file of the CA certificates envoy-bff trusts
+	// for the provider's TLS (instead of the system's roots): a provider
+	// behind a private CA. Read at start and on config reload.
+	CAFile string `yaml:"ca_file"`
 }
 
 // ClientTokenConfig is one client-credentials token: what to ask the token
@@ -219,6 +223,11 @@ func (c Config) Validate() error {
 	}
 	if c.RefreshLeadTime < 0 || c.RefreshLeadTime > maxRefreshLead {
 		bad("refresh_lead_time", "must be between 0 and %s, got %s", maxRefreshLead, c.RefreshLeadTime)
+	}
+	if c.CAFile != "" {
+		if _, err := loadCAPool(c.CAFile); err != nil {
+			bad("ca_file", "%v", err)
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.ClientTokens)) {
 		field := fmt.Sprintf("client_tokens[%q]", name)

@@ -194,15 +194,21 @@ func (a *apps) build(f frontendConfig) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	base, err := f.OIDC.ProviderTransport()
+	if err != nil {
+		return nil, fmt.Errorf("oidc.%w", err)
+	}
 	deps := oidcflow.Deps{
-		AllowedOrigins:   origins,
-		Store:            view,
-		Cookie:           f.Session.Cookie,
-		Antiforgery:      a.global.Antiforgery,
-		Logger:           a.logger,
-		Now:              a.now,
-		Rand:             rand.Reader,
-		HTTPClient:       &http.Client{Timeout: f.OIDC.ProviderTimeout},
+		AllowedOrigins: origins,
+		Store:          view,
+		Cookie:         f.Session.Cookie,
+		Antiforgery:    a.global.Antiforgery,
+		Logger:         a.logger,
+		Now:            a.now,
+		Rand:           rand.Reader,
+		// base trusts oidc.ca_file's CAs when set; the client certificate
+		// (tls_client_cert_file) is added to a clone of it.
+		HTTPClient:       &http.Client{Timeout: f.OIDC.ProviderTimeout, Transport: base},
 		WrapTransport:    a.traces.transport, // inside client authentication (and DPoP)
 		AbsoluteLifetime: f.Session.AbsoluteLifetime,
 		IdleTimeout:      f.Session.IdleTimeout,

@@ -192,12 +192,12 @@ func chromiumPath(t *testing.T) string {
 
 // startChromium runs headless Chromium (the flags the project uses) until
 // the test ends and returns the browser's context.
-func startChromium(t *testing.T, ctx context.Context, path string) context.Context {
+func startChromium(t *testing.T, ctx context.Context, path string, opts ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path), chromedp.Flag("headless", true), chromedp.NoSandbox,
 		chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true),
-		chromedp.WindowSize(1200, 900))...)
+		chromedp.WindowSize(1200, 900)), opts...)...)
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
 	// The first Run starts the browser and binds it to the context it gets:
@@ -206,6 +206,16 @@ func startChromium(t *testing.T, ctx context.Context, path string) context.Conte
 		t.Fatalf("start chromium: %v", err)
 	}
 	return browser
+}
+
+// trustCerts makes Chromium accept these test certificates (by their
+// public keys) and no other untrusted one.
+func trustCerts(certs ...harness.Cert) chromedp.ExecAllocatorOption {
+	hashes := make([]string, len(certs))
+	for i, c := range certs {
+		hashes[i] = c.SPKIHash()
+	}
+	return chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(hashes, ","))
 }
 
 func envOr(k, def string) string {

@@ -14,7 +14,8 @@ import (
 // Envoy is a running Envoy.
 type Envoy struct {
 	*Process
-	// URL is where browsers connect, e.g. http://127.0.0.1:10000.
+	// URL is where browsers connect, e.g. http://127.0.0.1:10000 (https
+	// with Ports.TLSCertFile).
 	URL string
 	// AdminURL is Envoy's admin interface.
 	AdminURL string
@@ -54,9 +55,13 @@ func StartEnvoy(ctx context.Context, dir string, ports envoy.Ports) (*Envoy, err
 	if err != nil {
 		return nil, err
 	}
+	scheme := "http"
+	if ports.TLSCertFile != "" {
+		scheme = "https"
+	}
 	e := &Envoy{
 		Process:  p,
-		URL:      "http://127.0.0.1:" + strconv.Itoa(ports.ListenPort),
+		URL:      scheme + "://127.0.0.1:" + strconv.Itoa(ports.ListenPort),
 		AdminURL: "http://127.0.0.1:" + strconv.Itoa(ports.AdminPort),
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -26,8 +26,15 @@ const (
 // realms imported from files.
 type Keycloak struct {
 	*Process
-	// URL is the server's root, http://127.0.0.1:<port>.
+	// URL is the server's root, http://127.0.0.1:<port> (https with
+	// KeycloakOptions.TLS).
 	URL string
+	// HTTPClient reaches Keycloak: it trusts the test CA when Keycloak
+	// serves HTTPS, and presents no client certificate.
+	HTTPClient *http.Client
+	// Cert is its server certificate with KeycloakOptions.TLS (a browser
+	// trusts it by its SPKIHash).
+	Cert Cert
 	// Realm is the realm Issuer and the admin calls use: the first imported
 	// one, or another one in a view from InRealm.
 	Realm string
@@ -46,12 +53,26 @@ func (k *Keycloak) InRealm(realm string) *Keycloak {
 // Issuer is the realm's issuer URL.
 func (k *Keycloak) Issuer() string { return k.URL + "/realms/" + k.Realm }
 
+// KeycloakOptions shapes a Keycloak.
+type KeycloakOptions struct {
+	// TLS, when set, makes Keycloak serve HTTPS only, with a server
+	// certificate from this PKI, and request (not require) client
+	// certificates chaining to its CA: RFC 8705 tls_client_auth and
+	// certificate-bound tokens (FAPI 2.0) read them from the connection.
+	TLS *PKI
+}
+
 // StartKeycloak imports each of realmJSONs (realm exports whose "realm"
 // names them; at least one) and starts Keycloak on a free loopback port,
 // waiting until every realm's discovery document answers. KEYCLOAK_HOME
 // names the distribution and KEYCLOAK_JAVA_HOME a JDK it supports (the
 // Makefile sets both from the bootstrap).
 func StartKeycloak(ctx context.Context, dir string, realmJSONs ...[]byte) (*Keycloak, error) {
+	return StartKeycloakWith(ctx, dir, KeycloakOptions{}, realmJSONs...)
+}
+
+// StartKeycloakWith is StartKeycloak shaped by o.
+func StartKeycloakWith(ctx context.Context, dir string, o KeycloakOptions, realmJSONs ...[]byte) (*Keycloak, error) {
 	home := os.Getenv("KEYCLOAK_HOME")
 	if home == "" {
 		return nil, fmt.Errorf("KEYCLOAK_HOME is not set: run `make bootstrap` (it downloads Keycloak)")
@@ -104,7 +125,7 @@ func StartKeycloak(ctx context.Context, dir string, realmJSONs ...[]byte) (*Keyc
 	// may take it meanwhile: then it exits, and another port is tried.
 	var lastErr error
 	for range 3 {
-		k, err := startKeycloakOnce(ctx, dir, kc, realms, env)
+		k, err := startKeycloakOnce(ctx, dir, kc, realms, env, o)
 		if err == nil {
 			return k, nil
 		}
@@ -116,23 +137,43 @@ func StartKeycloak(ctx context.Context, dir string, realmJSONs ...[]byte) (*Keyc
 	return nil, lastErr
 }
 
-func startKeycloakOnce(ctx context.Context, dir, kc string, realms, env []string) (*Keycloak, error) {
-	port, err := FreePort()
+func startKeycloakOnce(ctx context.Context, dir, kc string, realms, env []string, o KeycloakOptions) (*Keycloak, error) {
+	ports, err := FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	p, err := StartProcess("keycloak", dir, kc, []string{
-		"start-dev", "--http-host", "127.0.0.1", "--http-port", strconv.Itoa(port),
-		"--import-realm", "--db", "dev-mem", "--health-enabled", "false",
-	}, env)
+	port := ports[0]
+	args := []string{"start-dev", "--http-host", "127.0.0.1", "--http-port", strconv.Itoa(port),
+		"--import-realm", "--db", "dev-mem", "--health-enabled", "false"}
+	scheme, client := "http", http.DefaultClient
+	var server Cert
+	if o.TLS != nil {
+		server, err = o.TLS.Server("keycloak")
+		if err != nil {
+			return nil, err
+		}
+		// HTTPS alone, so the issuer has one spelling (start-dev keeps
+		// its HTTP listener regardless: it gets a loopback port of its
+		// own, which nothing uses). The CA goes into
+		// Keycloak's system truststore, which also checks client
+		// certificates when no dedicated mTLS truststore is set.
+		args = []string{"start-dev", "--http-host", "127.0.0.1", "--http-port", strconv.Itoa(ports[1]),
+			"--http-enabled", "false", "--https-port", strconv.Itoa(port),
+			"--https-certificate-file", server.CertFile, "--https-certificate-key-file", server.KeyFile,
+			"--https-client-auth", "request", "--truststore-paths", o.TLS.CAFile,
+			"--import-realm", "--db", "dev-mem", "--health-enabled", "false"}
+		scheme = "https"
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: o.TLS.ClientTLS(nil)}}
+	}
+	p, err := StartProcess("keycloak", dir, kc, args, env)
 	if err != nil {
 		return nil, err
 	}
-	k := &Keycloak{Process: p, URL: "http://127.0.0.1:" + strconv.Itoa(port), Realm: realms[0], Realms: realms}
+	k := &Keycloak{Process: p, URL: scheme + "://127.0.0.1:" + strconv.Itoa(port), HTTPClient: client, Cert: server, Realm: realms[0], Realms: realms}
 	wctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
 	for _, realm := range realms {
-		if err := WaitHTTP(wctx, p, k.InRealm(realm).Issuer()+"/.well-known/openid-configuration", 200); err != nil {
+		if err := waitHTTPWith(wctx, p, client, k.InRealm(realm).Issuer()+"/.well-known/openid-configuration", 200); err != nil {
 			p.Stop(10 * time.Second)
 			return nil, fmt.Errorf("keycloak did not serve realm %s: %w\n%s", realm, err, p.Tail(4000))
 		}
@@ -269,7 +310,7 @@ func (k *Keycloak) call(ctx context.Context, method, path, bearer string, form u
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := k.HTTPClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("keycloak %s %s: %w", method, path, err)
 	}

@@ -145,7 +145,12 @@ func FreePorts(n int) ([]int, error) {
 
 // WaitHTTP polls url until it answers want, p exits, or ctx ends.
 func WaitHTTP(ctx context.Context, p *Process, url string, want int) error {
-	client := &http.Client{Timeout: time.Second}
+	return waitHTTPWith(ctx, p, http.DefaultClient, url, want)
+}
+
+// waitHTTPWith is WaitHTTP through base's transport (a TLS server's CA).
+func waitHTTPWith(ctx context.Context, p *Process, base *http.Client, url string, want int) error {
+	client := &http.Client{Timeout: time.Second, Transport: base.Transport}
 	var last string
 	for {
 		if p != nil {

@@ -86,6 +86,12 @@ type Options struct {
 	// extensions: envoy-bff's authz.path_rules decide their policy, token
 	// profile and requirements (the config needs a rule for /<name>/).
 	PathRuleAPIs []string
+	// TLS, when set, makes Envoy's browser listener serve HTTPS with a
+	// certificate from this PKI (for 127.0.0.1, localhost and the
+	// frontends' hosts), and every envoy-bff oidc section trust its CA
+	// (oidc.ca_file): the PKI of a Keycloak started with KeycloakOptions.TLS.
+	// FAPI 2.0 profiles accept only https redirect URIs.
+	TLS *PKI
 }
 
 // Frontend is one app of a multi-frontend stack.
@@ -155,7 +161,7 @@ func (f Frontend) Client() string {
 
 // URL is where a browser opens f: Envoy's port on f's host, with its prefix.
 func (f Frontend) URL(s *Stack) string {
-	return "http://" + f.Host + ":" + strconv.Itoa(s.Port) + strings.TrimSuffix(f.prefix(), "/")
+	return s.scheme() + "://" + f.Host + ":" + strconv.Itoa(s.Port) + strings.TrimSuffix(f.prefix(), "/")
 }
 
 // BFFPath is f's browser endpoint path prefix (<path_prefix>bff).
@@ -187,6 +193,11 @@ type Stack struct {
 	// EncryptionKey and HashKey are the replicas' shared session keys
 	// (base64), so a test can open the store as a replica would.
 	EncryptionKey, HashKey string
+
+	// TLS is the PKI of Options.TLS, and EnvoyCert Envoy's certificate
+	// from it (a browser trusts it by its SPKIHash).
+	TLS       *PKI
+	EnvoyCert Cert
 
 	servers []*http.Server
 	bffEnv  []string // added to every replica's environment
@@ -224,8 +235,8 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		defer listen.Release()
 		listenPort = listen.Port
 	}
-	s.URL = "http://127.0.0.1:" + strconv.Itoa(listenPort)
-	s.Port, s.Frontends = listenPort, o.Frontends
+	s.Port, s.Frontends, s.TLS = listenPort, o.Frontends, o.TLS
+	s.URL = s.scheme() + "://127.0.0.1:" + strconv.Itoa(listenPort)
 
 	if o.Redis {
 		p, addr, err := StartRedis(ctx, o.Dir)
@@ -296,11 +307,24 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	s.EncryptionKey, s.HashKey = encKey, hashKey
 	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort, BenchFloorRoute: o.BenchFloorRoute, AppPrefixes: prefixes}
 	ports.APIRoutes = apiRoutes
+	if o.TLS != nil {
+		var hosts []string
+		for _, f := range o.Frontends {
+			hosts = append(hosts, f.Host)
+		}
+		if s.EnvoyCert, err = o.TLS.Server("envoy", hosts...); err != nil {
+			return nil, err
+		}
+		ports.TLSCertFile, ports.TLSKeyFile = s.EnvoyCert.CertFile, s.EnvoyCert.KeyFile
+	}
 	for i := range o.Replicas {
 		doc := BFFConfigDoc(s.IssuerURL, s.URL, s.RedisURL, encKey, hashKey)
 		if o.Issuer != "" {
 			oidc := doc["oidc"].(map[string]any)
 			oidc["client_id"], oidc["client_secret"] = o.ClientID, o.ClientSecret
+		}
+		if o.TLS != nil {
+			doc["oidc"].(map[string]any)["ca_file"] = o.TLS.CAFile
 		}
 		if len(o.Frontends) > 0 {
 			delete(doc, "oidc")
@@ -341,9 +365,25 @@ func (s *Stack) frontendsDoc() []any {
 	return out
 }
 
+// scheme is the browser listener's: https with Options.TLS.
+func (s *Stack) scheme() string {
+	if s.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
 // FrontendDoc is f's item of the `frontends:` section, as the stack
 // configures it (a test adds a Later frontend to a replica's config with it).
 func (s *Stack) FrontendDoc(f Frontend) map[string]any {
+	doc := s.frontendDoc(f)
+	if s.TLS != nil {
+		doc["oidc"].(map[string]any)["ca_file"] = s.TLS.CAFile
+	}
+	return doc
+}
+
+func (s *Stack) frontendDoc(f Frontend) map[string]any {
 	return map[string]any{
 		"name":        f.Name,
 		"hosts":       []any{f.Host},

@@ -8,20 +8,25 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -319,13 +324,40 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 	}
 	checked := time.Now()
 
-	// The HTTPS harness: Envoy with TLS, envoy-bff trusting the test CA,
-	// Chromium trusting Envoy's and Keycloak's certificates.
+	// envoy-bff under the profiles, through Envoy over HTTPS (envoy-bff
+	// trusting the test CA, Chromium trusting Envoy's and Keycloak's
+	// certificates): one frontend per client on one host, under its own
+	// path prefix, and the plain client at "/".
+	jwtKeyFile := writeKeyPEM(t, dir, "jwt-es256", jwtKey)
+	plain := harness.Frontend{Name: "plain", Host: "127.0.0.1", ClientID: fapiPlainClient, ClientSecret: fapiPlainSecret, Issuer: kc.Issuer()}
+	mtls := harness.Frontend{Name: "mtls", Host: "127.0.0.1", PathPrefix: "/mtls/", ClientID: fapiMTLSClient, Issuer: kc.Issuer()}
+	pkjwt := harness.Frontend{Name: "jwt", Host: "127.0.0.1", PathPrefix: "/jwt/", ClientID: fapiJWTClient, Issuer: kc.Issuer()}
+	fapiOIDC := map[string]map[string]any{
+		// tls_client_auth: the certificate authenticates and binds the tokens.
+		"mtls": {"client_auth": "tls_client_auth", "tls_client_cert_file": mtlsCert.CertFile, "tls_client_key_file": mtlsCert.KeyFile},
+		// private_key_jwt (ES256, aud = issuer); the profile's token binding
+		// still wants a certificate on the connection.
+		"jwt": {"client_auth": "private_key_jwt", "client_key_file": jwtKeyFile, "client_key_id": jwtKey.kid, "client_key_alg": "ES256",
+			"tls_client_cert_file": jwtCert.CertFile, "tls_client_key_file": jwtCert.KeyFile},
+	}
 	s, err := harness.Start(ctx, harness.Options{
-		Dir: dir, Listen: listen, TLS: pki,
-		Issuer: kc.Issuer(), ClientID: fapiPlainClient, ClientSecret: fapiPlainSecret,
+		Dir: dir, Listen: listen, TLS: pki, Issuer: kc.Issuer(),
+		Frontends: []harness.Frontend{plain, mtls, pkjwt},
 		BFFConfig: func(doc map[string]any) {
-			doc["oidc"].(map[string]any)["scopes"] = []string{"openid", "profile", "email"}
+			for _, f := range doc["frontends"].([]any) {
+				fd := f.(map[string]any)
+				oidc := fd["oidc"].(map[string]any)
+				oidc["scopes"] = []string{"openid", "profile", "email"}
+				if extra, ok := fapiOIDC[fd["name"].(string)]; ok {
+					delete(oidc, "client_secret")
+					// Keycloak's discovery never says PAR is required (the
+					// policy is per client), so the frontend is told.
+					oidc["pushed_authorization_requests"] = "always"
+					for k, v := range extra {
+						oidc[k] = v
+					}
+				}
+			}
 		},
 	})
 	if err != nil {
@@ -366,9 +398,129 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 	if name != "Alice Liddell" || !strings.HasPrefix(status, "API answered 200") {
 		t.Fatalf("over HTTPS: the page shows user %q and %q", name, status)
 	}
-	t.Logf("timing: keycloak up %s, profile checks %s, HTTPS login %s, total %s",
+	https := time.Now()
+
+	// Each FAPI client through envoy-bff: PAR, the client authentication
+	// and the certificate binding are Keycloak's to refuse, so a login, an
+	// API call, a refresh after the 15 s token and a logout that succeed
+	// prove envoy-bff did each right.
+	for _, f := range []harness.Frontend{mtls, pkjwt} {
+		fapiSession(t, s, f, browser, run)
+	}
+	t.Logf("timing: keycloak up %s, profile checks %s, HTTPS login %s, FAPI sessions %s, total %s",
 		kcStarted.Sub(start).Round(time.Millisecond), checked.Sub(kcStarted).Round(time.Millisecond),
-		time.Since(checked).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		https.Sub(checked).Round(time.Millisecond), time.Since(https).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// fapiSession logs in to f in the browser (Keycloak's form or single
+// sign-on, then its consent page), calls the API, calls it again after the
+// access token expired (a refresh under the profile), and logs out.
+func fapiSession(t *testing.T, s *harness.Stack, f harness.Frontend, browser context.Context, run func(string, ...chromedp.Action)) {
+	t.Helper()
+	step := func(n string) string { return f.Name + "-" + n }
+	refreshes := func() float64 {
+		return metricSum(t, s, `envoy_bff_token_refreshes_total{frontend="`+f.Name+`",kind="session",outcome="refreshed"}`)
+	}
+	var mu sync.Mutex
+	var authorizeURLs []string
+	lctx, stopListening := context.WithCancel(browser)
+	defer stopListening()
+	chromedp.ListenTarget(lctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok && e.Type == network.ResourceTypeDocument && strings.Contains(e.Request.URL, "/protocol/openid-connect/auth") {
+			mu.Lock()
+			authorizeURLs = append(authorizeURLs, e.Request.URL)
+			mu.Unlock()
+		}
+	})
+	run(step("01-anonymous"), chromedp.Navigate(f.URL(s)+"/"), chromedp.WaitVisible("#login", chromedp.ByQuery))
+	run(step("02-login"), chromedp.Click("#login", chromedp.ByQuery))
+	// Keycloak's form (no session yet), then its consent page (FAPI
+	// clients require consent), in whichever order it shows them; a page
+	// between navigations has no state yet.
+	deadline := time.Now().Add(60 * time.Second)
+	for signedIn := false; !signedIn; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the login did not finish in 60 s", f.Name)
+		}
+		var page string
+		ectx, cancel := context.WithTimeout(browser, 5*time.Second)
+		err := chromedp.Run(ectx, chromedp.Evaluate(`document.querySelector('#signed-in:not([hidden])') ? 'in' :
+			document.querySelector('#username') ? 'form' : document.querySelector('input[name=accept]') ? 'consent' :
+			(document.body && document.body.dataset.state === 'anonymous') ? 'app: ' + document.querySelector('#status').textContent : ''`, &page))
+		cancel()
+		switch {
+		case err != nil || page == "":
+			time.Sleep(300 * time.Millisecond) // navigating
+		case page == "in":
+			signedIn = true
+		case page == "form":
+			run(step("03-form"), chromedp.SendKeys("#username", userName, chromedp.ByQuery),
+				chromedp.SendKeys("#password", userPassword, chromedp.ByQuery), chromedp.Click("#kc-login", chromedp.ByQuery))
+			time.Sleep(300 * time.Millisecond)
+		case page == "consent":
+			run(step("04-consent"), chromedp.Click("input[name=accept]", chromedp.ByQuery))
+			time.Sleep(300 * time.Millisecond)
+		default:
+			t.Fatalf("%s: the login ended on the app with %q", f.Name, page)
+		}
+	}
+	shots := screenshots(t)
+	shots.take(browser, "fapi-"+step("05-signed-in"))
+	// The browser reached Keycloak with client_id and request_uri only (PAR).
+	mu.Lock()
+	seen := append([]string(nil), authorizeURLs...)
+	mu.Unlock()
+	if len(seen) == 0 {
+		t.Fatalf("%s: the browser never reached Keycloak's authorization endpoint", f.Name)
+	}
+	for _, raw := range seen {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q := u.Query(); len(q) != 2 || q.Get("client_id") != f.ClientID || !strings.HasPrefix(q.Get("request_uri"), "urn:ietf:params:oauth:request_uri:") {
+			t.Fatalf("%s: an authorization request carried %v, want client_id and a PAR request_uri only", f.Name, q)
+		}
+	}
+	callAPI := func(n string) {
+		t.Helper()
+		var status, result string
+		run(step(n), chromedp.Click("#call-api", chromedp.ByQuery),
+			chromedp.Poll(`document.querySelector('#status').textContent.startsWith('API answered') || document.querySelector('#status').className === 'error'`, nil, chromedp.WithPollingTimeout(20*time.Second)),
+			chromedp.Text("#status", &status, chromedp.ByQuery), chromedp.Text("#api-result", &result, chromedp.ByQuery))
+		if !strings.HasPrefix(status, "API answered 200") || !strings.Contains(result, `"saw_authorization": true`) {
+			t.Fatalf("%s: %s: the page shows %q %s", f.Name, n, status, result)
+		}
+	}
+	callAPI("06-api")
+	before := refreshes()
+	time.Sleep(16 * time.Second) // the realm's access tokens live 15 s
+	callAPI("07-api-after-expiry")
+	if n := refreshes() - before; n < 1 {
+		t.Fatalf("%s: no refresh after the access token expired", f.Name)
+	}
+	run(step("08-logged-out"), chromedp.Click("#logout", chromedp.ByQuery), chromedp.WaitVisible("#login", chromedp.ByQuery))
+	// The logout revoked the refresh token at Keycloak: the profile checks
+	// revocation's client authentication and certificate too.
+	for _, l := range strings.Split(s.Logs(4000), "\n") {
+		if strings.Contains(l, `"frontend":"`+f.Name+`"`) && strings.Contains(l, "revo") && strings.Contains(l, `"level":"WARN"`) {
+			t.Errorf("%s: the logout's revocation failed: %s", f.Name, l)
+		}
+	}
+}
+
+// writeKeyPEM writes k's private key as PKCS#8 PEM under dir.
+func writeKeyPEM(t *testing.T, dir, name string, k signingKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(k.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name+".pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // fapiFlow drives the back channel (PAR, token) and a scripted browser

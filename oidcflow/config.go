@@ -61,6 +61,15 @@ type Config struct {
 	// ID token's protocol claims (protectedClaims), and its sub must be the
 	// ID token's. The provider must list a userinfo_endpoint.
 	UserinfoClaims bool `yaml:"userinfo_claims"`
+	// DPoP asks the provider for DPoP-bound access tokens (RFC 9449): each
+	// session gets its own key pair at login, token requests carry proofs
+	// by it, and Check sends `Authorization: DPoP <token>` with a fresh
+	// proof for each API request. The key never leaves envoy-bff.
+	DPoP bool `yaml:"dpop"`
+	// DPoPAlg is the DPoP signing algorithm: ES256 (default; accepted by
+	// every provider that supports DPoP) or EdDSA (Ed25519; cheaper to
+	// sign, not accepted everywhere).
+	DPoPAlg string `yaml:"dpop_alg"`
 }
 
 // ClientTokenConfig is one client-credentials token: what to ask the token
@@ -171,6 +180,11 @@ func (c Config) Validate() error {
 	if c.RefreshLeadTime < 0 || c.RefreshLeadTime > maxRefreshLead {
 		bad("refresh_lead_time", "must be between 0 and %s, got %s", maxRefreshLead, c.RefreshLeadTime)
 	}
+	switch c.DPoPAlg {
+	case "", DPoPAlgES256, DPoPAlgEdDSA:
+	default:
+		bad("dpop_alg", "must be %s or %s, got %q", DPoPAlgES256, DPoPAlgEdDSA, c.DPoPAlg)
+	}
 	for _, name := range slices.Sorted(maps.Keys(c.ClientTokens)) {
 		field := fmt.Sprintf("client_tokens[%q]", name)
 		ct := c.ClientTokens[name]
@@ -195,6 +209,14 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dpopAlg is the DPoP algorithm in use: DPoPAlg, or ES256.
+func (c Config) dpopAlg() string {
+	if c.DPoPAlg == "" {
+		return DPoPAlgES256
+	}
+	return c.DPoPAlg
 }
 
 // isAbsHTTPURL reports whether s is an absolute http(s) URL with a host, no

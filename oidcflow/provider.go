@@ -2,11 +2,13 @@ package oidcflow
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,6 +58,8 @@ type discovered struct {
 	logout *logoutVerifier
 	// userinfo is the UserInfo endpoint ("" if none).
 	userinfo string
+	// parEndpoint is the RFC 9126 PAR endpoint ("" if none): DPoP proofs go there too.
+	parEndpoint string
 }
 
 // providerMetadata is the part of the discovery document go-oidc does not expose.
@@ -67,6 +71,7 @@ type providerMetadata struct {
 	CodeChallengeMethods     []string `json:"code_challenge_methods_supported"`
 	JWKSURI                  string   `json:"jwks_uri"`
 	SigningAlgs              []string `json:"id_token_signing_alg_values_supported"`
+	PAREndpoint              string   `json:"pushed_authorization_request_endpoint"`
 }
 
 // NewProvider prepares discovery of cfg.Issuer; call Start to run it.
@@ -82,7 +87,22 @@ func NewProvider(cfg Config, client *http.Client, logger *slog.Logger, now func(
 	if now == nil {
 		now = time.Now
 	}
-	return &Provider{cfg: cfg, client: boundedClient(client, cfg.ProviderTimeout), logger: logger, now: now}, nil
+	p := &Provider{cfg: cfg, client: boundedClient(client, cfg.ProviderTimeout), logger: logger, now: now}
+	if cfg.DPoP {
+		p.client.Transport = &dpopTransport{next: p.client.Transport, targets: p.dpopTarget, rand: rand.Reader, now: now}
+	}
+	return p, nil
+}
+
+// dpopTarget reports whether u is the token or PAR endpoint: the requests
+// dpopTransport adds proofs to.
+func (p *Provider) dpopTarget(u *url.URL) bool {
+	d := p.state.Load()
+	if d == nil {
+		return false
+	}
+	s := u.String()
+	return s == d.oauth2.Endpoint.TokenURL || (d.parEndpoint != "" && s == d.parEndpoint)
 }
 
 // Start runs discovery until it succeeds or ctx ends, retrying with bounded
@@ -191,6 +211,8 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 		issParam:   meta.IssParameterSupported,
 		logout:     newLogoutVerifier(p.cfg.Issuer, p.cfg.ClientID, keys, meta.SigningAlgs, p.now),
 		userinfo:   op.UserInfoEndpoint(),
+
+		parEndpoint: meta.PAREndpoint,
 	}, nil
 }
 

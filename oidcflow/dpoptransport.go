@@ -27,9 +27,9 @@ var errDPoPRetryBody = errors.New("dpop nonce retry: request body cannot be re-r
 // the provider sent in any answer is remembered for the next proof.
 type dpopTransport struct {
 	next http.RoundTripper
-	// targets reports whether u is the token or PAR endpoint (exact URLs
-	// from discovery); false until discovery.
-	targets func(u *url.URL) bool
+	// targets reports whether u (without its query) is the token or PAR
+	// endpoint (exact URLs from discovery); false until discovery.
+	targets func(u string) bool
 	rand    io.Reader
 	now     func() time.Time
 	nonce   atomic.Pointer[string] // the provider's latest DPoP-Nonce
@@ -39,7 +39,7 @@ type dpopTransport struct {
 // go on clones.
 func (t *dpopTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	key := dpopKeyFrom(req.Context())
-	if key == nil || req.Method != http.MethodPost || !t.targets(req.URL) {
+	if key == nil || req.Method != http.MethodPost || !t.targets(urlWithoutQuery(req.URL)) {
 		resp, err := t.next.RoundTrip(req)
 		t.remember(resp)
 		return resp, err
@@ -86,16 +86,22 @@ func (t *dpopTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // send posts req with a fresh proof by key (with nonce when not empty).
 func (t *dpopTransport) send(req *http.Request, key *DPoPKey, nonce string) (*http.Response, error) {
-	htu := *req.URL
-	htu.RawQuery, htu.ForceQuery, htu.Fragment, htu.RawFragment = "", false, "", ""
-	proof, err := key.Sign(t.rand, DPoPProof{Method: req.Method, URL: htu.String(), IssuedAt: t.now(), Nonce: nonce})
+	htu := urlWithoutQuery(req.URL)
+	proof, err := key.Sign(t.rand, DPoPProof{Method: req.Method, URL: htu, IssuedAt: t.now(), Nonce: nonce})
 	if err != nil {
-		return nil, fmt.Errorf("dpop proof for %s: %w", htu.Redacted(), err)
+		return nil, fmt.Errorf("dpop proof for %s: %w", req.URL.Redacted(), err)
 	}
 	out := req.Clone(req.Context())
 	out.Body = req.Body // Clone shares the body; keep the one this attempt reads
 	out.Header.Set("DPoP", proof)
 	return t.next.RoundTrip(out)
+}
+
+// urlWithoutQuery is u without query and fragment: a proof's htu.
+func urlWithoutQuery(u *url.URL) string {
+	c := *u
+	c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = "", false, "", ""
+	return c.String()
 }
 
 // remember keeps the DPoP-Nonce of any answer from the provider.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -96,13 +95,12 @@ func NewProvider(cfg Config, client *http.Client, logger *slog.Logger, now func(
 
 // dpopTarget reports whether u is the token or PAR endpoint: the requests
 // dpopTransport adds proofs to.
-func (p *Provider) dpopTarget(u *url.URL) bool {
+func (p *Provider) dpopTarget(u string) bool {
 	d := p.state.Load()
 	if d == nil {
 		return false
 	}
-	s := u.String()
-	return s == d.oauth2.Endpoint.TokenURL || (d.parEndpoint != "" && s == d.parEndpoint)
+	return u == d.oauth2.Endpoint.TokenURL || (d.parEndpoint != "" && u == d.parEndpoint)
 }
 
 // Start runs discovery until it succeeds or ctx ends, retrying with bounded

@@ -30,6 +30,7 @@ type discovery struct {
 	AuthorizationResponseISSSupported bool     `json:"authorization_response_iss_parameter_supported"`
 	BackchannelLogoutSupported        bool     `json:"backchannel_logout_supported"`
 	BackchannelLogoutSessionSupported bool     `json:"backchannel_logout_session_supported"`
+	DPoPSigningAlgValuesSupported     []string `json:"dpop_signing_alg_values_supported"`
 }
 
 // handleDiscovery serves /.well-known/openid-configuration.
@@ -59,6 +60,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request, issue
 		TokenEndpointAuthMethodsSupported: auth,
 		RevocationEndpointAuthMethods:     auth,
 		CodeChallengeMethodsSupported:     []string{"S256"},
+		DPoPSigningAlgValuesSupported:     DPoPAlgs,
 		AuthorizationResponseISSSupported: true,
 		BackchannelLogoutSupported:        true,
 		BackchannelLogoutSessionSupported: true,
@@ -163,6 +165,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request, issue
 		clientID:    c.ID,
 		redirectURI: redirect,
 		challenge:   q.Get("code_challenge"),
+		dpopJKT:     q.Get("dpop_jkt"),
 		nonce:       q.Get("nonce"),
 		scope:       q.Get("scope"),
 		session:     s,

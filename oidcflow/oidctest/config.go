@@ -70,6 +70,10 @@ type ProviderConfig struct {
 	// that has not ended (by /end_session or EndSession), else it answers
 	// login_required. Off: every authorization signs the user in at once.
 	BrowserSessions bool
+	// RequireDPoPNonce makes the token endpoint demand a server nonce in
+	// DPoP proofs (RFC 9449 §8): a proof without the current one gets 400
+	// use_dpop_nonce with a DPoP-Nonce header.
+	RequireDPoPNonce bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Rand is the source of codes, token IDs and keys (default crypto/rand.Reader).

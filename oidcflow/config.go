@@ -66,9 +66,10 @@ type Config struct {
 	// by it, and Check sends `Authorization: DPoP <token>` with a fresh
 	// proof for each API request. The key never leaves envoy-bff.
 	DPoP bool `yaml:"dpop"`
-	// DPoPAlg is the DPoP signing algorithm: ES256 (default; accepted by
-	// every provider that supports DPoP) or EdDSA (Ed25519; cheaper to
-	// sign, not accepted everywhere).
+	// DPoPAlg is the DPoP signing algorithm: ES256 or EdDSA (Ed25519).
+	// Empty chooses EdDSA when the provider lists it in
+	// dpop_signing_alg_values_supported (half the signing CPU per Check),
+	// else ES256, which every provider that supports DPoP accepts.
 	DPoPAlg string `yaml:"dpop_alg"`
 }
 
@@ -209,14 +210,6 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// dpopAlg is the DPoP algorithm in use: DPoPAlg, or ES256.
-func (c Config) dpopAlg() string {
-	if c.DPoPAlg == "" {
-		return DPoPAlgES256
-	}
-	return c.DPoPAlg
 }
 
 // isAbsHTTPURL reports whether s is an absolute http(s) URL with a host, no

@@ -20,9 +20,10 @@ import (
 	"time"
 )
 
-// DPoP signing algorithms (Config.DPoPAlg). ES256 is the default: every
-// provider that supports DPoP accepts it, and it signs as fast as EdDSA
-// here (see the README's DPoP benchmark figures).
+// DPoP signing algorithms (Config.DPoPAlg). EdDSA is chosen when the
+// provider lists it: it signs a proof for about half the CPU of ES256 and
+// keeps a DPoP Check under 1.5× a Bearer one (the README's figures); ES256
+// is the fallback every DPoP provider accepts.
 const (
 	DPoPAlgES256 = "ES256"
 	DPoPAlgEdDSA = "EdDSA"

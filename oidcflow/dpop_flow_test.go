@@ -24,19 +24,22 @@ import (
 func TestDPoPLoginAndRefresh(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name  string
-		alg   string
-		nonce bool
+		name    string
+		alg     string   // configured
+		listed  []string // by the provider (nil: ES256 and EdDSA)
+		nonce   bool
+		wantAlg string
 	}{
-		{"ES256", DPoPAlgES256, false},
-		{"EdDSA", DPoPAlgEdDSA, false},
-		{"ES256_provider_requires_nonce", "", true},
+		{"ES256_configured", DPoPAlgES256, nil, false, DPoPAlgES256},
+		{"EdDSA_configured", DPoPAlgEdDSA, nil, false, DPoPAlgEdDSA},
+		{"chosen_EdDSA_provider_requires_nonce", "", nil, true, DPoPAlgEdDSA},
+		{"chosen_ES256_when_EdDSA_not_listed", "", []string{"ES256", "PS256"}, false, DPoPAlgES256},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t,
 				withConfig(func(c *Config) { c.DPoP, c.DPoPAlg = true, tc.alg }),
-				withProvider(func(c *oidctest.ProviderConfig) { c.RequireDPoPNonce = tc.nonce }))
+				withProvider(func(c *oidctest.ProviderConfig) { c.RequireDPoPNonce, c.DPoPAlgs = tc.nonce, tc.listed }))
 			var mu sync.Mutex
 			var proofs []string
 			inner := e.provider.Handler()
@@ -52,10 +55,7 @@ func TestDPoPLoginAndRefresh(t *testing.T) {
 			if err != nil {
 				t.Fatalf("session holds no usable DPoP key: %v", err)
 			}
-			wantAlg := tc.alg
-			if wantAlg == "" {
-				wantAlg = DPoPAlgES256
-			}
+			wantAlg := tc.wantAlg
 			if key.Alg() != wantAlg || rec.GetTokenType() != TokenTypeDPoP {
 				t.Fatalf("key alg %s token type %q, want %s DPoP", key.Alg(), rec.GetTokenType(), wantAlg)
 			}

@@ -57,7 +57,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		// The session's own key, made now so the code exchange (and a
 		// pushed request) is bound to it; dpop_jkt binds the code too
 		// (RFC 9449 §10).
-		key, err := GenerateDPoPKey(h.cfg.dpopAlg(), h.rand)
+		key, err := GenerateDPoPKey(d.dpopAlg, h.rand)
 		if err != nil {
 			return fmt.Errorf("start login: %w", err)
 		}

@@ -60,7 +60,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request, issue
 		TokenEndpointAuthMethodsSupported: auth,
 		RevocationEndpointAuthMethods:     auth,
 		CodeChallengeMethodsSupported:     []string{"S256"},
-		DPoPSigningAlgValuesSupported:     DPoPAlgs,
+		DPoPSigningAlgValuesSupported:     p.dpopAlgsListed(),
 		AuthorizationResponseISSSupported: true,
 		BackchannelLogoutSupported:        true,
 		BackchannelLogoutSessionSupported: true,
@@ -245,4 +245,12 @@ func validPKCEValue(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' || r == '~')
 	}) < 0
+}
+
+// dpopAlgsListed is discovery's dpop_signing_alg_values_supported.
+func (p *Provider) dpopAlgsListed() []string {
+	if len(p.cfg.DPoPAlgs) > 0 {
+		return p.cfg.DPoPAlgs
+	}
+	return DPoPAlgs
 }

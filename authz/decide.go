@@ -2,9 +2,11 @@ package authz
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/envoy-bff/envoy-bff/oidcflow"
@@ -19,6 +21,9 @@ type decision struct {
 	// clearCookie deletes a dead session cookie in the browser while an
 	// anonymous request passes (user_or_none).
 	clearCookie bool
+	// dpop is a DPoP proof for this request by the session's key: the
+	// token goes as `authorization: DPoP <token>` with it; "" for Bearer.
+	dpop string
 }
 
 // decide runs anti-forgery → session cookie → store → refresh, in that
@@ -140,7 +145,37 @@ func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 		d.claims = sess.GetClaimsJson()
 		return d, err
 	}
-	return decision{token: sess.GetAccessToken(), claims: sess.GetClaimsJson()}, nil
+	d := decision{token: sess.GetAccessToken(), claims: sess.GetClaimsJson()}
+	if strings.EqualFold(sess.GetTokenType(), oidcflow.TokenTypeDPoP) {
+		if d.dpop, err = s.dpopProof(req, sess.GetDpopKey(), d.token); err != nil {
+			return decision{}, err
+		}
+	}
+	return d, nil
+}
+
+// dpopProof is a fresh DPoP proof for req and token by the session's key
+// (RFC 9449 §7): htm and htu are the request as Envoy saw it (no query),
+// ath binds it to the token. A DPoP-bound token without a usable key
+// fails closed: it is never sent as a bearer token.
+func (s *frontend) dpopProof(req *request, der []byte, token string) (string, error) {
+	if len(der) == 0 {
+		return "", errDPoPKeyMissing
+	}
+	key, err := s.dpopKeys.Get(der)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", errDPoPKeyMissing, err)
+	}
+	proof, err := key.Sign(rand.Reader, oidcflow.DPoPProof{
+		Method:      req.method,
+		URL:         oidcflow.DPoPURL(req.scheme, req.host, req.path),
+		IssuedAt:    s.now(),
+		AccessToken: token,
+	})
+	if err != nil {
+		return "", fmt.Errorf("dpop proof: %w", err)
+	}
+	return proof, nil
 }
 
 // derived reports whether a profile's token is obtained per session and

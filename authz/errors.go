@@ -25,6 +25,9 @@ var (
 	errRefreshRejected    = errors.New("provider rejected the refresh")
 	errStoreUnavailable   = errors.New("session store unavailable")
 	errRefreshFailed      = errors.New("token refresh unavailable")
+	// errDPoPKeyMissing is a DPoP-bound token whose session holds no usable
+	// key: it answers internal_error, never a pass with a bearer token.
+	errDPoPKeyMissing     = errors.New("dpop-bound token without a usable session key")
 	errFrontendUnknown    = errors.New("no frontend serves this route")
 	errInsufficientClaims = errors.New("the session lacks a claim the route requires")
 	errProfileUnknown     = errors.New("route names a token profile that is not configured")

@@ -190,9 +190,9 @@ type okAlloc struct {
 	resp    authv3.CheckResponse
 	wrap    authv3.CheckResponse_OkResponse
 	ok      authv3.OkHttpResponse
-	headers [2]*corev3.HeaderValueOption
-	opts    [2]corev3.HeaderValueOption
-	values  [2]corev3.HeaderValue
+	headers [3]*corev3.HeaderValueOption
+	opts    [3]corev3.HeaderValueOption
+	values  [3]corev3.HeaderValue
 }
 
 // ok renders a pass. Upstream gets exactly one authorization header, ours,
@@ -227,7 +227,13 @@ func (r *responses) ok(req *request, d decision, strip []session.CookieConfig, i
 	}
 
 	a := new(okAlloc)
-	headers := append(a.headers[:0], a.set(0, "authorization", "Bearer "+d.token))
+	var headers []*corev3.HeaderValueOption
+	if d.dpop != "" {
+		// RFC 9449 §7.1: the DPoP scheme and the request's own proof.
+		headers = append(a.headers[:0], a.set(0, "authorization", "DPoP "+d.token), a.set(2, "dpop", d.dpop))
+	} else {
+		headers = append(a.headers[:0], a.set(0, "authorization", "Bearer "+d.token))
+	}
 	var remove []string
 	if cookieChanged {
 		if stripped == "" {

@@ -161,6 +161,9 @@ type Server struct {
 	now         func() time.Time
 	metrics     *Metrics
 	tracer      trace.Tracer
+	// dpopKeys are the parsed DPoP keys of recent sessions, kept across
+	// reloads so a Check signs without parsing its session's key.
+	dpopKeys *oidcflow.DPoPKeys
 	// frontends is swapped whole by SetFrontends: a Check sees one
 	// consistent set, for one atomic load.
 	frontends atomic.Pointer[frontendSet]
@@ -208,6 +211,7 @@ type frontend struct {
 	timeout   time.Duration    // Config.CheckTimeout
 	identity  []identityHeader // sorted by header name
 	responses responses
+	dpopKeys  *oidcflow.DPoPKeys // the Server's, shared by every frontend set
 }
 
 // identityHeader is one configured identity header, lower-cased.
@@ -266,6 +270,7 @@ func NewFrontendServer(deps Deps, frontends []Frontend) (*Server, error) {
 		now:         deps.Now,
 		metrics:     deps.Metrics,
 		tracer:      deps.Tracer,
+		dpopKeys:    oidcflow.NewDPoPKeys(0),
 	}
 	if err := s.SetFrontends(frontends); err != nil {
 		errs = append(errs, err)
@@ -366,6 +371,7 @@ func (s *Server) newFrontend(fr Frontend) *frontend {
 		loginPath:       cfg.LoginPath,
 		claims:          newClaimsCache(),
 		timeout:         cfg.CheckTimeout,
+		dpopKeys:        s.dpopKeys,
 	}
 	for _, h := range slices.Sorted(maps.Keys(cfg.IdentityHeaders)) {
 		f.identity = append(f.identity, identityHeader{header: strings.ToLower(h), claim: cfg.IdentityHeaders[h]})

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"golang.org/x/oauth2"
 
@@ -141,6 +142,13 @@ func (h *Handler) returnURL(ls *sessionpb.LoginState) string {
 func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *sessionpb.LoginState) (*sessionpb.Session, error) {
 	pctx, cancel := context.WithTimeout(h.provider.clientContext(ctx), h.cfg.ProviderTimeout)
 	defer cancel()
+	if len(ls.GetDpopKey()) > 0 {
+		key, err := ParseDPoPKey(ls.GetDpopKey())
+		if err != nil {
+			return nil, fmt.Errorf("%w: login state: %w", errLoginFailed, err)
+		}
+		pctx = WithDPoPKey(pctx, key)
+	}
 	start := h.now()
 	tok, err := d.oauth2.Exchange(pctx, code, oauth2.VerifierOption(ls.GetCodeVerifier()))
 	if err != nil {
@@ -149,6 +157,12 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *se
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: %w", errLoginFailed, err)
+	}
+	if len(ls.GetDpopKey()) > 0 && !strings.EqualFold(tok.TokenType, TokenTypeDPoP) {
+		// Sent with a proof, answered with a bearer token: the provider did
+		// not bind it. Passing it on would quietly drop the sender
+		// constraint the frontend asked for.
+		return nil, fmt.Errorf("%w: %w", errLoginFailed, errDPoPNotBound)
 	}
 	id, err := verifyIDToken(pctx, d.verifier, tokenString(tok, "id_token"), idCheck{
 		clientID:    h.cfg.ClientID,
@@ -188,6 +202,7 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, code string, ls *se
 		Scope:                      tokenString(tok, "scope"),
 		Acr:                        id.acr,
 		AuthTimeUnix:               id.authTime,
+		DpopKey:                    ls.GetDpopKey(),
 	}
 	if rec.Sid == "" {
 		// No provider sid: mint one, so logout still needs a per-session proof.

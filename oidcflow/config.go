@@ -91,6 +91,16 @@ type Config struct {
 	// for the provider's TLS (instead of the system's roots): a provider
 	// behind a private CA. Read at start and on config reload.
 	CAFile string `yaml:"ca_file"`
+	// DPoP asks the provider for DPoP-bound access tokens (RFC 9449): each
+	// session gets its own key pair at login, token requests carry proofs
+	// by it, and Check sends `Authorization: DPoP <token>` with a fresh
+	// proof for each API request. The key never leaves envoy-bff.
+	DPoP bool `yaml:"dpop"`
+	// DPoPAlg is the DPoP signing algorithm: ES256 or EdDSA (Ed25519).
+	// Empty chooses EdDSA when the provider lists it in
+	// dpop_signing_alg_values_supported (half the signing CPU per Check),
+	// else ES256, which every provider that supports DPoP accepts.
+	DPoPAlg string `yaml:"dpop_alg"`
 }
 
 // ClientTokenConfig is one client-credentials token: what to ask the token
@@ -228,6 +238,16 @@ func (c Config) Validate() error {
 		if _, err := loadCAPool(c.CAFile); err != nil {
 			bad("ca_file", "%v", err)
 		}
+	}
+	if c.DPoP && c.UserinfoClaims {
+		// UserInfo would need the DPoP scheme and a proof with ath; refused
+		// rather than sent as a Bearer call the provider turns down.
+		bad("userinfo_claims", "not supported together with dpop: true yet")
+	}
+	switch c.DPoPAlg {
+	case "", DPoPAlgES256, DPoPAlgEdDSA:
+	default:
+		bad("dpop_alg", "must be %s or %s, got %q", DPoPAlgES256, DPoPAlgEdDSA, c.DPoPAlg)
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.ClientTokens)) {
 		field := fmt.Sprintf("client_tokens[%q]", name)

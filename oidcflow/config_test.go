@@ -48,6 +48,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "scope_with_space", mutate: func(c *Config) { c.Scopes = []string{"openid", "a b"} }, wantErr: []string{"scopes[1]: must be"}},
 		{name: "negative_lead", mutate: func(c *Config) { c.RefreshLeadTime = -time.Second }, wantErr: []string{"refresh_lead_time: must be between"}},
 		{name: "valid_post", mutate: func(c *Config) { c.ClientAuth = ClientAuthPost }},
+		{name: "valid_dpop", mutate: func(c *Config) { c.DPoP, c.DPoPAlg = true, DPoPAlgEdDSA }},
+		{name: "dpop_alg_unknown", mutate: func(c *Config) { c.DPoP, c.DPoPAlg = true, "RS256" }, wantErr: []string{`dpop_alg: must be ES256 or EdDSA, got "RS256"`}},
+		{name: "dpop_with_userinfo_refused", mutate: func(c *Config) { c.DPoP, c.UserinfoClaims = true, true }, wantErr: []string{"userinfo_claims: not supported together with dpop: true"}},
 		{name: "valid_basic", mutate: func(c *Config) { c.ClientAuth = ClientAuthBasic }},
 		// A BFF is a confidential client: an empty secret is no longer a
 		// silent public client.

@@ -52,6 +52,18 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		CreatedAtUnixMs: h.now().UnixMilli(),
 	}
 	params.remember(ls)
+	var dpopOpts []oauth2.AuthCodeOption
+	if h.cfg.DPoP {
+		// The session's own key, made now so the code exchange (and a
+		// pushed request) is bound to it; dpop_jkt binds the code too
+		// (RFC 9449 §10).
+		key, err := GenerateDPoPKey(d.dpopAlg, h.rand)
+		if err != nil {
+			return fmt.Errorf("start login: %w", err)
+		}
+		ls.DpopKey = key.Marshal()
+		dpopOpts = append(dpopOpts, oauth2.SetAuthURLParam("dpop_jkt", key.Thumbprint()))
+	}
 	// Stored under state and the cookie's secret together: the binding to
 	// this browser is the store key itself (T25, T71).
 	if err := h.store.PutLoginState(r.Context(), state, binding, ls); err != nil {
@@ -60,6 +72,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	// redirect_uri, scopes and client come from the config only (T23);
 	// the browser chooses only among the allow-listed parameters (T77).
 	opts := append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)}, params.authOptions()...)
+	opts = append(opts, dpopOpts...)
 	authURL := d.oauth2.AuthCodeURL(state, opts...)
 	if d.usePAR {
 		if authURL, err = h.pushAuthorization(r.Context(), d, authURL); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -177,7 +178,7 @@ func (r *Refresher) renew(ctx context.Context, id session.ID, cur *sessionpb.Ses
 		}
 		r.metrics.outcome(kindSession, outcomeRejected)
 		return nil, r.reject(ctx, id, err)
-	case errors.Is(err, errIDToken):
+	case errors.Is(err, errIDToken), errors.Is(err, errDPoPKey), errors.Is(err, errDPoPNotBound):
 		r.metrics.outcome(kindSession, outcomeRejected)
 		return nil, r.reject(ctx, id, err)
 	case errors.Is(err, ErrClientRejected):
@@ -235,10 +236,20 @@ func (r *Refresher) renew(ctx context.Context, id session.ID, cur *sessionpb.Ses
 func (r *Refresher) redeem(ctx context.Context, d *discovered, cur *sessionpb.Session) (*sessionpb.Session, error) {
 	pctx, cancel := context.WithTimeout(r.provider.clientContext(ctx), r.cfg.ProviderTimeout)
 	defer cancel()
+	if len(cur.GetDpopKey()) > 0 {
+		key, err := ParseDPoPKey(cur.GetDpopKey())
+		if err != nil {
+			return nil, fmt.Errorf("session record: %w", err)
+		}
+		pctx = WithDPoPKey(pctx, key)
+	}
 	start := r.now()
 	tok, err := d.oauth2.TokenSource(pctx, &oauth2.Token{RefreshToken: cur.GetRefreshToken()}).Token()
 	if err != nil {
 		return nil, classifyTokenError("refresh token", err)
+	}
+	if len(cur.GetDpopKey()) > 0 && !strings.EqualFold(tok.TokenType, TokenTypeDPoP) {
+		return nil, errDPoPNotBound
 	}
 	next := proto.CloneOf(cur)
 	next.AccessToken = tok.AccessToken

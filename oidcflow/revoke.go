@@ -38,6 +38,15 @@ func (p *providerRevoker) Revoke(ctx context.Context, s *sessionpb.Session) erro
 	form := url.Values{"token": {s.GetRefreshToken()}, "token_type_hint": {"refresh_token"}}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProviderTimeout)
 	defer cancel()
+	if len(s.GetDpopKey()) > 0 {
+		// A DPoP-bound refresh token is revoked with a proof by its key
+		// (Keycloak's FAPI 2.0 DPoP profile refuses it otherwise).
+		key, err := ParseDPoPKey(s.GetDpopKey())
+		if err != nil {
+			return fmt.Errorf("revoke refresh token: session record: %w", err)
+		}
+		ctx = WithDPoPKey(ctx, key)
+	}
 	// The same client authentication as at the token endpoint.
 	req, err := newClientPost(ctx, p.cfg, d, d.revocation, form)
 	if err != nil {

@@ -32,10 +32,11 @@ type discovery struct {
 	BackchannelLogoutSessionSupported bool     `json:"backchannel_logout_session_supported"`
 
 	// FAPI 2.0: client authentication by key or certificate, PAR (RFC 9126), mTLS aliases (RFC 8705).
-	TokenEndpointAuthSigningAlgs []string          `json:"token_endpoint_auth_signing_alg_values_supported"`
-	PAREndpoint                  string            `json:"pushed_authorization_request_endpoint"`
-	RequirePAR                   bool              `json:"require_pushed_authorization_requests"`
-	MTLSEndpointAliases          map[string]string `json:"mtls_endpoint_aliases,omitempty"`
+	TokenEndpointAuthSigningAlgs  []string          `json:"token_endpoint_auth_signing_alg_values_supported"`
+	PAREndpoint                   string            `json:"pushed_authorization_request_endpoint"`
+	RequirePAR                    bool              `json:"require_pushed_authorization_requests"`
+	MTLSEndpointAliases           map[string]string `json:"mtls_endpoint_aliases,omitempty"`
+	DPoPSigningAlgValuesSupported []string          `json:"dpop_signing_alg_values_supported"`
 }
 
 // handleDiscovery serves /.well-known/openid-configuration.
@@ -74,6 +75,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request, issue
 		TokenEndpointAuthMethodsSupported: auth,
 		RevocationEndpointAuthMethods:     auth,
 		CodeChallengeMethodsSupported:     []string{"S256"},
+		DPoPSigningAlgValuesSupported:     p.dpopAlgsListed(),
 		AuthorizationResponseISSSupported: true,
 		BackchannelLogoutSupported:        true,
 		BackchannelLogoutSessionSupported: true,
@@ -185,6 +187,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request, issue
 		clientID:    c.ID,
 		redirectURI: redirect,
 		challenge:   q.Get("code_challenge"),
+		dpopJKT:     q.Get("dpop_jkt"),
 		nonce:       q.Get("nonce"),
 		scope:       q.Get("scope"),
 		session:     s,
@@ -264,4 +267,12 @@ func validPKCEValue(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' || r == '~')
 	}) < 0
+}
+
+// dpopAlgsListed is discovery's dpop_signing_alg_values_supported.
+func (p *Provider) dpopAlgsListed() []string {
+	if len(p.cfg.DPoPAlgs) > 0 {
+		return p.cfg.DPoPAlgs
+	}
+	return DPoPAlgs
 }

@@ -76,6 +76,14 @@ type ProviderConfig struct {
 	// from the PAR endpoint), and discovery say so
 	// (require_pushed_authorization_requests).
 	RequirePAR bool
+	// RequireDPoPNonce makes the token endpoint demand a server nonce in
+	// DPoP proofs (RFC 9449 §8): a proof without the current one gets 400
+	// use_dpop_nonce with a DPoP-Nonce header.
+	RequireDPoPNonce bool
+	// DPoPAlgs, when set, is what discovery lists as
+	// dpop_signing_alg_values_supported instead of DPoPAlgs (proofs are
+	// verified as before).
+	DPoPAlgs []string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Rand is the source of codes, token IDs and keys (default crypto/rand.Reader).

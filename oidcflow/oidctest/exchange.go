@@ -88,7 +88,7 @@ func (p *Provider) grantExchange(r *http.Request, c Client, form url.Values, iss
 	} else if !subsetScope(scope, strings.Join(allowed, " ")) {
 		return nil, &grantError{http.StatusBadRequest, "invalid_scope", "scope not allowed for the requested audience"}
 	}
-	at, jti, exp, gerr := p.signUserAccessTokenLocked(fam, c.ID, audClaim(targets), scope, now, issuer)
+	at, jti, exp, gerr := p.signUserAccessTokenLocked(fam, c.ID, audClaim(targets), scope, now, issuer, "")
 	if gerr != nil {
 		return nil, gerr
 	}

@@ -64,11 +64,14 @@ type Provider struct {
 	mtlsSrv       *http.Server              // StartMTLS
 	mtlsOrigin    string
 	mtlsCertPEM   []byte
+	dpopNonce     string   // the nonce RequireDPoPNonce asks for
+	dpopJTIs      JTICache // proof jtis seen at the token endpoint
 }
 
 // authCode is one issued authorization code.
 type authCode struct {
 	clientID, redirectURI, challenge, nonce, scope string
+	dpopJKT                                        string // the authorization request's dpop_jkt
 	session                                        *opSession
 	expires                                        time.Time
 	redeemed                                       *family // non-nil once used
@@ -86,6 +89,7 @@ type opSession struct {
 // family is every token descended from one authorization code.
 type family struct {
 	clientID, scope, nonce string
+	jkt                    string // the DPoP key its tokens are bound to ("" for Bearer)
 	session                *opSession
 	revoked                bool
 	refreshTokens          []string
@@ -175,6 +179,12 @@ type Stats struct {
 	// that issued tokens (also in RefreshTokenGrants; per session and
 	// resource: [Provider.ResourceRefreshCounts]).
 	ResourceRefreshes int
+	// DPoPProofs counts token requests that carried a DPoP header.
+	DPoPProofs int
+	// DPoPNonceChallenges counts use_dpop_nonce answers.
+	DPoPNonceChallenges int
+	// DPoPBoundTokens counts access tokens issued bound to a DPoP key (cnf.jkt).
+	DPoPBoundTokens int
 }
 
 // AudienceKey names one user session at the provider and one target.

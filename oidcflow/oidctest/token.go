@@ -56,6 +56,10 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request, issuer st
 			return
 		}
 	}
+	jkt, ok := p.dpopAtToken(w, r, issuer)
+	if !ok {
+		return
+	}
 	c, basic, ok := p.authenticateClient(r)
 	if !ok {
 		if basic {
@@ -70,9 +74,9 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request, issuer st
 	)
 	switch form.Get("grant_type") {
 	case "authorization_code":
-		resp, gerr = p.grantCode(c, form, issuer)
+		resp, gerr = p.grantCode(c, form, issuer, jkt)
 	case "refresh_token":
-		resp, gerr = p.grantRefresh(r, c, form, issuer)
+		resp, gerr = p.grantRefresh(r, c, form, issuer, jkt)
 		if gerr == nil {
 			p.holdResponse(r.Context())
 		}
@@ -151,7 +155,10 @@ func (p *Provider) authenticateClient(r *http.Request) (c Client, basic, ok bool
 }
 
 // grantCode redeems an authorization code.
-func (p *Provider) grantCode(c Client, form url.Values, issuer string) (*tokenResponse, *grantError) {
+// jkt is the thumbprint of the request's DPoP key ("" without a proof):
+// the tokens are bound to it, and a code asked with dpop_jkt is redeemed
+// only with that key.
+func (p *Provider) grantCode(c Client, form url.Values, issuer, jkt string) (*tokenResponse, *grantError) {
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -181,8 +188,10 @@ func (p *Provider) grantCode(c Client, form url.Values, issuer string) (*tokenRe
 		return nil, invalidGrant("PKCE verification failed")
 	case ac.session.ended:
 		return nil, invalidGrant("session ended")
+	case ac.dpopJKT != "" && ac.dpopJKT != jkt:
+		return nil, invalidGrant("DPoP key is not the one the authorization request named (dpop_jkt)")
 	}
-	fam := &family{clientID: c.ID, scope: ac.scope, nonce: ac.nonce, session: ac.session}
+	fam := &family{clientID: c.ID, scope: ac.scope, nonce: ac.nonce, session: ac.session, jkt: jkt}
 	p.families = append(p.families, fam)
 	ac.redeemed = fam
 	p.codes[code] = ac
@@ -199,7 +208,9 @@ func (p *Provider) grantCode(c Client, form url.Values, issuer string) (*tokenRe
 // back within the reuse interval (SetReuseInterval), which honours it. A
 // `scope` narrows the new access token's scope within the original grant;
 // RFC 8707 `resource` values (each a registered audience) become its `aud`.
-func (p *Provider) grantRefresh(r *http.Request, c Client, form url.Values, issuer string) (*tokenResponse, *grantError) {
+// The refresh tokens of a DPoP-bound family are bound to its key too: a
+// refresh without a proof by it is refused.
+func (p *Provider) grantRefresh(r *http.Request, c Client, form url.Values, issuer, jkt string) (*tokenResponse, *grantError) {
 	p.mu.Lock()
 	p.stats.RefreshRequests++
 	delay, gate := p.refreshDelay, p.refreshGate
@@ -228,6 +239,8 @@ func (p *Provider) grantRefresh(r *http.Request, c Client, form url.Values, issu
 		return nil, invalidGrant("session ended")
 	case p.sessionExpiredLocked(rt.fam.session, now):
 		return nil, invalidGrant("session expired")
+	case rt.fam.jkt != jkt:
+		return nil, invalidGrant("refresh token is bound to another DPoP key")
 	}
 	reuse := rt.used
 	if reuse {
@@ -365,11 +378,15 @@ func (p *Provider) issueLocked(fam *family, now time.Time, issuer string, withRT
 	if len(o.aud) > 0 {
 		aud = audClaim(o.aud)
 	}
-	at, jti, exp, gerr := p.signUserAccessTokenLocked(fam, fam.clientID, aud, scope, now, issuer)
+	at, jti, exp, gerr := p.signUserAccessTokenLocked(fam, fam.clientID, aud, scope, now, issuer, fam.jkt)
 	if gerr != nil {
 		return nil, gerr
 	}
 	resp := &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(now) / time.Second), Scope: scope}
+	if fam.jkt != "" {
+		resp.TokenType = "DPoP"
+		p.stats.DPoPBoundTokens++
+	}
 	var err error
 	if hasScope(scope, "openid") {
 		idClaims := map[string]any{
@@ -410,7 +427,8 @@ func (p *Provider) issueLocked(fam *family, now time.Time, issuer string, withRT
 // signUserAccessTokenLocked signs a user access token of fam's session for
 // clientID with the given aud and scope; its exp is AccessTokenTTL from now,
 // never past the session's end. The caller records it.
-func (p *Provider) signUserAccessTokenLocked(fam *family, clientID string, aud any, scope string, now time.Time, issuer string) (at, jti string, exp time.Time, gerr *grantError) {
+// A jkt binds it to that DPoP key (cnf.jkt, RFC 9449 §6.1).
+func (p *Provider) signUserAccessTokenLocked(fam *family, clientID string, aud any, scope string, now time.Time, issuer, jkt string) (at, jti string, exp time.Time, gerr *grantError) {
 	s := fam.session
 	jti = p.random(16)
 	exp = p.capLocked(s, now.Add(p.cfg.AccessTokenTTL))
@@ -424,6 +442,9 @@ func (p *Provider) signUserAccessTokenLocked(fam *family, clientID string, aud a
 	}
 	if !p.cfg.OmitSID {
 		claims["sid"] = s.sid
+	}
+	if jkt != "" {
+		claims["cnf"] = map[string]string{"jkt": jkt}
 	}
 	at, err := p.keys[len(p.keys)-1].sign("at+jwt", claims)
 	if err != nil {

@@ -53,8 +53,12 @@ type Session struct {
 	AccessTokenIssuedAtUnixMs int64 `protobuf:"varint,16,opt,name=access_token_issued_at_unix_ms,json=accessTokenIssuedAtUnixMs,proto3" json:"access_token_issued_at_unix_ms,omitempty"`
 	// acr and auth_time_unix come from the verified ID token only (the login's, or a
 	// refresh's that carries them), never from a request: what step-up requirements compare.
-	Acr           string `protobuf:"bytes,17,opt,name=acr,proto3" json:"acr,omitempty"`
-	AuthTimeUnix  int64  `protobuf:"varint,18,opt,name=auth_time_unix,json=authTimeUnix,proto3" json:"auth_time_unix,omitempty"`
+	Acr          string `protobuf:"bytes,17,opt,name=acr,proto3" json:"acr,omitempty"`
+	AuthTimeUnix int64  `protobuf:"varint,18,opt,name=auth_time_unix,json=authTimeUnix,proto3" json:"auth_time_unix,omitempty"`
+	// dpop_key is the session's own DPoP private key (PKCS#8 DER), made at
+	// login when the frontend uses DPoP (RFC 9449); empty otherwise. It is
+	// sealed with the record and never leaves envoy-bff.
+	DpopKey       []byte `protobuf:"bytes,19,opt,name=dpop_key,json=dpopKey,proto3" json:"dpop_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -215,6 +219,13 @@ func (x *Session) GetAuthTimeUnix() int64 {
 	return 0
 }
 
+func (x *Session) GetDpopKey() []byte {
+	if x != nil {
+		return x.DpopKey
+	}
+	return nil
+}
+
 // ClientToken is one cached client-credentials access token, shared by every replica.
 type ClientToken struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -317,6 +328,10 @@ type LoginState struct {
 	AcrValues     string `protobuf:"bytes,7,opt,name=acr_values,json=acrValues,proto3" json:"acr_values,omitempty"`
 	MaxAgeSeconds *int64 `protobuf:"varint,8,opt,name=max_age_seconds,json=maxAgeSeconds,proto3,oneof" json:"max_age_seconds,omitempty"`
 	Prompt        string `protobuf:"bytes,9,opt,name=prompt,proto3" json:"prompt,omitempty"`
+	// dpop_key is the DPoP private key (PKCS#8 DER) made for this login, so
+	// the code exchange is bound to it and the session keeps it; empty
+	// when the frontend does not use DPoP.
+	DpopKey       []byte `protobuf:"bytes,10,opt,name=dpop_key,json=dpopKey,proto3" json:"dpop_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -414,11 +429,18 @@ func (x *LoginState) GetPrompt() string {
 	return ""
 }
 
+func (x *LoginState) GetDpopKey() []byte {
+	if x != nil {
+		return x.DpopKey
+	}
+	return nil
+}
+
 var File_session_proto protoreflect.FileDescriptor
 
 const file_session_proto_rawDesc = "" +
 	"\n" +
-	"\rsession.proto\x12\x13envoybff.session.v1\"\xa4\x05\n" +
+	"\rsession.proto\x12\x13envoybff.session.v1\"\xbf\x05\n" +
 	"\aSession\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x1e\n" +
 	"\n" +
@@ -442,7 +464,8 @@ const file_session_proto_rawDesc = "" +
 	"\x05scope\x18\x0f \x01(\tR\x05scope\x12A\n" +
 	"\x1eaccess_token_issued_at_unix_ms\x18\x10 \x01(\x03R\x19accessTokenIssuedAtUnixMs\x12\x10\n" +
 	"\x03acr\x18\x11 \x01(\tR\x03acr\x12$\n" +
-	"\x0eauth_time_unix\x18\x12 \x01(\x03R\fauthTimeUnix\"\xe4\x01\n" +
+	"\x0eauth_time_unix\x18\x12 \x01(\x03R\fauthTimeUnix\x12\x19\n" +
+	"\bdpop_key\x18\x13 \x01(\fR\adpopKey\"\xe4\x01\n" +
 	"\vClientToken\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12!\n" +
 	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12\x1d\n" +
@@ -450,7 +473,7 @@ const file_session_proto_rawDesc = "" +
 	"token_type\x18\x03 \x01(\tR\ttokenType\x12\x14\n" +
 	"\x05scope\x18\x04 \x01(\tR\x05scope\x12+\n" +
 	"\x12expires_at_unix_ms\x18\x05 \x01(\x03R\x0fexpiresAtUnixMs\x12)\n" +
-	"\x11issued_at_unix_ms\x18\x06 \x01(\x03R\x0eissuedAtUnixMs\"\xdb\x02\n" +
+	"\x11issued_at_unix_ms\x18\x06 \x01(\x03R\x0eissuedAtUnixMs\"\xf6\x02\n" +
 	"\n" +
 	"LoginState\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x14\n" +
@@ -463,7 +486,9 @@ const file_session_proto_rawDesc = "" +
 	"\n" +
 	"acr_values\x18\a \x01(\tR\tacrValues\x12+\n" +
 	"\x0fmax_age_seconds\x18\b \x01(\x03H\x00R\rmaxAgeSeconds\x88\x01\x01\x12\x16\n" +
-	"\x06prompt\x18\t \x01(\tR\x06promptB\x12\n" +
+	"\x06prompt\x18\t \x01(\tR\x06prompt\x12\x19\n" +
+	"\bdpop_key\x18\n" +
+	" \x01(\fR\adpopKeyB\x12\n" +
 	"\x10_max_age_secondsB0Z.github.com/envoy-bff/envoy-bff/proto/sessionpbb\x06proto3"
 
 var (

@@ -123,3 +123,18 @@ func printHTTPTable(w io.Writer, t *envoyTarget, floor, api []httpResult) {
 		peakRSS(t.envoyPid), peakRSS(t.bffPid), float64(a.envoyCPU+a.bffCPU)/float64(f.envoyCPU+f.bffCPU), a.perSec/f.perSec, a.errors)
 	tw.Flush()
 }
+
+// printHTTPDPoP is the DPoP row through Envoy: the same /api/ request for a
+// frontend with oidc.dpop (ES256), its Envoy + envoy-bff CPU against the
+// floor and against the Bearer /api/ row (issue 16's budget: under 1.5×).
+func printHTTPDPoP(w io.Writer, floor, api, dpop []httpResult) {
+	f, a, d := medianHTTP(floor), medianHTTP(api), medianHTTP(dpop)
+	fmt.Fprintf(w, "\nDPoP through Envoy (a frontend with oidc.dpop, EdDSA: Check signs a proof per request; the API verifies it)\n\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "route\treq/s\tp50\tp99\tEnvoy CPU µs/req\tenvoy-bff CPU µs/req\tvs floor: CPU\tvs Bearer /api/: CPU\tvs Bearer: envoy-bff CPU\terrors\t")
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+	fmt.Fprintf(tw, "/api/ (ext_authz, Redis, DPoP EdDSA)\t%.0f\t%s\t%s\t%.1f\t%.1f\t%.2f×\t%.2f×\t%.2f×\t%d\t\n", d.perSec, d.p50.Round(time.Microsecond), d.p99.Round(time.Microsecond),
+		us(d.envoyCPU), us(d.bffCPU), float64(d.envoyCPU+d.bffCPU)/float64(f.envoyCPU+f.bffCPU), float64(d.envoyCPU+d.bffCPU)/float64(a.envoyCPU+a.bffCPU),
+		float64(d.bffCPU)/float64(a.bffCPU), d.errors)
+	tw.Flush()
+}

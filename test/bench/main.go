@@ -29,6 +29,12 @@
 //	              claim the user has (bff.require.<claim>), compared with
 //	              bff-redis-ext: the requirement check itself (issue 14's
 //	              budget: +2% CPU)
+//	bff-redis-dpop  bff-redis for a frontend with oidc.dpop and dpop_alg
+//	              ES256: each Check also signs a fresh DPoP proof; compared
+//	              with bff-redis (issue 16's budget: under 1.5×)
+//	bff-redis-dpop-eddsa  the same with EdDSA, the algorithm envoy-bff
+//	              chooses when the provider lists it; also measured through
+//	              Envoy
 //
 // The bff-redis rows are one process measured with different requests, one
 // after the other in each round: the fairest comparison, and no more stacks
@@ -64,6 +70,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds; the configurations are interleaved within each")
 	concurrency := flag.Int("concurrency", 50, "checks in flight")
 	floorBin := flag.String("floor", "bin/envoy-bff-floor", "the floor server binary")
+	scale := flag.Bool("scale", true, "also measure with 10k and 1M sessions stored (slow)")
 	flag.Usage = func() {
 		fmt.Fprintln(flag.CommandLine.Output(), "Usage: bench [flags]\n\nMeasures envoy-bff's Check against no-I/O and one-Redis-GET floors in one run.\n\nFlags:")
 		flag.PrintDefaults()
@@ -71,7 +78,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *duration, *rounds, *concurrency, *floorBin); err != nil {
+	if err := run(ctx, *duration, *rounds, *concurrency, *floorBin, *scale); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -98,7 +105,7 @@ type result struct {
 	cpuPerCheck    time.Duration
 }
 
-func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string) error {
+func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string, scale bool) error {
 	dir, err := os.MkdirTemp("", "envoy-bff-bench-")
 	if err != nil {
 		return err
@@ -114,13 +121,16 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 	// envoy-bff first: the floors are then sized like its real exchange.
 	var bffs []*target
 	var viaEnvoy *envoyTarget
+	var viaEnvoyDPoP *envoyTarget   // bff-redis-dpop's stack: DPoP through Envoy
 	var provider *oidctest.Provider // bff-redis's, for its exchange count
 	for _, b := range []struct {
 		name, floor  string
 		redis, cache bool
 		frontends    int
-	}{{"bff-redis", "floor-redis", true, false, 0}, {"bff-memory", "floor-noio", false, false, 0}, {"bff-redis-cache", "floor-noio", true, true, 0},
-		{"bff-memory-100fe", "bff-memory", false, false, 100}} {
+		dpop         string // oidc.dpop_alg, "" without DPoP
+	}{{"bff-redis", "floor-redis", true, false, 0, ""}, {"bff-memory", "floor-noio", false, false, 0, ""}, {"bff-redis-cache", "floor-noio", true, true, 0, ""},
+		{"bff-memory-100fe", "bff-memory", false, false, 100, ""},
+		{"bff-redis-dpop", "bff-redis", true, false, 0, "ES256"}, {"bff-redis-dpop-eddsa", "bff-redis", true, false, 0, "EdDSA"}} {
 		sdir := filepath.Join(dir, b.name)
 		if err := os.MkdirAll(sdir, 0o755); err != nil {
 			return err
@@ -134,7 +144,13 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 				doc["session"].(map[string]any)["cache"] = map[string]any{"ttl": "5s"}
 			}
 		}
-		plain := b.redis && !b.cache && b.frontends == 0
+		if b.dpop != "" {
+			o.BFFConfig = func(doc map[string]any) {
+				doc["oidc"].(map[string]any)["dpop"] = true
+				doc["oidc"].(map[string]any)["dpop_alg"] = b.dpop
+			}
+		}
+		plain := b.redis && !b.cache && b.frontends == 0 && b.dpop == ""
 		if plain {
 			// bff-redis also serves the exchange-profile route: a profile
 			// of the provider's one exchange audience.
@@ -172,6 +188,9 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		}
 		t := &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie, host: host}
 		bffs = append(bffs, t)
+		if b.dpop == "EdDSA" {
+			viaEnvoyDPoP = &envoyTarget{url: s.URL, envoyPid: s.Envoy.Pid(), bffPid: s.BFFs[0].Pid(), cookie: cookie}
+		}
 		if plain {
 			// The same process on other routes, measured right after it.
 			ex, extra, req := *t, *t, *t
@@ -222,7 +241,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 	targets = append(targets, bffs...)
 
 	results := map[string][]result{}
-	var httpFloor, httpAPI []httpResult
+	var httpFloor, httpAPI, httpDPoP []httpResult
 	for r := range rounds {
 		for _, t := range targets {
 			fmt.Fprintf(os.Stderr, "==> round %d/%d: %s, %d in flight for %s\n", r+1, rounds, t.name, conc, d)
@@ -244,12 +263,22 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 				httpAPI = append(httpAPI, res)
 			}
 		}
+		fmt.Fprintf(os.Stderr, "==> round %d/%d: through Envoy, /api/ (ext_authz → envoy-bff, Redis, DPoP EdDSA), %d in flight for %s\n", r+1, rounds, conc, d)
+		res, err := loadHTTP(ctx, viaEnvoyDPoP, false, conc, d)
+		if err != nil {
+			return fmt.Errorf("dpop through Envoy: %w", err)
+		}
+		httpDPoP = append(httpDPoP, res)
 	}
 	printTable(os.Stdout, targets, results, rounds, conc, d)
 	fmt.Fprintf(os.Stdout, "\nbff-redis-exchange: %d token exchange(s) at the provider in all its rounds; every other check sent the cached token\n",
 		provider.Stats().TokenExchanges)
 	printHTTPTable(os.Stdout, viaEnvoy, httpFloor, httpAPI)
+	printHTTPDPoP(os.Stdout, httpFloor, httpAPI, httpDPoP)
 
+	if !scale {
+		return nil
+	}
 	// Scale: the same Check with 10k and 1M sessions stored.
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()

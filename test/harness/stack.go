@@ -92,6 +92,10 @@ type Options struct {
 	// (oidc.ca_file): the PKI of a Keycloak started with KeycloakOptions.TLS.
 	// FAPI 2.0 profiles accept only https redirect URIs.
 	TLS *PKI
+	// APITap, when set, sees every request that reaches the sample API
+	// behind /api/ before the API answers it (to record what Envoy
+	// forwarded, such as a DPoP proof, and replay it at Stack.APIURL).
+	APITap func(*http.Request)
 }
 
 // Frontend is one app of a multi-frontend stack.
@@ -178,6 +182,8 @@ type Stack struct {
 	Frontends []Frontend
 	// APIs are the extra sample APIs by name (Options.APIs), for their Stats.
 	APIs map[string]*sampleapi.API
+	// APIURL is the sample API behind /api/, reached directly (not through Envoy).
+	APIURL string
 	// IssuerURL is the local provider's issuer.
 	IssuerURL string
 	// Provider is the local OpenID provider (in this process).
@@ -259,10 +265,15 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if tap := o.APITap; tap != nil {
+		inner := api
+		api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tap(r); inner.ServeHTTP(w, r) })
+	}
 	apiPort, err := s.serve(api)
 	if err != nil {
 		return nil, err
 	}
+	s.APIURL = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	var apiRoutes []envoy.APIRoute
 	s.APIs = map[string]*sampleapi.API{}
 	for _, name := range o.PathRuleAPIs {
@@ -452,7 +463,7 @@ func (s *Stack) frontendIssuers() []string {
 // bearerIssuer is the unverified iss of a "Bearer <JWT>" header; "" if none.
 func bearerIssuer(auth string) string {
 	scheme, raw, _ := strings.Cut(auth, " ")
-	if !strings.EqualFold(scheme, "Bearer") {
+	if !strings.EqualFold(scheme, "Bearer") && !strings.EqualFold(scheme, "DPoP") {
 		return ""
 	}
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})

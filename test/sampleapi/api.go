@@ -8,8 +8,11 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/envoy-bff/envoy-bff/oidcflow/oidctest"
 )
 
 // DefaultSessionCookieName is envoy-bff's default session cookie.
@@ -44,6 +47,10 @@ type API struct {
 	cfg  Config
 	keys *keySet
 
+	jtiMu                      sync.Mutex
+	jtis                       oidctest.JTICache // DPoP proof jtis seen: each proof is used once
+	dpopVerified, dpopRejected atomic.Int64
+
 	served, verified, rejected, wrongAudience atomic.Int64
 	realtime, streams                         atomic.Int64
 }
@@ -63,12 +70,17 @@ type Stats struct {
 	Realtime int64
 	// Streams counts SSE streams and WebSockets opened for a verified bearer.
 	Streams int64
+	// DPoPVerified counts whoami requests whose DPoP proof and token binding verified.
+	DPoPVerified int64
+	// DPoPRejected counts whoami requests answered 401 invalid_dpop_proof
+	// (a bad, replayed or foreign proof, or a DPoP-bound token sent as a bearer token).
+	DPoPRejected int64
 }
 
 // Stats returns the counters so far.
 func (a *API) Stats() Stats {
 	return Stats{Served: a.served.Load(), Verified: a.verified.Load(), Rejected: a.rejected.Load(), WrongAudience: a.wrongAudience.Load(),
-		Realtime: a.realtime.Load(), Streams: a.streams.Load()}
+		Realtime: a.realtime.Load(), Streams: a.streams.Load(), DPoPVerified: a.dpopVerified.Load(), DPoPRejected: a.dpopRejected.Load()}
 }
 
 // Audience is the audience the API was built for ("" for none).
@@ -108,9 +120,16 @@ type Whoami struct {
 	Scope string `json:"scope,omitempty"`
 	// TokenError says why a presented token was not accepted.
 	TokenError string `json:"token_error,omitempty"`
+	// Scheme is the Authorization scheme of a verified token: Bearer or DPoP.
+	Scheme string `json:"scheme,omitempty"`
+	// DPoPJKT is the thumbprint of the key a verified DPoP proof was signed
+	// with (the token's cnf.jkt).
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 	// UserHeaders are the X-User-* request headers (envoy-bff's identity
 	// headers in the tests' configs), by canonical name, values joined by ", ".
 	UserHeaders map[string]string `json:"user_headers,omitempty"`
+
+	dpopErr error // why a DPoP request was refused
 }
 
 // New validates cfg and builds the API; it fetches nothing until the first request.
@@ -163,6 +182,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Access-Control-Expose-Headers", "*")
 		}
 		out, verified := a.whoami(r)
+		if errors.Is(out.dpopErr, errDPoP) {
+			a.rejectDPoP(w, out)
+			return
+		}
 		if a.cfg.Audience != "" && !verified {
 			a.reject(w, out)
 			return
@@ -244,9 +267,18 @@ func (a *API) whoami(r *http.Request) (Whoami, bool) {
 		return out, false
 	}
 	scheme, raw, _ := strings.Cut(auth[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") || raw == "" {
+	dpop := strings.EqualFold(scheme, "DPoP")
+	if !dpop && !strings.EqualFold(scheme, "Bearer") || raw == "" {
 		out.TokenError = "not a bearer token"
 		return out, false
+	}
+	var proof oidctest.DPoPProof
+	if dpop {
+		var err error
+		if proof, err = a.verifyDPoP(r, raw); err != nil {
+			out.TokenError, out.dpopErr = err.Error(), err
+			return out, false
+		}
 	}
 	c, err := a.verify(r.Context(), raw)
 	if err != nil {
@@ -255,6 +287,23 @@ func (a *API) whoami(r *http.Request) (Whoami, bool) {
 			out.Aud = c.Audience
 		}
 		return out, false
+	}
+	switch {
+	case dpop && c.Cnf.JKT != proof.JKT:
+		err = fmt.Errorf("%w: the token's cnf.jkt is not the proof's key", errDPoP)
+	case !dpop && c.Cnf.JKT != "":
+		// RFC 9449 §7.2: a DPoP-bound token is never accepted as a bearer token.
+		err = fmt.Errorf("%w: a DPoP-bound token sent as a bearer token", errDPoP)
+	}
+	if err != nil {
+		out.TokenError, out.dpopErr = err.Error(), err
+		return out, false
+	}
+	if dpop {
+		out.Scheme, out.DPoPJKT = "DPoP", proof.JKT
+		a.dpopVerified.Add(1)
+	} else {
+		out.Scheme = "Bearer"
 	}
 	out.Sub = c.Subject
 	out.TokenExpiresAt = c.Expiry.Time().UTC().Format(time.RFC3339)

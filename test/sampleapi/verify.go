@@ -39,6 +39,10 @@ type claims struct {
 	ClientID        string `json:"client_id"`
 	AuthorizedParty string `json:"azp"`
 	Scope           string `json:"scope"`
+	// Cnf binds a DPoP token to its key (RFC 9449 §6.1).
+	Cnf struct {
+		JKT string `json:"jkt"`
+	} `json:"cnf"`
 }
 
 // verify checks raw's RS256 signature against the provider's keys and its

@@ -260,3 +260,61 @@ func TestDPoPTransportNonce(t *testing.T) {
 		})
 	}
 }
+
+// TestDPoPRevocation: a DPoP session's revocation carries a proof; when the
+// provider refuses the refresh token (Keycloak 26's DPoP profile does not
+// bind a confidential client's refresh token, and refuses to revoke it),
+// the bound access token is revoked instead. A session without DPoP never
+// falls back.
+func TestDPoPRevocation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		dpop      bool
+		wantHints string
+		wantErr   bool
+	}{
+		{"dpop_falls_back_to_the_access_token", true, "refresh_token access_token", false},
+		{"bearer_session_reports_the_refusal", false, "refresh_token", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, withConfig(func(c *Config) { c.DPoP = tc.dpop }))
+			var mu sync.Mutex
+			var hints []string
+			proofs := 0
+			inner := e.provider.Handler()
+			e.hook(oidctest.PathRevoke, func(w http.ResponseWriter, r *http.Request) {
+				if err := r.ParseForm(); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				hints = append(hints, r.PostForm.Get("token_type_hint"))
+				if r.Header.Get("DPoP") != "" {
+					proofs++
+				}
+				mu.Unlock()
+				if r.PostForm.Get("token_type_hint") == "refresh_token" {
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusBadRequest)
+					_, _ = io.WriteString(w, `{"error":"invalid_token","error_description":"DPoP proof and token binding verification failed"}`)
+					return
+				}
+				inner.ServeHTTP(w, r)
+			})
+			_, rec := e.loggedIn()
+			err := (&providerRevoker{cfg: e.cfg, provider: e.h.Provider()}).Revoke(t.Context(), rec)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Revoke: %v, want error %v", err, tc.wantErr)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if got := strings.Join(hints, " "); got != tc.wantHints {
+				t.Errorf("revocations %q, want %q", got, tc.wantHints)
+			}
+			if want := map[bool]int{true: 2, false: 0}[tc.dpop]; proofs != want {
+				t.Errorf("%d revocations carried a DPoP proof, want %d", proofs, want)
+			}
+		})
+	}
+}

@@ -35,34 +35,55 @@ func (p *providerRevoker) Revoke(ctx context.Context, s *sessionpb.Session) erro
 	if d.revocation == "" {
 		return errNoRevocationEndpoint
 	}
-	form := url.Values{"token": {s.GetRefreshToken()}, "token_type_hint": {"refresh_token"}}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProviderTimeout)
 	defer cancel()
-	if len(s.GetDpopKey()) > 0 {
-		// A DPoP-bound refresh token is revoked with a proof by its key
-		// (Keycloak's FAPI 2.0 DPoP profile refuses it otherwise).
+	dpop := len(s.GetDpopKey()) > 0
+	if dpop {
+		// A DPoP session's tokens are revoked with a proof by its key
+		// (Keycloak's FAPI 2.0 DPoP profile refuses them otherwise).
 		key, err := ParseDPoPKey(s.GetDpopKey())
 		if err != nil {
 			return fmt.Errorf("revoke refresh token: session record: %w", err)
 		}
 		ctx = WithDPoPKey(ctx, key)
 	}
-	// The same client authentication as at the token endpoint.
-	req, err := newClientPost(ctx, p.cfg, d, d.revocation, form)
+	status, err := p.revoke(ctx, d, s.GetRefreshToken(), "refresh_token")
 	if err != nil {
 		return fmt.Errorf("revoke refresh token: %w", err)
 	}
+	if status == http.StatusBadRequest && dpop && s.GetAccessToken() != "" {
+		// Keycloak 26's DPoP profile refuses to revoke a confidential
+		// client's refresh token, which it does not bind to the key
+		// ("DPoP proof and token binding verification failed"); the bound
+		// access token it revokes, and the logout's end_session ends the
+		// grant. RFC 7009 lets a client revoke either.
+		if status, err = p.revoke(ctx, d, s.GetAccessToken(), "access_token"); err != nil {
+			return fmt.Errorf("revoke access token of a DPoP session: %w", err)
+		}
+	}
+	if status != http.StatusOK {
+		// The body is the provider's and may echo the token: only the status is kept.
+		return fmt.Errorf("revoke refresh token: revocation endpoint answered %d", status)
+	}
+	return nil
+}
+
+// revoke posts one RFC 7009 revocation with the client's authentication
+// (and a DPoP proof when ctx carries a key) and returns the status.
+func (p *providerRevoker) revoke(ctx context.Context, d *discovered, token, hint string) (int, error) {
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
+	// The same client authentication as at the token endpoint.
+	req, err := newClientPost(ctx, p.cfg, d, d.revocation, form)
+	if err != nil {
+		return 0, err
+	}
 	resp, err := p.provider.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("revoke refresh token: %w: %w", ErrProviderUnavailable, err)
+		return 0, fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		// The body is the provider's and may echo the token: only the status is kept.
-		return fmt.Errorf("revoke refresh token: revocation endpoint answered %d", resp.StatusCode)
-	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 // endRecord ends one session the way every logout does (T9, T66): its

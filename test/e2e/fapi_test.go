@@ -332,6 +332,8 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 	plain := harness.Frontend{Name: "plain", Host: "127.0.0.1", ClientID: fapiPlainClient, ClientSecret: fapiPlainSecret, Issuer: kc.Issuer()}
 	mtls := harness.Frontend{Name: "mtls", Host: "127.0.0.1", PathPrefix: "/mtls/", ClientID: fapiMTLSClient, Issuer: kc.Issuer()}
 	pkjwt := harness.Frontend{Name: "jwt", Host: "127.0.0.1", PathPrefix: "/jwt/", ClientID: fapiJWTClient, Issuer: kc.Issuer()}
+	dpop := harness.Frontend{Name: "dpop", Host: "127.0.0.1", PathPrefix: "/dpop/", ClientID: fapiDPoPClient, Issuer: kc.Issuer()}
+	dpopKeyFile := writeKeyPEM(t, dir, "dpop-client-ps256", dpopClientKey)
 	fapiOIDC := map[string]map[string]any{
 		// tls_client_auth: the certificate authenticates and binds the tokens.
 		"mtls": {"client_auth": "tls_client_auth", "tls_client_cert_file": mtlsCert.CertFile, "tls_client_key_file": mtlsCert.KeyFile},
@@ -339,10 +341,13 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 		// still wants a certificate on the connection.
 		"jwt": {"client_auth": "private_key_jwt", "client_key_file": jwtKeyFile, "client_key_id": jwtKey.kid, "client_key_alg": "ES256",
 			"tls_client_cert_file": jwtCert.CertFile, "tls_client_key_file": jwtCert.KeyFile},
+		// fapi-2-dpop-security-profile: private_key_jwt (PS256) and
+		// DPoP-bound tokens, no certificate.
+		"dpop": {"client_auth": "private_key_jwt", "client_key_file": dpopKeyFile, "client_key_id": dpopClientKey.kid, "client_key_alg": "PS256", "dpop": true},
 	}
 	s, err := harness.Start(ctx, harness.Options{
 		Dir: dir, Listen: listen, TLS: pki, Issuer: kc.Issuer(),
-		Frontends: []harness.Frontend{plain, mtls, pkjwt},
+		Frontends: []harness.Frontend{plain, mtls, pkjwt, dpop},
 		BFFConfig: func(doc map[string]any) {
 			for _, f := range doc["frontends"].([]any) {
 				fd := f.(map[string]any)
@@ -404,7 +409,7 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 	// and the certificate binding are Keycloak's to refuse, so a login, an
 	// API call, a refresh after the 15 s token and a logout that succeed
 	// prove envoy-bff did each right.
-	for _, f := range []harness.Frontend{mtls, pkjwt} {
+	for _, f := range []harness.Frontend{mtls, pkjwt, dpop} {
 		fapiSession(t, s, f, browser, run)
 	}
 	t.Logf("timing: keycloak up %s, profile checks %s, HTTPS login %s, FAPI sessions %s, total %s",

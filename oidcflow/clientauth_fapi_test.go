@@ -260,6 +260,12 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // fapiClient registers the env's client at the provider for method and
 // points the config at fresh key or certificate files.
 func fapiClient(t *testing.T, method string) (envOption, envOption) {
+	return fapiClientKey(t, method, false)
+}
+
+// fapiClientKey is fapiClient, with the private_key_jwt key inline
+// (client_key) rather than in a file when inline is set.
+func fapiClientKey(t *testing.T, method string, inline bool) (envOption, envOption) {
 	t.Helper()
 	dir := t.TempDir()
 	key := newKey(t, "p256")
@@ -282,6 +288,9 @@ func fapiClient(t *testing.T, method string) (envOption, envOption) {
 		switch method {
 		case ClientAuthPrivateKeyJWT:
 			c.ClientKeyFile = keyFile
+			if inline {
+				c.ClientKeyFile, c.ClientKey = "", string(keyPEM(t, key, "pkcs8"))
+			}
 		case ClientAuthTLS:
 			c.TLSClientCertFile, c.TLSClientKeyFile = certFile, keyFile
 		}
@@ -296,10 +305,14 @@ func fapiClient(t *testing.T, method string) (envOption, envOption) {
 // request carries a secret. tls_client_auth uses the mTLS endpoint aliases.
 func TestStrongClientAuthEveryCall(t *testing.T) {
 	t.Parallel()
-	for _, method := range []string{ClientAuthPrivateKeyJWT, ClientAuthTLS} {
-		t.Run(method, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, method string
+		inline       bool
+	}{{"private_key_jwt", ClientAuthPrivateKeyJWT, false}, {"private_key_jwt_inline_key", ClientAuthPrivateKeyJWT, true}, {"tls_client_auth", ClientAuthTLS, false}} {
+		method := tc.method
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			prov, conf := fapiClient(t, method)
+			prov, conf := fapiClientKey(t, method, tc.inline)
 			opts := []envOption{prov, conf}
 			if method == ClientAuthTLS {
 				opts = append(opts, withMTLS())
@@ -524,6 +537,16 @@ func TestT79ClientKeyMaterial(t *testing.T) {
 		}, "client_key_file: open "},
 		{"key_unreadable", func(c *Config) { c.ClientAuth, c.ClientKeyFile = ClientAuthPrivateKeyJWT, unreadable }, "client_key_file: read "},
 		{"key_garbage", func(c *Config) { c.ClientAuth, c.ClientKeyFile = ClientAuthPrivateKeyJWT, garbage }, "client_key_file: PRIVATE KEY block does not parse"},
+		{"inline_key_garbage", func(c *Config) {
+			c.ClientAuth, c.ClientKey = ClientAuthPrivateKeyJWT, "-----BEGIN PRIVATE KEY-----\nbm90LWEta2V5LWF0LWFsbA==\n-----END PRIVATE KEY-----\n"
+		}, "client_key: PRIVATE KEY block does not parse"},
+		{"inline_key_weak", func(c *Config) { c.ClientAuth, c.ClientKey = ClientAuthPrivateKeyJWT, string(weakPEM) }, "client_key: RSA key of 1024 bits"},
+		{"key_file_and_inline", func(c *Config) {
+			c.ClientAuth, c.ClientKeyFile, c.ClientKey = ClientAuthPrivateKeyJWT, goodKey, string(goodPEM)
+		}, "client_key: set client_key_file or client_key, not both"},
+		{"inline_key_without_private_key_jwt", func(c *Config) {
+			c.ClientAuth, c.ClientKey, c.ClientSecret = ClientAuthBasic, string(goodPEM), "s"
+		}, "client_key: only used with client_auth: private_key_jwt"},
 		{"key_rsa_1024", func(c *Config) { c.ClientAuth, c.ClientKeyFile = ClientAuthPrivateKeyJWT, weak }, "client_key_file: RSA key of 1024 bits"},
 		{"key_p224", func(c *Config) { c.ClientAuth, c.ClientKeyFile = ClientAuthPrivateKeyJWT, p224 }, "client_key_file: EC key on P-224"},
 		{"key_alg_mismatch", func(c *Config) {
@@ -570,6 +593,7 @@ func TestT79ClientKeyMaterial(t *testing.T) {
 		t.Parallel()
 		for _, edit := range []func(*Config){
 			func(c *Config) { c.ClientAuth, c.ClientKeyFile = ClientAuthPrivateKeyJWT, goodKey },
+			func(c *Config) { c.ClientAuth, c.ClientKey = ClientAuthPrivateKeyJWT, string(goodPEM) },
 			func(c *Config) { c.ClientAuth, c.TLSClientCertFile, c.TLSClientKeyFile = ClientAuthTLS, valid, goodKey },
 		} {
 			c := base

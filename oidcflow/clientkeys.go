@@ -70,14 +70,24 @@ func loadClientKey(file, kid, alg string) (*clientKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client_key_file: %w", err)
 	}
-	return parseClientKey(raw, kid, alg)
+	return parseClientKey("client_key_file", raw, kid, alg)
 }
 
-// parseClientKey is loadClientKey on a file's content.
-func parseClientKey(raw []byte, kid, alg string) (*clientKey, error) {
+// clientKeyOf is cfg's private_key_jwt key: inline (client_key) or from
+// its file (client_key_file).
+func clientKeyOf(cfg Config) (*clientKey, error) {
+	if cfg.ClientKey != "" {
+		return parseClientKey("client_key", []byte(cfg.ClientKey), cfg.ClientKeyID, cfg.ClientKeyAlg)
+	}
+	return loadClientKey(cfg.ClientKeyFile, cfg.ClientKeyID, cfg.ClientKeyAlg)
+}
+
+// parseClientKey is loadClientKey on a file's (or field's) content; errors
+// name field, never the content.
+func parseClientKey(field string, raw []byte, kid, alg string) (*clientKey, error) {
 	priv, err := parsePrivateKeyPEM(raw)
 	if err != nil {
-		return nil, fmt.Errorf("client_key_file: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	a, err := keyAlg(priv, alg)
 	if err != nil {
@@ -86,7 +96,7 @@ func parseClientKey(raw []byte, kid, alg string) (*clientKey, error) {
 	if kid == "" {
 		tp, err := (&jose.JSONWebKey{Key: publicOf(priv)}).Thumbprint(crypto.SHA256)
 		if err != nil {
-			return nil, fmt.Errorf("client_key_file: thumbprint: %w", err)
+			return nil, fmt.Errorf("%s: thumbprint: %w", field, err)
 		}
 		kid = base64.RawURLEncoding.EncodeToString(tp)
 	}
@@ -226,16 +236,23 @@ type clientCreds struct {
 // newClientCreds loads what cfg configures (nil when it configures no
 // key and no certificate).
 func newClientCreds(cfg Config, logger *slog.Logger, now func() time.Time) (*clientCreds, error) {
-	if cfg.ClientKeyFile == "" && cfg.TLSClientCertFile == "" {
+	if cfg.ClientKeyFile == "" && cfg.ClientKey == "" && cfg.TLSClientCertFile == "" {
 		return nil, nil
 	}
 	c := &clientCreds{cfg: cfg, logger: logger, now: now, checked: now()}
+	if cfg.ClientKey != "" { // inline: fixed for the config's life (a reload rebuilds the frontend)
+		k, err := clientKeyOf(cfg)
+		if err != nil {
+			return nil, err
+		}
+		c.key.Store(k)
+	}
 	if cfg.ClientKeyFile != "" {
 		raw, err := os.ReadFile(cfg.ClientKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("client_key_file: %w", err)
 		}
-		k, err := parseClientKey(raw, cfg.ClientKeyID, cfg.ClientKeyAlg)
+		k, err := parseClientKey("client_key_file", raw, cfg.ClientKeyID, cfg.ClientKeyAlg)
 		if err != nil {
 			return nil, err
 		}
@@ -322,7 +339,7 @@ func (c *clientCreds) reloadKey() {
 	if err != nil {
 		err = fmt.Errorf("client_key_file: %w", err)
 	} else {
-		k, err = parseClientKey(raw, c.cfg.ClientKeyID, c.cfg.ClientKeyAlg)
+		k, err = parseClientKey("client_key_file", raw, c.cfg.ClientKeyID, c.cfg.ClientKeyAlg)
 	}
 	if err != nil {
 		c.logger.Error("oidcflow: client key file changed but cannot be used; keeping the key in use", slog.Any("error", err))
@@ -359,10 +376,10 @@ func (c *clientCreds) reloadCert(now time.Time) {
 // private_key_jwt key (envoy-bff jwks): the key's public half with its kid
 // and alg, nothing private.
 func ClientJWKS(cfg Config) (jose.JSONWebKeySet, error) {
-	if cfg.ClientKeyFile == "" {
-		return jose.JSONWebKeySet{}, errors.New("client_key_file: not set: there is no client key to publish")
+	if cfg.ClientKeyFile == "" && cfg.ClientKey == "" {
+		return jose.JSONWebKeySet{}, errors.New("client_key_file: not set (nor client_key): there is no client key to publish")
 	}
-	k, err := loadClientKey(cfg.ClientKeyFile, cfg.ClientKeyID, cfg.ClientKeyAlg)
+	k, err := clientKeyOf(cfg)
 	if err != nil {
 		return jose.JSONWebKeySet{}, err
 	}

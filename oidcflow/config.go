@@ -38,6 +38,10 @@ type Config struct {
 	// client assertions. It is read again when it changes (a bad new file
 	// is logged and the old key kept). Required with private_key_jwt.
 	ClientKeyFile string `yaml:"client_key_file"`
+	// ClientKey is the same key inline, as PEM text (from a secret in the
+	// environment, ENVOY_BFF_OIDC_CLIENT_KEY): set one of the two. It is
+	// never logged; a config reload picks up a new value.
+	ClientKey string `yaml:"client_key"`
 	// ClientKeyID is the assertions' kid (default: the key's RFC 7638
 	// thumbprint, as `envoy-bff jwks` prints it).
 	ClientKeyID string `yaml:"client_key_id"`
@@ -282,17 +286,22 @@ func (c Config) Validate() error {
 func (c Config) validateClientFiles(now time.Time) []error {
 	var errs []error
 	switch {
-	case c.ClientKeyFile != "":
-		if _, err := loadClientKey(c.ClientKeyFile, c.ClientKeyID, c.ClientKeyAlg); err != nil {
+	case c.ClientKeyFile != "" && c.ClientKey != "":
+		errs = append(errs, errors.New("client_key: set client_key_file or client_key, not both"))
+	case c.ClientKeyFile != "" || c.ClientKey != "":
+		if _, err := clientKeyOf(c); err != nil {
 			errs = append(errs, err)
 		}
 	case c.ClientAuth == ClientAuthPrivateKeyJWT:
-		errs = append(errs, errors.New("client_key_file: required with client_auth: private_key_jwt"))
+		errs = append(errs, errors.New("client_key_file: required with client_auth: private_key_jwt (or client_key inline)"))
 	case c.ClientKeyID != "" || c.ClientKeyAlg != "":
 		errs = append(errs, errors.New("client_key_file: required with client_key_id or client_key_alg"))
 	}
 	if c.ClientKeyFile != "" && c.ClientAuth != ClientAuthPrivateKeyJWT {
 		errs = append(errs, fmt.Errorf("client_key_file: only used with client_auth: %s", ClientAuthPrivateKeyJWT))
+	}
+	if c.ClientKey != "" && c.ClientAuth != ClientAuthPrivateKeyJWT {
+		errs = append(errs, fmt.Errorf("client_key: only used with client_auth: %s", ClientAuthPrivateKeyJWT))
 	}
 	if strings.ContainsFunc(c.ClientKeyID, isCtlOrSpace) {
 		errs = append(errs, errors.New("client_key_id: must not contain spaces or control characters"))

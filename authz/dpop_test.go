@@ -35,7 +35,7 @@ func withDPoPSession(t testing.TB, e *env, alg string) *oidcflow.DPoPKey {
 // and returns its payload and the thumbprint of its jwk.
 func proofClaims(t *testing.T, proof string) (map[string]any, string) {
 	t.Helper()
-	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(proof, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA})
 	if err != nil {
 		t.Fatalf("dpop header is not a JWS: %v", err)
 	}

@@ -211,7 +211,7 @@ func TestClientAssertion(t *testing.T) {
 				if got := r.form["client_assertion_type"]; len(got) != 1 || got[0] != clientAssertionType {
 					t.Errorf("%s: client_assertion_type = %v", r.path, got)
 				}
-				tok, err := jose.ParseSigned(r.form["client_assertion"][0], []jose.SignatureAlgorithm{jose.SignatureAlgorithm(tc.wantAlg)})
+				tok, err := jose.ParseSignedCompact(r.form["client_assertion"][0], []jose.SignatureAlgorithm{jose.SignatureAlgorithm(tc.wantAlg)})
 				if err != nil {
 					t.Fatalf("%s: assertion: %v", r.path, err)
 				}
@@ -462,7 +462,7 @@ func TestClientKeyRotation(t *testing.T) {
 	var kids []string
 	e.hook(oidctest.PathToken, func(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
-		if tok, err := jose.ParseSigned(r.PostForm.Get("client_assertion"), assertionAlgsForTest); err == nil {
+		if tok, err := jose.ParseSignedCompact(r.PostForm.Get("client_assertion"), assertionAlgsForTest); err == nil {
 			kids = append(kids, tok.Signatures[0].Header.Algorithm)
 		}
 		e.provider.Handler().ServeHTTP(w, r)

@@ -26,7 +26,7 @@ type parsedProof struct {
 
 func verifyProofForTest(t *testing.T, proof string) parsedProof {
 	t.Helper()
-	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(proof, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA})
 	if err != nil {
 		t.Fatalf("proof does not parse as a JWS: %v", err)
 	}

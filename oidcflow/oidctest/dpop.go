@@ -81,7 +81,7 @@ func VerifyDPoPProof(raw string, want DPoPCheck) (DPoPProof, error) {
 	for i, a := range DPoPAlgs {
 		algs[i] = jose.SignatureAlgorithm(a)
 	}
-	jws, err := jose.ParseSigned(raw, algs)
+	jws, err := jose.ParseSignedCompact(raw, algs)
 	if err != nil || len(jws.Signatures) != 1 {
 		return bad("not a compact JWS with an allowed algorithm")
 	}

@@ -49,19 +49,10 @@ func TestKeycloakChromium(t *testing.T) {
 	}
 	defer listen.Release()
 	appURL := "http://127.0.0.1:" + strconv.Itoa(listen.Port)
-	realm, err := os.ReadFile("realm.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	// The browser and Keycloak's back-channel both reach the app at appURL here.
-	realmFile := strings.NewReplacer("${APP_URL}", appURL, "${BACKCHANNEL_URL}", appURL).Replace(string(realm))
-	kc, err := harness.StartKeycloak(ctx, dir, []byte(realmFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kc.Stop(20 * time.Second) })
+	kc := startRealms(t, ctx, dir, []string{"${APP_URL}", appURL, "${BACKCHANNEL_URL}", appURL}, "realm.json")
 	s, err := harness.Start(ctx, harness.Options{
 		Dir: dir, Replicas: 2, Redis: true, Listen: listen,
 		Issuer: kc.Issuer(), ClientID: clientID, ClientSecret: clientSecret,
@@ -81,16 +72,7 @@ func TestKeycloakChromium(t *testing.T) {
 
 	browser := startChromium(t, ctx, chromium)
 	bodies := recordBodies(browser, appURL)
-	run := func(step string, actions ...chromedp.Action) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(browser, 60*time.Second)
-		defer cancel()
-		if err := chromedp.Run(sctx, actions...); err != nil {
-			shots.take(browser, "failed-"+step)
-			t.Fatalf("%s: %v", step, err)
-		}
-		shots.take(browser, step)
-	}
+	run := steps(t, browser, shots, "", 60*time.Second)
 	login := func(step string) {
 		t.Helper()
 		run(step+"-keycloak-form", chromedp.Click("#login", chromedp.ByQuery), chromedp.WaitVisible("#username", chromedp.ByQuery))
@@ -176,6 +158,50 @@ func TestKeycloakChromium(t *testing.T) {
 		chromedp.WaitVisible("#login", chromedp.ByQuery), chromedp.Text("#status", &status, chromedp.ByQuery))
 	if !strings.HasPrefix(status, "401") {
 		t.Fatalf("the page's API call after the admin logout: %q", status)
+	}
+}
+
+// realms reads the realm files names, with each placeholder of vars
+// (placeholder, value pairs such as "${APP_URL}", url) replaced.
+func realms(t *testing.T, vars []string, names ...string) [][]byte {
+	t.Helper()
+	r := strings.NewReplacer(vars...)
+	out := make([][]byte, 0, len(names))
+	for _, name := range names {
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, []byte(r.Replace(string(raw))))
+	}
+	return out
+}
+
+// startRealms starts Keycloak with realms(t, vars, names...) and stops it
+// when the test ends.
+func startRealms(t *testing.T, ctx context.Context, dir string, vars []string, names ...string) *harness.Keycloak {
+	t.Helper()
+	kc, err := harness.StartKeycloak(ctx, dir, realms(t, vars, names...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kc.Stop(20 * time.Second) })
+	return kc
+}
+
+// steps is a test's browser step runner: each step's actions run for at
+// most timeout and are followed by a screenshot prefix+step; an error
+// fails the test after a screenshot prefix+"failed-"+step.
+func steps(t *testing.T, browser context.Context, shots shotDir, prefix string, timeout time.Duration) func(step string, actions ...chromedp.Action) {
+	return func(step string, actions ...chromedp.Action) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(browser, timeout)
+		defer cancel()
+		if err := chromedp.Run(sctx, actions...); err != nil {
+			shots.take(browser, prefix+"failed-"+step)
+			t.Fatalf("%s: %v", step, err)
+		}
+		shots.take(browser, prefix+step)
 	}
 }
 

@@ -93,18 +93,14 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 	rsaKey := newSigningKey(t, "jwt-rs256", jose.RS256) // registered too, so only the profile refuses RS256
 	dpopClientKey := newSigningKey(t, "dpop-client-ps256", jose.PS256)
 
-	raw, err := os.ReadFile("fapi-realm.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	realm := strings.NewReplacer(
+	realm := realms(t, []string{
 		"${APP_URL}", appURL, "${HTTP_APP_URL}", httpAppURL,
 		"${JWT_JWKS}", jwksAttribute(t, jwtKey, rsaKey),
 		"${DPOP_JWKS}", jwksAttribute(t, dpopClientKey),
-	).Replace(string(raw))
+	}, "fapi-realm.json")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	kc, err := harness.StartKeycloakWith(ctx, dir, harness.KeycloakOptions{TLS: pki}, []byte(realm))
+	kc, err := harness.StartKeycloakWith(ctx, dir, harness.KeycloakOptions{TLS: pki}, realm...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,16 +374,7 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 		t.Fatalf("stack URL %s, want %s", s.URL, appURL)
 	}
 	browser := startChromium(t, ctx, chromium, trustCerts(s.EnvoyCert, kc.Cert))
-	run := func(step string, actions ...chromedp.Action) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(browser, 30*time.Second)
-		defer cancel()
-		if err := chromedp.Run(sctx, actions...); err != nil {
-			shots.take(browser, "fapi-failed-"+step)
-			t.Fatalf("%s: %v", step, err)
-		}
-		shots.take(browser, "fapi-"+step)
-	}
+	run := steps(t, browser, shots, "fapi-", 30*time.Second)
 	var name, status string
 	run("01-https-anonymous", chromedp.Navigate(appURL+"/"), chromedp.WaitVisible("#login", chromedp.ByQuery))
 	run("02-https-keycloak-form", chromedp.Click("#login", chromedp.ByQuery), chromedp.WaitVisible("#username", chromedp.ByQuery))

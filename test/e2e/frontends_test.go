@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,23 +65,10 @@ func TestKeycloakFrontends(t *testing.T) {
 	port := strconv.Itoa(listen.Port)
 	shopURL, adminURL := "http://localhost:"+port, "http://127.0.0.1:"+port
 	partnerURL := shopURL + "/partner"
-	vars := strings.NewReplacer("${SHOP_URL}", shopURL, "${ADMIN_URL}", adminURL,
-		"${PARTNER_URL}", partnerURL, "${PARTNER_ORIGIN}", shopURL)
-	var realms [][]byte
-	for _, name := range []string{"frontends-realm.json", "partner-realm.json"} {
-		raw, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		realms = append(realms, []byte(vars.Replace(string(raw))))
-	}
+	vars := []string{"${SHOP_URL}", shopURL, "${ADMIN_URL}", adminURL, "${PARTNER_URL}", partnerURL, "${PARTNER_ORIGIN}", shopURL}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	kc, err := harness.StartKeycloak(ctx, dir, realms...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kc.Stop(20 * time.Second) })
+	kc := startRealms(t, ctx, dir, vars, "frontends-realm.json", "partner-realm.json")
 	kcStarted := time.Now()
 	sso, partners := kc.InRealm(ssoRealm), kc.InRealm(partnerRealm)
 
@@ -126,16 +112,7 @@ func TestKeycloakFrontends(t *testing.T) {
 	browser := startChromium(t, ctx, chromium)
 	docs := recordDocuments(browser, kc.URL)
 
-	run := func(step string, actions ...chromedp.Action) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(browser, 60*time.Second)
-		defer cancel()
-		if err := chromedp.Run(sctx, actions...); err != nil {
-			shots.take(browser, "fe-failed-"+step)
-			t.Fatalf("%s: %v", step, err)
-		}
-		shots.take(browser, "fe-"+step)
-	}
+	run := steps(t, browser, shots, "fe-", 60*time.Second)
 	// open loads an app's page and returns the signed-in name ("" when the
 	// page shows the anonymous view).
 	open := func(step string, f harness.Frontend) string {

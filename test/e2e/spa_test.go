@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,18 +54,9 @@ func TestKeycloakSPA(t *testing.T) {
 	allowed := httptest.NewServer(originProbe(appURL))
 	defer allowed.Close()
 
-	realm, err := os.ReadFile("spa-realm.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
-	realmFile := strings.NewReplacer("${APP_URL}", appURL, "${BACKCHANNEL_URL}", appURL).Replace(string(realm))
-	kc, err := harness.StartKeycloak(ctx, dir, []byte(realmFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kc.Stop(20 * time.Second) })
+	kc := startRealms(t, ctx, dir, []string{"${APP_URL}", appURL, "${BACKCHANNEL_URL}", appURL}, "spa-realm.json")
 	s, err := harness.Start(ctx, harness.Options{
 		Dir: dir, Redis: true, Listen: listen, SilentLogin: true,
 		Issuer: kc.Issuer(), ClientID: clientID, ClientSecret: clientSecret,
@@ -90,16 +80,7 @@ func TestKeycloakSPA(t *testing.T) {
 
 	browser := startChromium(t, ctx, chromium)
 	docs := recordDocuments(browser, kc.URL)
-	run := func(step string, actions ...chromedp.Action) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(browser, 60*time.Second)
-		defer cancel()
-		if err := chromedp.Run(sctx, actions...); err != nil {
-			shots.take(browser, "spa-failed-"+step)
-			t.Fatalf("%s: %v", step, err)
-		}
-		shots.take(browser, "spa-"+step)
-	}
+	run := steps(t, browser, shots, "spa-", 60*time.Second)
 	text := func(sel string) string {
 		t.Helper()
 		var v string

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,18 +80,9 @@ func TestKeycloakTokensAndStepUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	totpSecret := hex.EncodeToString(seed[:]) // Keycloak keys HMAC with the value's bytes
-	raw, err := os.ReadFile("tokens-realm.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	realm := strings.NewReplacer("${APP_URL}", appURL, "${TOTP_SECRET}", totpSecret).Replace(string(raw))
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	kc, err := harness.StartKeycloak(ctx, dir, []byte(realm))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kc.Stop(20 * time.Second) })
+	kc := startRealms(t, ctx, dir, []string{"${APP_URL}", appURL, "${TOTP_SECRET}", totpSecret}, "tokens-realm.json")
 	kcStarted := time.Now()
 
 	s, err := harness.Start(ctx, harness.Options{
@@ -128,22 +118,13 @@ func TestKeycloakTokensAndStepUp(t *testing.T) {
 
 	browser := startChromium(t, ctx, chromium)
 	docs := recordDocuments(browser, kc.URL)
-	run := func(step string, timeout time.Duration, actions ...chromedp.Action) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(browser, timeout)
-		defer cancel()
-		if err := chromedp.Run(sctx, actions...); err != nil {
-			shots.take(browser, "tk-failed-"+step)
-			t.Fatalf("%s: %v", step, err)
-		}
-		shots.take(browser, "tk-"+step)
-	}
+	run := steps(t, browser, shots, "tk-", 30*time.Second)
 	// fetchAll has the page fetch paths at once, as the SPA does (its
 	// cookie, X-CSRF), shows the answers and returns them.
 	fetchAll := func(step string, paths ...string) []pageAnswer {
 		t.Helper()
 		var out []pageAnswer
-		run(step, 30*time.Second, evalAsync(fmt.Sprintf(`(async () => {
+		run(step, evalAsync(fmt.Sprintf(`(async () => {
 			const answers = await Promise.all(%s.map(fetchAnswer));
 			document.getElementById('api-result').textContent = JSON.stringify(answers, null, 1);
 			document.getElementById('status').textContent = answers.map(a => a.path + ' ' + a.status).join(', ');
@@ -153,12 +134,12 @@ func TestKeycloakTokensAndStepUp(t *testing.T) {
 	}
 
 	// 1. Log in (password only: silver), call the SPA's API.
-	run("01-anonymous", 30*time.Second, chromedp.Navigate(appURL+"/"), chromedp.WaitVisible("#login", chromedp.ByQuery),
+	run("01-anonymous", chromedp.Navigate(appURL+"/"), chromedp.WaitVisible("#login", chromedp.ByQuery),
 		chromedp.Evaluate(fetchAnswerJS, nil))
 	docs.reset()
-	run("02-keycloak-password", 30*time.Second, chromedp.Click("#login", chromedp.ByQuery), chromedp.WaitVisible("#password", chromedp.ByQuery))
+	run("02-keycloak-password", chromedp.Click("#login", chromedp.ByQuery), chromedp.WaitVisible("#password", chromedp.ByQuery))
 	var name string
-	run("03-signed-in", 30*time.Second,
+	run("03-signed-in",
 		chromedp.SendKeys("#username", userName, chromedp.ByQuery),
 		chromedp.SendKeys("#password", userPassword, chromedp.ByQuery),
 		chromedp.Click("#kc-login", chromedp.ByQuery),
@@ -172,7 +153,7 @@ func TestKeycloakTokensAndStepUp(t *testing.T) {
 		t.Fatalf("Keycloak served %v for the first login, want its one password form", forms)
 	}
 	var status string
-	run("04-api", 30*time.Second, chromedp.Click("#call-api", chromedp.ByQuery),
+	run("04-api", chromedp.Click("#call-api", chromedp.ByQuery),
 		chromedp.Poll(`document.querySelector('#status').textContent.startsWith('API answered')`, nil, chromedp.WithPollingTimeout(20*time.Second)),
 		chromedp.Text("#status", &status, chromedp.ByQuery))
 	if !strings.HasPrefix(status, "API answered 200") {
@@ -246,7 +227,8 @@ func TestKeycloakTokensAndStepUp(t *testing.T) {
 	sessionRefreshes := refreshes(t, s)
 	window := 2*tokensLifespan + 3*time.Second
 	var loop loopResult
-	run("07-two-token-lifetimes", window+30*time.Second, evalAsync(fmt.Sprintf(`(async () => {
+	runLong := steps(t, browser, shots, "tk-", window+30*time.Second)
+	runLong("07-two-token-lifetimes", evalAsync(fmt.Sprintf(`(async () => {
 		const until = Date.now() + %d, answers = [];
 		while (Date.now() < until) {
 			answers.push(...await Promise.all(['/orders/whoami', '/reports/whoami', '/orders/whoami', '/reports/whoami'].map(fetchAnswer)));
@@ -338,7 +320,7 @@ func TestKeycloakTokensAndStepUp(t *testing.T) {
 	docs.reset()
 	var at string
 	var passwordFields int
-	run("09-keycloak-otp", 30*time.Second,
+	run("09-keycloak-otp",
 		chromedp.Evaluate(fmt.Sprintf(`location.assign(%s + '&returnUrl=' + encodeURIComponent('/'))`, jsonString(t, loginURL)), nil),
 		chromedp.WaitVisible("#otp", chromedp.ByQuery), chromedp.Location(&at),
 		chromedp.Evaluate(`document.querySelectorAll('#password, #username').length`, &passwordFields))
@@ -348,7 +330,7 @@ func TestKeycloakTokensAndStepUp(t *testing.T) {
 	if passwordFields != 0 {
 		t.Fatalf("Keycloak asked for the password again at the step-up")
 	}
-	run("10-stepped-up", 30*time.Second,
+	run("10-stepped-up",
 		chromedp.SendKeys("#otp", totpCode(totpSecret, time.Now()), chromedp.ByQuery),
 		chromedp.Click("#kc-login", chromedp.ByQuery),
 		chromedp.WaitVisible("#signed-in", chromedp.ByQuery),

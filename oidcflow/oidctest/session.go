@@ -98,17 +98,8 @@ func (p *Provider) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodPost) {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
-		return
-	}
-	c, basic, ok := p.authenticateClient(r)
+	c, ok := p.clientForm(w, r)
 	if !ok {
-		if basic {
-			w.Header().Set("WWW-Authenticate", `Basic realm="oidctest"`)
-		}
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		return
 	}
 	tok := r.PostForm.Get("token")

@@ -60,12 +60,8 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request, issuer st
 	if !ok {
 		return
 	}
-	c, basic, ok := p.authenticateClient(r)
+	c, ok := p.authenticatedClient(w, r)
 	if !ok {
-		if basic {
-			w.Header().Set("WWW-Authenticate", `Basic realm="oidctest"`)
-		}
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		return
 	}
 	var (
@@ -114,6 +110,32 @@ func repeatable(grantType []string, k string) bool {
 		return k == "resource"
 	}
 	return false
+}
+
+// clientForm reads a POSTed form (bounded) and authenticates its client,
+// answering the request itself (400 invalid_request, 401 invalid_client)
+// when either fails.
+func (p *Provider) clientForm(w http.ResponseWriter, r *http.Request) (Client, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+		return Client{}, false
+	}
+	return p.authenticatedClient(w, r)
+}
+
+// authenticatedClient is authenticateClient answering 401 invalid_client
+// (with a Basic challenge when Basic was tried) when it fails.
+func (p *Provider) authenticatedClient(w http.ResponseWriter, r *http.Request) (Client, bool) {
+	c, basic, ok := p.authenticateClient(r)
+	if !ok {
+		if basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="oidctest"`)
+		}
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return Client{}, false
+	}
+	return c, true
 }
 
 // authenticateClient applies private_key_jwt or tls_client_auth to the

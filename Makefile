@@ -19,7 +19,7 @@ GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
 # API and Prometheus types stay out of envoy-bff's module); make test runs it.
 PLATFORM := $(CURDIR)/test/platform
 
-.PHONY: help bootstrap build run test lint bench fuzz proto check clean
+.PHONY: help bootstrap build run test lint bench fuzz proto docs check clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -76,6 +76,9 @@ proto: ## regenerate proto/sessionpb from proto/session.proto (needs protoc)
 	@go build -o $(TOOLS)/bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	@protoc --plugin=protoc-gen-go=$(TOOLS)/bin/protoc-gen-go --go_out=. \
 	  --go_opt=module=github.com/envoy-bff/envoy-bff -I proto proto/session.proto
+
+docs: ## regenerate the configuration reference in docs/configuration.md from the config structs
+	go test -count=1 ./cmd/envoy-bff -run 'TestConfigReference$$' -update
 
 check: proto ## regenerate generated code and fail on any difference
 	@git diff --exit-code -- proto/ || { echo "generated code is stale: run make proto"; exit 1; }

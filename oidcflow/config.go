@@ -54,7 +54,8 @@ type Config struct {
 	// provider's RFC 8705 mtls_endpoint_aliases are then used. Read again
 	// when they change. Required with tls_client_auth.
 	TLSClientCertFile string `yaml:"tls_client_cert_file"`
-	TLSClientKeyFile  string `yaml:"tls_client_key_file"`
+	// TLSClientKeyFile is the private key of TLSClientCertFile, PEM.
+	TLSClientKeyFile string `yaml:"tls_client_key_file"`
 	// PushedAuthorizationRequests is auto (default: when the provider's
 	// discovery says require_pushed_authorization_requests), always or
 	// never: with PAR (RFC 9126) login pushes the authorization request to

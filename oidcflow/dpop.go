@@ -23,7 +23,7 @@ import (
 // DPoP signing algorithms (Config.DPoPAlg). EdDSA is chosen when the
 // provider lists it: it signs a proof for about half the CPU of ES256 and
 // keeps a DPoP Check over gRPC under 1.5× a Bearer one, which ES256 does
-// not (the README's figures); ES256 is the fallback every DPoP provider
+// not (docs/fapi.md's figures); ES256 is the fallback every DPoP provider
 // accepts.
 const (
 	DPoPAlgES256 = "ES256"

@@ -284,7 +284,7 @@ func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 
 // chooseDPoPAlg is the configured dpop_alg, else EdDSA when the provider
 // lists it in dpop_signing_alg_values_supported (it signs a Check's proof
-// for about half the CPU of ES256: the README's DPoP figures), else ES256,
+// for about half the CPU of ES256: docs/fapi.md's DPoP figures), else ES256,
 // which every DPoP provider accepts.
 func (p *Provider) chooseDPoPAlg(ctx context.Context, listed []string) string {
 	switch {

@@ -29,10 +29,15 @@ type config struct {
 	Authz       authz.Config               `yaml:"authz"`
 	Tracing     tracingConfig              `yaml:"tracing"`
 	Reload      reloadConfig               `yaml:"reload"`
-	// Tokens are the token profiles of a config without frontends.
+	// Tokens are the token profiles of a config without frontends (in a
+	// frontend: `frontends[].tokens`): a route names one to choose the token
+	// its API gets; see [token profiles](tokens.md).
 	Tokens oidcflow.TokenProfiles `yaml:"tokens"`
 	// FrontendNodes are the raw `frontends:` items, decoded into Frontends
 	// once the whole file is read (see decodeFrontends).
+	// See [Frontends](frontends.md): each with its own oidc, authz and
+	// session cookie and lifetimes. Without it, one app named default from
+	// the top-level sections.
 	FrontendNodes []yaml.Node `yaml:"frontends"`
 	// Frontends are the apps served; empty means the one named default,
 	// built from the top-level oidc, authz and session sections.
@@ -41,21 +46,32 @@ type config struct {
 
 // listenConfig is where the three listeners bind.
 type listenConfig struct {
-	GRPC            string        `yaml:"grpc"`
-	HTTP            string        `yaml:"http"`
-	Admin           string        `yaml:"admin"`
-	AdminToken      string        `yaml:"admin_token"`
+	// GRPC is the ext_authz gRPC listener (Envoy's `bff_grpc` cluster).
+	GRPC string `yaml:"grpc"`
+	// HTTP is the browser endpoints' listener (Envoy routes `/bff/*` here).
+	HTTP string `yaml:"http"`
+	// Admin serves `/healthz`, `/readyz`, `/metrics` and `/admin/sessions`;
+	// keep it on loopback.
+	Admin string `yaml:"admin"`
+	// AdminToken is the bearer token for `/admin/sessions` (16+
+	// characters); required when `listen.admin` is not a loopback address.
+	AdminToken string `yaml:"admin_token"`
+	// ShutdownTimeout is how long SIGTERM then waits for in-flight
+	// requests, after `drain_delay`.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// DrainDelay is how long a stopping replica keeps serving after it
 	// has turned unready (/readyz 503, gRPC health NOT_SERVING), so Envoy's
 	// health checks move traffic away before the listeners close. It must
-	// exceed the health-check interval (1s in envoy/envoy.yaml.tmpl).
+	// exceed the health-check interval (1s in envoy/envoy.yaml.tmpl); at
+	// most 1m. See [Graceful shutdown and rolling restarts](operations.md#graceful-shutdown-and-rolling-restarts).
 	DrainDelay time.Duration `yaml:"drain_delay"`
 }
 
 // logConfig shapes the structured log.
 type logConfig struct {
-	Level  string `yaml:"level"`
+	// Level is `debug`, `info`, `warn` or `error`.
+	Level string `yaml:"level"`
+	// Format is `json` (lines on stderr) or `text` (for people).
 	Format string `yaml:"format"`
 }
 
@@ -103,14 +119,20 @@ func loadConfig(path string, lookup func(string) (string, bool)) (config, error)
 	if len(cfg.FrontendNodes) > 0 {
 		errs = append(errs, cfg.loadFrontends(raw, lookup)...)
 	}
-	if cfg.Authz.LoginPath == "" {
-		cfg.Authz.LoginPath = strings.TrimRight(cfg.OIDC.PathPrefix, "/") + "/login"
-	}
+	cfg.applyDerivedDefaults()
 	errs = append(errs, cfg.validate()...)
 	if len(errs) > 0 {
 		return config{}, &configError{errs: errs}
 	}
 	return cfg, nil
+}
+
+// applyDerivedDefaults fills the defaults that follow from other fields:
+// navigations log in under the browser endpoints' prefix.
+func (c *config) applyDerivedDefaults() {
+	if c.Authz.LoginPath == "" {
+		c.Authz.LoginPath = strings.TrimRight(c.OIDC.PathPrefix, "/") + "/login"
+	}
 }
 
 // loadFrontends decodes `frontends:` over its defaults, applies each

@@ -247,7 +247,7 @@ func TestConfigErrorsHideSecrets(t *testing.T) {
 	}
 }
 
-// TestEveryFieldHasAnEnvironmentVariable guards the README's promise.
+// TestEveryFieldHasAnEnvironmentVariable guards docs/configuration.md's promise.
 func TestEveryFieldHasAnEnvironmentVariable(t *testing.T) {
 	t.Parallel()
 	c := defaultConfig()

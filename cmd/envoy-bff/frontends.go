@@ -17,13 +17,20 @@ import (
 // is its own. What it leaves out comes from the package defaults, and for
 // `session:` from the top-level session section.
 type frontendConfig struct {
-	Name       string                 `yaml:"name"`
-	Hosts      []string               `yaml:"hosts"`
+	// Name is [a-z0-9-]{1,32}: the metric and log label, part of its Redis
+	// keys, and in its variables' names (ENVOY_BFF_FRONTENDS_<NAME>_…, upper
+	// case, - as _).
+	Name string `yaml:"name"`
+	// Hosts are the exact hosts it serves, port ignored; none means any host.
+	Hosts []string `yaml:"hosts"`
+	// PathPrefix is where the app lives: its browser endpoints are at
+	// <path_prefix>bff/….
 	PathPrefix string                 `yaml:"path_prefix"`
 	OIDC       oidcflow.Config        `yaml:"oidc"`
 	Session    session.FrontendConfig `yaml:"session"`
 	Authz      authz.Config           `yaml:"authz"`
-	Tokens     oidcflow.TokenProfiles `yaml:"tokens"`
+	// Tokens are the frontend's token profiles; see [token profiles](tokens.md).
+	Tokens oidcflow.TokenProfiles `yaml:"tokens"`
 }
 
 // route is where the frontend lives, for selection.
@@ -44,6 +51,21 @@ func (f frontendConfig) field(i int) string {
 // in a config without `frontends:`; with it, they must be left out.
 var legacySections = []string{"oidc", "authz", "tokens"}
 
+// newFrontend is a frontend before its item is decoded over it: the package
+// defaults, the top-level session section's cookie and lifetimes, and the
+// paths left to resolve.
+func newFrontend(global session.Config) frontendConfig {
+	f := frontendConfig{
+		PathPrefix: "/",
+		OIDC:       oidcflow.DefaultConfig(),
+		Session:    global.FrontendDefaults(),
+		Authz:      authz.DefaultConfig(),
+	}
+	f.OIDC.PathPrefix = "" // derived from path_prefix unless given
+	f.Authz.LoginPath = "" // likewise
+	return f
+}
+
 // decodeFrontends decodes each raw `frontends:` item strictly over its
 // defaults. It runs after the whole file is read, so an item inherits the
 // top-level session section wherever that stands in the file.
@@ -51,14 +73,7 @@ func decodeFrontends(nodes []yaml.Node, global session.Config) ([]frontendConfig
 	var out []frontendConfig
 	var errs []error
 	for i := range nodes {
-		f := frontendConfig{
-			PathPrefix: "/",
-			OIDC:       oidcflow.DefaultConfig(),
-			Session:    global.FrontendDefaults(),
-			Authz:      authz.DefaultConfig(),
-		}
-		f.OIDC.PathPrefix = "" // derived from path_prefix unless given
-		f.Authz.LoginPath = "" // likewise
+		f := newFrontend(global)
 		// Node.Decode cannot refuse unknown keys: re-encode the item and
 		// decode it with a strict decoder, so a misspelt field is an error.
 		raw, err := yaml.Marshal(&nodes[i])

@@ -33,8 +33,8 @@ Commands:
   help      show this help, or a command's help: envoy-bff help serve
 
 Every command takes --help. Configuration: one YAML file (serve --config)
-plus ENVOY_BFF_* environment variables; see the README's configuration
-reference.
+plus ENVOY_BFF_* environment variables; see docs/configuration.md, the
+configuration reference.
 `
 
 func main() {

@@ -17,7 +17,7 @@ import (
 type reloadConfig struct {
 	// PollInterval is how often the config file is checked for a change
 	// (a Kubernetes ConfigMap is updated in place, with no signal); 0 leaves
-	// reloading to SIGHUP alone.
+	// reloading to SIGHUP alone. See [Reload](frontends.md#reload).
 	PollInterval time.Duration `yaml:"poll_interval"`
 }
 

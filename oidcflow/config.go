@@ -32,6 +32,7 @@ type Config struct {
 	// listed (or nothing is listed: the OpenID Connect default), else post.
 	// private_key_jwt and tls_client_auth MUST NOT have a ClientSecret: there
 	// is no fallback to one.
+	// Default: (from discovery).
 	ClientAuth string `yaml:"client_auth"`
 	// ClientKeyFile is the PEM private key (PKCS#8, PKCS#1 or SEC1; RSA of
 	// at least 2048 bits, or EC P-256/P-384) that signs private_key_jwt
@@ -44,9 +45,11 @@ type Config struct {
 	ClientKey string `yaml:"client_key"`
 	// ClientKeyID is the assertions' kid (default: the key's RFC 7638
 	// thumbprint, as `envoy-bff jwks` prints it).
+	// Default: (RFC 7638 thumbprint).
 	ClientKeyID string `yaml:"client_key_id"`
 	// ClientKeyAlg signs the assertions: default PS256 for RSA, ES256 for
 	// P-256, ES384 for P-384; RS256 is allowed for RSA.
+	// Default: `PS256` / `ES256` / `ES384`.
 	ClientKeyAlg string `yaml:"client_key_alg"`
 	// TLSClientCertFile and TLSClientKeyFile are the PEM client certificate
 	// and its key that every TLS connection to the provider presents
@@ -105,6 +108,7 @@ type Config struct {
 	// Empty chooses EdDSA when the provider lists it in
 	// dpop_signing_alg_values_supported (half the signing CPU per Check),
 	// else ES256, which every provider that supports DPoP accepts.
+	// Default: (chosen).
 	DPoPAlg string `yaml:"dpop_alg"`
 }
 

@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	k8sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -68,6 +69,11 @@ func readDocs(file string) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return splitDocs(file, raw)
+}
+
+// splitDocs splits YAML into its documents, dropping empty ones.
+func splitDocs(file string, raw []byte) ([][]byte, error) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
 	var out [][]byte
 	for {
@@ -158,15 +164,19 @@ func decodeIstioOperator(d []byte, tm metav1.TypeMeta) (named, error) {
 	return o, nil
 }
 
-// strictJSON decodes YAML into v, refusing unknown and duplicate fields.
+// strictJSON decodes YAML into v as the API server would in strict mode:
+// field names match case-sensitively (encoding/json would take
+// "meshconfig" for meshConfig), unknown and duplicate fields are errors.
 func strictJSON(d []byte, v any) error {
 	j, err := yaml.YAMLToJSONStrict(d)
 	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(j))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	strict, err := k8sjson.UnmarshalStrict(j, v, k8sjson.DisallowDuplicateFields, k8sjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
 }
 
 // load decodes every document of the files, failing the test on the first

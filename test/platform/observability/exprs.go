@@ -43,13 +43,17 @@ var labelValues = regexp.MustCompile(`^label_values\((.+),\s*([a-zA-Z_][a-zA-Z0-
 // dashboardExprs decodes the dashboard strictly into the Grafana Foundation
 // SDK's types (an unknown field anywhere is an error) and parses every
 // Prometheus target's expression and every variable's label_values query.
+// It is the classic dashboard JSON that Grafana imports, whose SDK type is
+// marked deprecated in favour of the v2 (Kubernetes-style) schema.
+//
+//lint:ignore SA1019 the import format is the classic dashboard model
 func dashboardExprs(path string) (*dashboard.Dashboard, []expr, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	plugins.RegisterDefaultPlugins()
-	var d dashboard.Dashboard
+	var d dashboard.Dashboard //lint:ignore SA1019 as above
 	if err := strictErr(d.UnmarshalJSONStrict(raw)); err != nil {
 		return nil, nil, fmt.Errorf("decode %s strictly: %w", path, err)
 	}

@@ -108,9 +108,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return &Metrics{vecs: v, frontend: defaultFrontend}, nil
 }
 
+// sessionOutcomes are the refresh outcomes a session's refresh can have,
+// created at zero with each frontend.
+var sessionOutcomes = [...]string{outcomeRefreshed, outcomeAlreadyFresh, outcomeLockBusy,
+	outcomeConflict, outcomeStaleGrant, outcomeRejected, outcomeUnavailable,
+	outcomeClientRejected, outcomeSessionGone, outcomeStoreError, outcomeTimeout}
+
 // Frontend is m recording for the frontend name, sharing m's collectors;
-// nil for a nil m. It creates that frontend's login and logout series at
-// zero, so a rate over them needs no absent case.
+// nil for a nil m. It creates that frontend's login and logout series, and
+// its session refresh, lock-wait and grant-latency series, at zero, so a
+// rate over them (a dashboard panel, an alert's ratio) needs no absent case.
 func (m *Metrics) Frontend(name string) *Metrics {
 	if m == nil {
 		return nil
@@ -120,6 +127,12 @@ func (m *Metrics) Frontend(name string) *Metrics {
 	for _, k := range []string{logoutUser, logoutBackchannel, logoutAdmin} {
 		b.vecs.logouts.WithLabelValues(name, k)
 	}
+	for _, o := range sessionOutcomes {
+		b.vecs.refreshes.WithLabelValues(name, kindSession, o)
+	}
+	b.vecs.lockWaits.WithLabelValues(name, kindSession)
+	b.vecs.lockWaitTime.WithLabelValues(name, kindSession)
+	b.vecs.grantTime.WithLabelValues(name, kindSession)
 	return b
 }
 

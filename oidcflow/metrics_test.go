@@ -27,6 +27,20 @@ func TestLoginLogoutMetrics(t *testing.T) {
 	if n := testutil.CollectAndCount(m.vecs.logouts); n != 3 {
 		t.Fatalf("%d logout series before any logout, want 3 (one per kind)", n)
 	}
+	for _, tc := range []struct {
+		name string
+		c    prometheus.Collector
+		want int
+	}{
+		{"refresh outcomes of kind session", m.vecs.refreshes, len(sessionOutcomes)},
+		{"lock waits", m.vecs.lockWaits, 1},
+		{"lock wait time", m.vecs.lockWaitTime, 1},
+		{"grant time", m.vecs.grantTime, 1},
+	} {
+		if n := testutil.CollectAndCount(tc.c); n != tc.want {
+			t.Fatalf("%d series of %s before any refresh, want %d", n, tc.name, tc.want)
+		}
+	}
 
 	// Logins: two that start sessions, one with an unknown state.
 	b := e.browser()

@@ -129,6 +129,9 @@ func serve(ctx context.Context, cfg config, configPath string, lookup func(strin
 		return err
 	}
 	defer frontends.stopAll(frontends.list())
+	if err := reg.Register(newReadyCollector(frontends.readiness)); err != nil {
+		return fmt.Errorf("register readiness metric: %w", err)
+	}
 	configReload := make(chan os.Signal, 1)
 	keyReload := make(chan os.Signal, 1)
 	bg.Go(func() { fanOut(runCtx, reload, keyReload, configReload) })

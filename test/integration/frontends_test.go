@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -114,6 +115,20 @@ func TestFrontends(t *testing.T) {
 		}
 		if shop.value == admin.value || shop.value == partner.value {
 			t.Fatal("two apps hold the same session ID")
+		}
+	})
+
+	t.Run("an app under a path prefix has its own realtime routes", func(t *testing.T) {
+		// The page's EventSource on partner's prefix: no X-CSRF, the
+		// browser's same-origin marker instead, and partner's token.
+		feed := appOrigin(s, "localhost") + fePartner.Prefix() + "api/events"
+		code, events := openSSE(t, feed, map[string]string{"Cookie": partner.cookie(), "Sec-Fetch-Site": "same-origin"}, 1)
+		if code != http.StatusOK || len(events) != 1 || events[0].name != "hello" || subjectOf(t, []byte(events[0].data)) == "" {
+			t.Fatalf("%s: %d %+v, want partner's hello with its subject", feed, code, events)
+		}
+		h := http.Header{"Cookie": {partner.cookie()}, "Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://evil.example"}}
+		if code, body := getSSE(t, feed, h); code != http.StatusForbidden || !bytes.Contains(body, []byte("origin_not_allowed")) {
+			t.Fatalf("%s from another site: %d %s, want 403 origin_not_allowed", feed, code, body)
 		}
 	})
 

@@ -47,7 +47,8 @@ test: bootstrap build ## gofmt, go vet, staticcheck, and every suite (unit, Redi
 	@echo "==> every fuzz target, bounded (FUZZTIME=3s each)"
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 	@echo "==> go test $(GO_TEST_FLAGS) ./... (integration suite runs real Envoy $(ENVOY_VERSION) and redis-server)"
-	@{ go test $(GO_TEST_FLAGS) -json ./...; cd $(PLATFORM) && go test $(GO_TEST_FLAGS) -json ./...; } | go run ./test/testreport
+	@{ set +e; go test $(GO_TEST_FLAGS) -json ./...; root=$$?; (cd $(PLATFORM) && go test $(GO_TEST_FLAGS) -json ./...); platform=$$?; \
+	  [ $$root -eq 0 ] && [ $$platform -eq 0 ]; } | go run ./test/testreport
 
 lint: ## staticcheck (pinned in go.mod as a Go tool) over every package, test/platform's too
 	@echo "==> staticcheck"

@@ -170,43 +170,37 @@ func TestKeycloakFAPIProfiles(t *testing.T) {
 		status, body, _ := fc.post(t, jwtHTTP, disc.PAR, form, nil)
 		wantStatusError(t, status, body, 400, "invalid_request", "invalid audience in client assertion")
 	})
-	// secure-client-uris: redirect URIs must be https (no loopback
-	// exception in 26.5), even when registered.
-	t.Run("http redirect URI refused", func(t *testing.T) {
-		form := authParams(fapiSecretClient, httpAppURL, newPKCE(t).challenge)
+	// pushedThenRefused pushes the control client's request with redirect
+	// (https or http) and challenge: the PAR endpoint takes it, and the
+	// authorization endpoint then refuses it with wantError, issuing no code.
+	pushedThenRefused := func(t *testing.T, what, redirect, challenge, wantError string) {
+		t.Helper()
+		form := authParams(fapiSecretClient, redirect, challenge)
 		for k, v := range secretAuth(t) {
 			form[k] = v
 		}
 		status, body, _ := fc.post(t, fc.plain, disc.PAR, form, nil)
 		if status != http.StatusCreated {
-			t.Fatalf("PAR with an http redirect URI: status %d %v", status, body)
+			t.Fatalf("PAR %s: status %d %v", what, status, body)
 		}
-		// The PAR endpoint takes it; the authorization endpoint refuses it.
 		q := url.Values{"client_id": {fapiSecretClient}, "request_uri": {str(body["request_uri"])}}
 		status, page := fc.authorizePage(t, q)
-		if status != http.StatusFound || !strings.Contains(page, "error=invalid_request&error_description=Invalid+redirect_uri") || strings.Contains(page, "code=") {
-			t.Fatalf("authorization with an http redirect URI: %d %s", status, page)
+		if status != http.StatusFound || !strings.Contains(page, wantError) || strings.Contains(page, "code=") {
+			t.Fatalf("authorization %s: %d %s", what, status, page)
 		}
 		t.Logf("refused: %d %s", status, page)
+	}
+	// secure-client-uris: redirect URIs must be https (no loopback
+	// exception in 26.5), even when registered.
+	t.Run("http redirect URI refused", func(t *testing.T) {
+		pushedThenRefused(t, "with an http redirect URI", httpAppURL, newPKCE(t).challenge,
+			"error=invalid_request&error_description=Invalid+redirect_uri")
 	})
 	// pkce-enforcer: PKCE S256 is required (the control client has no
 	// pkce.code.challenge.method of its own, so only the profile asks).
 	t.Run("PAR without PKCE refused", func(t *testing.T) {
-		form := authParams(fapiSecretClient, appURL, "")
-		for k, v := range secretAuth(t) {
-			form[k] = v
-		}
-		status, body, _ := fc.post(t, fc.plain, disc.PAR, form, nil)
-		if status != http.StatusCreated {
-			t.Fatalf("PAR without PKCE: status %d %v", status, body)
-		}
-		// The PAR endpoint takes it; the authorization endpoint refuses it.
-		q := url.Values{"client_id": {fapiSecretClient}, "request_uri": {str(body["request_uri"])}}
-		status, page := fc.authorizePage(t, q)
-		if status != http.StatusFound || !strings.Contains(page, "error=invalid_request&error_description=Missing+parameter%3A+code_challenge_method") || strings.Contains(page, "code=") {
-			t.Fatalf("authorization without PKCE: %d %s", status, page)
-		}
-		t.Logf("refused: %d %s", status, page)
+		pushedThenRefused(t, "without PKCE", appURL, "",
+			"error=invalid_request&error_description=Missing+parameter%3A+code_challenge_method")
 	})
 	// secure-client-authenticator: a client secret is not an allowed
 	// method (only client-jwt and client-x509), whatever the client says.

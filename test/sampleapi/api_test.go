@@ -80,9 +80,16 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 // userToken runs the code flow against the provider and returns the access token.
 func (e *env) userToken(t *testing.T) string {
 	t.Helper()
+	return e.tokenRequest(t, e.codeGrant(t, "openid profile"))
+}
+
+// codeGrant runs /authorize for scope and returns the authorization_code
+// grant's form that redeems the code it gave.
+func (e *env) codeGrant(t *testing.T, scope string) url.Values {
+	t.Helper()
 	sum := sha256.Sum256([]byte(verifier))
 	q := url.Values{
-		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect}, "scope": {"openid profile"},
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect}, "scope": {scope},
 		"state": {"s"}, "code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
 	}
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -95,10 +102,10 @@ func (e *env) userToken(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e.tokenRequest(t, url.Values{
+	return url.Values{
 		"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
 		"redirect_uri": {redirect}, "code_verifier": {verifier},
-	})
+	}
 }
 
 // tokenRequest posts form to the token endpoint and returns the access token.

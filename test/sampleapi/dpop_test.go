@@ -2,11 +2,8 @@ package sampleapi
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -19,24 +16,12 @@ import (
 // DPoP-bound access token.
 func (e *env) dpopToken(t *testing.T, key *oidcflow.DPoPKey) string {
 	t.Helper()
-	sum := sha256.Sum256([]byte(verifier))
-	q := url.Values{
-		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect}, "scope": {"openid"},
-		"state": {"s"}, "code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
-	}
-	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(e.issuer + oidctest.PathAuthorize + "?" + q.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	loc, _ := url.Parse(resp.Header.Get("Location"))
-	form := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {redirect}, "code_verifier": {verifier}}
+	form := e.codeGrant(t, "openid")
 	req, _ := http.NewRequest(http.MethodPost, e.issuer+oidctest.PathToken, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(clientID, secret)
 	req.Header.Set("DPoP", sign(t, key, "POST", e.issuer+oidctest.PathToken, "", time.Now()))
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

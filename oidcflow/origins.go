@@ -70,8 +70,8 @@ func canonicalOrigin(s string) (string, error) {
 		return "", fmt.Errorf("must be scheme://host[:port] only (no path, not even \"/\"), got %q", s)
 	}
 	host := strings.ToLower(u.Hostname())
-	if host == "" {
-		return "", fmt.Errorf("must name a host, got %q", s)
+	if !plainHost(host) {
+		return "", fmt.Errorf("must name a host (letters, digits, '-', '.', an IDN as punycode, or an IPv6 literal; no %%-escapes), got %q", s)
 	}
 	port := u.Port()
 	if port != "" {
@@ -134,8 +134,26 @@ func RequestOrigin(scheme, authority string) string {
 	} else if strings.HasPrefix(authority, "[") && strings.HasSuffix(authority, "]") {
 		host = authority[1 : len(authority)-1]
 	}
-	if host == "" {
+	if !plainHost(host) || strings.Trim(port, "0123456789") != "" {
 		return ""
 	}
 	return serialiseOrigin(scheme, strings.ToLower(host), port)
+}
+
+// plainHost reports whether host is made only of the bytes a browser puts
+// in an Origin's host: a DNS name (IDNs arrive as punycode) or an IP
+// literal. Percent-escapes and other bytes are refused rather than
+// decoded, so a configured origin and a request's authority can only be
+// equal byte for byte.
+func plainHost(host string) bool {
+	if host == "" {
+		return false
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == ':') {
+			return false
+		}
+	}
+	return true
 }

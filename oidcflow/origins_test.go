@@ -89,6 +89,9 @@ func TestRequestOrigin(t *testing.T) {
 		{"https", "", ""},
 		{"https", "a@b.example", ""},
 		{"https", "b.example/x", ""},
+		{"http", "%80", ""},
+		{"http", "a%2eb.example", ""},
+		{"http", "a.example:8x", ""},
 	}
 	for _, tc := range cases {
 		if got := RequestOrigin(tc.scheme, tc.authority); got != tc.want {

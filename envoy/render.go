@@ -2,10 +2,12 @@ package envoy
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"text/template"
 )
@@ -40,6 +42,11 @@ type Ports struct {
 	// BenchFloorRoute adds /bench-floor/, the API route without ext_authz:
 	// `make bench` measures Envoy's own cost there, the floor of /api/.
 	BenchFloorRoute bool
+	// BenchNoopAuthzPort, when set, adds /bench-noop-authz/: the API route
+	// checked by a second ext_authz filter, configured like envoy-bff's,
+	// calling the no-op server on this port (127.0.0.1). `make bench`
+	// measures there what the ext_authz round trip costs Envoy itself.
+	BenchNoopAuthzPort int
 	// AppPrefixes are the path prefixes of frontends other than "/"
 	// (e.g. /partner/): each gets its browser endpoints (<prefix>bff/) and
 	// its API (<prefix>api/, rewritten to /api/ for the sample API).
@@ -52,6 +59,34 @@ type Ports struct {
 	// TLSCertFile and TLSKeyFile, when set, make the browser listener serve
 	// HTTPS with this certificate chain and key (PEM files).
 	TLSCertFile, TLSKeyFile string
+	// AntiforgeryHeader is envoy-bff's antiforgery.header (default X-CSRF):
+	// ext_authz sends it to Check with the other headers Check reads.
+	AntiforgeryHeader string
+}
+
+// CheckHeaders lists, lower case and sorted, the request headers Envoy's
+// ext_authz filter sends to Check (allowed_headers) when antiforgery is
+// envoy-bff's anti-forgery header: what authz.RequestHeaders says Check
+// reads (test/deploy keeps the two in step; this package imports nothing
+// of envoy-bff's). Fewer headers make each CheckRequest cheaper to encode,
+// send and decode.
+func CheckHeaders(antiforgery string) []string {
+	out := []string{
+		"accept",
+		"access-control-request-headers",
+		"access-control-request-method",
+		"cookie",
+		"origin",
+		"sec-fetch-mode",
+		"sec-fetch-site",
+		"traceparent",
+		"tracestate",
+		"upgrade",
+		"x-request-id",
+		strings.ToLower(cmp.Or(antiforgery, "X-CSRF")),
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // APIRoute is one extra API of Ports.APIRoutes.
@@ -84,10 +119,12 @@ type view struct {
 	BFFGRPC, BFFHTTP []endpoint
 	API, SPA         endpoint
 	BenchFloorRoute  bool
+	BenchNoopAuthz   int
 	AppPrefixes      []string
 	APIRoutes        []apiRoute
 	TLSCertFile      string
 	TLSKeyFile       string
+	CheckHeaders     []string
 }
 
 // apiRoute is one extra API in the template.
@@ -97,12 +134,18 @@ type apiRoute struct {
 	endpoint
 }
 
+// headerName is a header name the template can list unquoted (RFC 9110 token characters, no YAML specials).
+var headerName = regexp.MustCompile(`^[A-Za-z0-9-]{1,128}$`)
+
 // routeName is a valid APIRoute.Name.
 var routeName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
 func (p Ports) view() (view, error) {
-	v := view{ListenAddress: p.ListenAddress, ListenPort: p.ListenPort, AdminPort: p.AdminPort, ClusterType: "STATIC", BenchFloorRoute: p.BenchFloorRoute, AppPrefixes: p.AppPrefixes,
-		TLSCertFile: p.TLSCertFile, TLSKeyFile: p.TLSKeyFile}
+	v := view{ListenAddress: p.ListenAddress, ListenPort: p.ListenPort, AdminPort: p.AdminPort, ClusterType: "STATIC", BenchFloorRoute: p.BenchFloorRoute, BenchNoopAuthz: p.BenchNoopAuthzPort, AppPrefixes: p.AppPrefixes,
+		TLSCertFile: p.TLSCertFile, TLSKeyFile: p.TLSKeyFile, CheckHeaders: CheckHeaders(p.AntiforgeryHeader)}
+	if !headerName.MatchString(p.AntiforgeryHeader) && p.AntiforgeryHeader != "" {
+		return view{}, fmt.Errorf("render envoy config: anti-forgery header %q is not a header name", p.AntiforgeryHeader)
+	}
 	if (p.TLSCertFile == "") != (p.TLSKeyFile == "") || strings.ContainsAny(p.TLSCertFile+p.TLSKeyFile, "\"\n") {
 		return view{}, fmt.Errorf("render envoy config: TLS needs both a certificate and a key file, without quotes or newlines in their paths")
 	}

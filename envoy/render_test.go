@@ -84,10 +84,12 @@ func TestEnvoyAcceptsConfig(t *testing.T) {
 			t.Fatal("Envoy not found: set ENVOY_BIN or run `make bootstrap` (this test never skips)")
 		}
 	}
-	// With a frontend under its own prefix and two more APIs (one of them
-	// named like a YAML number), so their routes and clusters are checked too.
+	// With a frontend under its own prefix, two more APIs (one of them
+	// named like a YAML number) and the benchmark's floor routes, so their
+	// routes, clusters and filters are checked too.
 	raw, err := Render(Ports{ListenPort: 10000, AdminPort: 9901, BFFGRPCPorts: []int{9001}, BFFHTTPPorts: []int{9002}, APIPort: 9101, SPAPort: 9102,
-		AppPrefixes: []string{"/partner/"}, APIRoutes: []APIRoute{{Name: "orders", Port: 9103}, {Name: "2024", Port: 9104}, {Name: "gold", Port: 9105, PathRules: true}}})
+		AppPrefixes: []string{"/partner/"}, APIRoutes: []APIRoute{{Name: "orders", Port: 9103}, {Name: "2024", Port: 9104}, {Name: "gold", Port: 9105, PathRules: true}},
+		BenchFloorRoute: true, BenchNoopAuthzPort: 9106})
 	if err != nil {
 		t.Fatal(err)
 	}

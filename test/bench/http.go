@@ -11,38 +11,66 @@ import (
 	"time"
 )
 
-// envoyTarget is the Redis-backed stack, loaded through Envoy over HTTP.
-type envoyTarget struct {
-	url              string
-	envoyPid, bffPid int
-	cookie, bearer   string
+// httpRoute is one route loaded through Envoy over HTTP.
+type httpRoute struct {
+	name     string
+	url      string // Envoy's origin
+	path     string
+	headers  map[string]string // besides the browser's own
+	envoyPid int
+	authzPid int // the ext_authz server's; 0 where there is none
 }
 
 // httpResult is one round of HTTP load through Envoy.
 type httpResult struct {
-	requests, errors int
-	perSec           float64
-	p50, p99         time.Duration
-	envoyCPU, bffCPU time.Duration // per request
+	requests, errors   int
+	perSec             float64
+	p50, p99           time.Duration
+	envoyCPU, authzCPU time.Duration // per request
 }
 
-// loadHTTP drives GETs through Envoy: /api/whoami with the session (ext_authz
-// on), or /bench-floor/whoami, the same upstream without ext_authz, carrying
-// the bearer envoy-bff would add so the API does the same work for both.
-func loadHTTP(ctx context.Context, t *envoyTarget, floor bool, conc int, d time.Duration) (httpResult, error) {
+func (r httpResult) cpu() time.Duration { return r.envoyCPU + r.authzCPU }
+
+// browserHeaders are what Chromium sends with a same-origin fetch from an
+// SPA, besides the app's cookie and anti-forgery header: every route gets
+// them, so Envoy parses the same request everywhere and ext_authz
+// (allowed_headers) has real headers to leave out. The cookie jar holds
+// analytics and preference cookies next to the session.
+var browserHeaders = [][2]string{
+	{"User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"},
+	{"Accept", "application/json, text/plain, */*"},
+	{"Accept-Language", "en-GB,en-US;q=0.9,en;q=0.8"},
+	{"Sec-Ch-Ua", `"Chromium";v="131", "Not_A Brand";v="24"`},
+	{"Sec-Ch-Ua-Mobile", "?0"},
+	{"Sec-Ch-Ua-Platform", `"Linux"`},
+	{"Sec-Fetch-Site", "same-origin"},
+	{"Sec-Fetch-Mode", "cors"},
+	{"Sec-Fetch-Dest", "empty"},
+	{"Priority", "u=1, i"},
+}
+
+const browserCookies = "_ga=GA1.1.1234567890.1733480000; _ga_ABCDEF=GS1.1.1733480000.1.1.1733480100.0.0.0; theme=dark; consent=necessary%2Canalytics"
+
+// loadHTTP drives GETs on route through Envoy with conc clients for d and
+// reads Envoy's and the ext_authz server's CPU time.
+func loadHTTP(ctx context.Context, route httpRoute, conc int, d time.Duration) (httpResult, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	path, headers := "/api/whoami", map[string]string{"Cookie": t.cookie, "X-CSRF": "1"}
-	if floor {
-		path, headers = "/bench-floor/whoami", map[string]string{"Authorization": "Bearer " + t.bearer}
-	}
 	call := func() bool {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url+path, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, route.url+route.path, nil)
 		if err != nil {
 			return false
 		}
-		for k, v := range headers {
+		for _, kv := range browserHeaders {
+			req.Header.Set(kv[0], kv[1])
+		}
+		req.Header.Set("Referer", route.url+"/orders/42?tab=history")
+		req.Header.Set("Cookie", browserCookies)
+		for k, v := range route.headers {
+			if k == "Cookie" {
+				v = browserCookies + "; " + v
+			}
 			req.Header.Set(k, v)
 		}
 		resp, err := hc.Do(req)
@@ -53,16 +81,19 @@ func loadHTTP(ctx context.Context, t *envoyTarget, floor bool, conc int, d time.
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}
-	for range conc { // warm up the connections
+	for range conc { // warm up the connections; a route that refuses is a broken setup
 		if !call() {
-			return httpResult{}, fmt.Errorf("warm-up request to %s failed", path)
+			return httpResult{}, fmt.Errorf("warm-up request to %s failed", route.path)
 		}
 	}
-	e0, err := cpuTime(t.envoyPid)
-	if err != nil {
-		return httpResult{}, err
+	cpu := func() (e, a time.Duration, err error) {
+		if e, err = cpuTime(route.envoyPid); err != nil || route.authzPid == 0 {
+			return e, 0, err
+		}
+		a, err = cpuTime(route.authzPid)
+		return e, a, err
 	}
-	b0, err := cpuTime(t.bffPid)
+	e0, a0, err := cpu()
 	if err != nil {
 		return httpResult{}, err
 	}
@@ -92,49 +123,61 @@ func loadHTTP(ctx context.Context, t *envoyTarget, floor bool, conc int, d time.
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	e1, _ := cpuTime(t.envoyPid)
-	b1, _ := cpuTime(t.bffPid)
+	e1, a1, err := cpu()
+	if err != nil {
+		return httpResult{}, err
+	}
 	if len(lat) == 0 {
-		return httpResult{}, fmt.Errorf("no successful requests to %s (%d errors)", path, errs)
+		return httpResult{}, fmt.Errorf("no successful requests to %s (%d errors)", route.path, errs)
 	}
 	slices.Sort(lat)
 	n := time.Duration(len(lat) + errs)
 	return httpResult{
 		requests: len(lat), errors: errs, perSec: float64(len(lat)) / elapsed.Seconds(),
 		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
-		envoyCPU: (e1 - e0) / n, bffCPU: (b1 - b0) / n,
+		envoyCPU: (e1 - e0) / n, authzCPU: (a1 - a0) / n,
 	}, nil
 }
 
 func medianHTTP(rs []httpResult) httpResult {
 	s := slices.Clone(rs)
-	slices.SortFunc(s, func(a, b httpResult) int { return int((a.envoyCPU + a.bffCPU) - (b.envoyCPU + b.bffCPU)) })
+	slices.SortFunc(s, func(a, b httpResult) int { return int(a.cpu() - b.cpu()) })
 	return s[len(s)/2]
 }
 
-func printHTTPTable(w io.Writer, t *envoyTarget, floor, api []httpResult) {
-	f, a := medianHTTP(floor), medianHTTP(api)
-	fmt.Fprintf(w, "\nThrough Envoy over HTTP (the API verifies the same bearer on both routes; median round)\n\n")
+// printHTTPTable shows each route through Envoy against the no-auth route
+// (routes[0]) and against Envoy calling the no-op ext_authz server
+// (routes[1]): what is envoy-bff's is the part above that second floor.
+func printHTTPTable(w io.Writer, routes []httpRoute, results map[string][]httpResult, conc int) {
+	fmt.Fprintf(w, "\nThrough Envoy over HTTP (browser-like requests, %d in flight; the API verifies the same bearer on every route; median round)\n\n", conc)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "route\treq/s\tp50\tp99\tEnvoy CPU µs/req\tenvoy-bff CPU µs/req\tpeak RSS MB (Envoy, envoy-bff)\tvs floor: CPU\tvs floor: req/s\terrors\t")
+	fmt.Fprintln(tw, "route\treq/s\tp50\tp99\tEnvoy CPU µs/req\text_authz server CPU µs/req\tpeak RSS MB (Envoy, server)\tvs no-auth: CPU\tvs no-auth: req/s\tvs Envoy+no-op ext_authz: CPU\terrors\t")
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
-	fmt.Fprintf(tw, "/bench-floor/ (no ext_authz)\t%.0f\t%s\t%s\t%.1f\t%.1f\t%.1f\t-\t-\t%d\t\n", f.perSec, f.p50.Round(time.Microsecond), f.p99.Round(time.Microsecond), us(f.envoyCPU), us(f.bffCPU), peakRSS(t.envoyPid), f.errors)
-	fmt.Fprintf(tw, "/api/ (ext_authz, Redis)\t%.0f\t%s\t%s\t%.1f\t%.1f\t%.1f, %.1f\t%.2f×\t%.2f×\t%d\t\n", a.perSec, a.p50.Round(time.Microsecond), a.p99.Round(time.Microsecond), us(a.envoyCPU), us(a.bffCPU),
-		peakRSS(t.envoyPid), peakRSS(t.bffPid), float64(a.envoyCPU+a.bffCPU)/float64(f.envoyCPU+f.bffCPU), a.perSec/f.perSec, a.errors)
-	tw.Flush()
-}
-
-// printHTTPDPoP is the DPoP row through Envoy: the same /api/ request for a
-// frontend with oidc.dpop (ES256), its Envoy + envoy-bff CPU against the
-// floor and against the Bearer /api/ row (issue 16's budget: under 1.5×).
-func printHTTPDPoP(w io.Writer, floor, api, dpop []httpResult) {
-	f, a, d := medianHTTP(floor), medianHTTP(api), medianHTTP(dpop)
-	fmt.Fprintf(w, "\nDPoP through Envoy (a frontend with oidc.dpop, EdDSA: Check signs a proof per request; the API verifies it)\n\n")
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "route\treq/s\tp50\tp99\tEnvoy CPU µs/req\tenvoy-bff CPU µs/req\tvs floor: CPU\tvs Bearer /api/: CPU\tvs Bearer: envoy-bff CPU\terrors\t")
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
-	fmt.Fprintf(tw, "/api/ (ext_authz, Redis, DPoP EdDSA)\t%.0f\t%s\t%s\t%.1f\t%.1f\t%.2f×\t%.2f×\t%.2f×\t%d\t\n", d.perSec, d.p50.Round(time.Microsecond), d.p99.Round(time.Microsecond),
-		us(d.envoyCPU), us(d.bffCPU), float64(d.envoyCPU+d.bffCPU)/float64(f.envoyCPU+f.bffCPU), float64(d.envoyCPU+d.bffCPU)/float64(a.envoyCPU+a.bffCPU),
-		float64(d.bffCPU)/float64(a.bffCPU), d.errors)
+	ratio := func(m httpResult, floor string) string {
+		if len(results[floor]) == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f×", float64(m.cpu())/float64(medianHTTP(results[floor]).cpu()))
+	}
+	for _, r := range routes {
+		if len(results[r.name]) == 0 { // --only may leave routes out
+			continue
+		}
+		m := medianHTTP(results[r.name])
+		errs := 0
+		for _, x := range results[r.name] {
+			errs += x.errors
+		}
+		rss := fmt.Sprintf("%.1f", peakRSS(r.envoyPid))
+		if r.authzPid != 0 {
+			rss += fmt.Sprintf(", %.1f", peakRSS(r.authzPid))
+		}
+		rate := "-"
+		if f := results[routes[0].name]; len(f) > 0 {
+			rate = fmt.Sprintf("%.2f×", m.perSec/medianHTTP(f).perSec)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%d\t\n", r.name, m.perSec, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond),
+			us(m.envoyCPU), us(m.authzCPU), rss, ratio(m, routes[0].name), rate, ratio(m, routes[1].name), errs)
+	}
 	tw.Flush()
 }

@@ -39,6 +39,12 @@
 // The bff-redis rows are one process measured with different requests, one
 // after the other in each round: the fairest comparison, and no more stacks
 // to start.
+//
+// Through Envoy, browser-like requests on four routes of bff-redis's Envoy:
+// the API without ext_authz (the floor), the API checked by the no-op floor
+// server (what the ext_authz round trip costs Envoy), /api/ checked by
+// envoy-bff, and /api/ of the DPoP stack. A last table holds each of issue
+// 18's budgets against its measured ratio.
 package main
 
 import (
@@ -51,6 +57,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,22 +73,60 @@ import (
 )
 
 func main() {
-	duration := flag.Duration("duration", 5*time.Second, "load per configuration per round")
-	rounds := flag.Int("rounds", 3, "rounds; the configurations are interleaved within each")
-	concurrency := flag.Int("concurrency", 50, "checks in flight")
-	floorBin := flag.String("floor", "bin/envoy-bff-floor", "the floor server binary")
+	var o options
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "load per configuration per round")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds; the configurations are interleaved within each")
+	flag.IntVar(&o.concurrency, "concurrency", 50, "checks in flight")
+	flag.StringVar(&o.floorBin, "floor", "bin/envoy-bff-floor", "the floor server binary")
 	scale := flag.Bool("scale", true, "also measure with 10k and 1M sessions stored (slow)")
+	only := flag.String("only", "", "measure only the rows whose names match this regular expression (the floors a ratio needs too)")
 	flag.Usage = func() {
 		fmt.Fprintln(flag.CommandLine.Output(), "Usage: bench [flags]\n\nMeasures envoy-bff's Check against no-I/O and one-Redis-GET floors in one run.\n\nFlags:")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *scale {
+		o.scaleSizes = []int{10_000, 1_000_000}
+	}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: --only:", err)
+			os.Exit(2)
+		}
+		o.only = re
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *duration, *rounds, *concurrency, *floorBin, *scale); err != nil {
+	if _, err := run(ctx, o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// options are one run's settings.
+type options struct {
+	duration            time.Duration
+	rounds, concurrency int
+	floorBin            string
+	// scaleSizes are the session counts of the scale table, ascending; none
+	// leaves it out.
+	scaleSizes []int
+	// only, when set, picks the rows to measure by name.
+	only *regexp.Regexp
+}
+
+// measured says whether o measures the row called name.
+func (o options) measured(name string) bool { return o.only == nil || o.only.MatchString(name) }
+
+// report is everything a run measured, for the tables and for the test
+// that runs the benchmark once.
+type report struct {
+	targets []*target
+	grpc    map[string][]result
+	routes  []httpRoute
+	http    map[string][]httpResult
+	scale   []scaleRow
 }
 
 // target is one configuration under load.
@@ -97,6 +142,14 @@ type target struct {
 	ext map[string]string
 }
 
+// envoyTarget is a stack loaded through Envoy: its processes and a
+// logged-in session (cookie, and the access token behind it).
+type envoyTarget struct {
+	url              string
+	envoyPid, bffPid int
+	cookie, bearer   string
+}
+
 // result is one round of one target.
 type result struct {
 	checks, errors int
@@ -105,18 +158,26 @@ type result struct {
 	cpuPerCheck    time.Duration
 }
 
-func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string, scale bool) error {
+func run(ctx context.Context, o options, w io.Writer) (*report, error) {
+	d, rounds, conc, floorBin := o.duration, o.rounds, o.concurrency, o.floorBin
 	dir, err := os.MkdirTemp("", "envoy-bff-bench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(os.Stderr, "==> starting Redis, envoy-bff (memory, Redis, Redis with the session cache, 100 frontends) and the floors\n")
 	redisProc, redisAddr, err := harness.StartRedis(ctx, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer redisProc.Stop(5 * time.Second)
+
+	// The no-op floor's port, known before bff-redis's Envoy starts: its
+	// /bench-noop-authz/ route calls it.
+	noopPort, err := harness.FreePort()
+	if err != nil {
+		return nil, err
+	}
 
 	// envoy-bff first: the floors are then sized like its real exchange.
 	var bffs []*target
@@ -133,7 +194,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		{"bff-redis-dpop", "bff-redis", true, false, 0, "ES256"}, {"bff-redis-dpop-eddsa", "bff-redis", true, false, 0, "EdDSA"}} {
 		sdir := filepath.Join(dir, b.name)
 		if err := os.MkdirAll(sdir, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 		o := harness.Options{Dir: sdir, Replicas: 1, BenchFloorRoute: true}
 		if b.redis {
@@ -152,6 +213,7 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		}
 		plain := b.redis && !b.cache && b.frontends == 0 && b.dpop == ""
 		if plain {
+			o.BenchNoopAuthzPort = noopPort
 			// bff-redis also serves the exchange-profile route: a profile
 			// of the provider's one exchange audience.
 			o.Provider = func(c *oidctest.ProviderConfig) {
@@ -179,12 +241,12 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		}
 		s, err := harness.Start(ctx, o)
 		if err != nil {
-			return fmt.Errorf("%s: %w", b.name, err)
+			return nil, fmt.Errorf("%s: %w", b.name, err)
 		}
 		defer s.Close()
 		cookie, err := login(s.URL)
 		if err != nil {
-			return fmt.Errorf("%s: log in: %w", b.name, err)
+			return nil, fmt.Errorf("%s: log in: %w", b.name, err)
 		}
 		t := &target{name: b.name, floor: b.floor, pid: s.BFFs[0].Pid(), addr: s.BFFs[0].GRPCAddr, cookie: cookie, host: host}
 		bffs = append(bffs, t)
@@ -200,95 +262,108 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 			bffs = append(bffs, &ex, &extra, &req)
 			rec, err := s.ReadSession(ctx, strings.TrimPrefix(cookie, "__Host-bff="))
 			if err != nil {
-				return fmt.Errorf("%s: %w", b.name, err)
+				return nil, fmt.Errorf("%s: %w", b.name, err)
 			}
 			viaEnvoy = &envoyTarget{url: s.URL, envoyPid: s.Envoy.Pid(), bffPid: s.BFFs[0].Pid(), cookie: cookie, bearer: rec.GetAccessToken()}
 			if err := exchangeRoute(ctx, &ex, rec.GetAccessToken()); err != nil {
-				return fmt.Errorf("%s: %w", ex.name, err)
+				return nil, fmt.Errorf("%s: %w", ex.name, err)
 			}
 			provider = s.Provider
 		}
 	}
 	sealed, err := sealedRecordLen(ctx, redisAddr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	// The floors get the same request (cookie and all), answer with a bearer
 	// token as long as the real one, and GET a value as long as the sealed
 	// record: the same bytes on the wire, none of the work.
+	bearerFile := filepath.Join(dir, "bearer")
+	if err := os.WriteFile(bearerFile, []byte(viaEnvoy.bearer), 0o600); err != nil {
+		return nil, err
+	}
 	var targets []*target
+	var noopPid int
 	for _, f := range []struct{ name, redis string }{{"floor-noio", ""}, {"floor-redis", redisAddr}} {
-		port, err := harness.FreePort()
-		if err != nil {
-			return err
+		port := noopPort
+		if f.redis != "" {
+			if port, err = harness.FreePort(); err != nil {
+				return nil, err
+			}
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(port)
-		args := []string{"--listen", addr, "--bearer-len", strconv.Itoa(len(viaEnvoy.bearer)), "--value-len", strconv.Itoa(sealed)}
+		args := []string{"--listen", addr, "--bearer-file", bearerFile, "--value-len", strconv.Itoa(sealed)}
 		if f.redis != "" {
 			args = append(args, "--redis", f.redis)
 		}
 		p, err := harness.StartProcess(f.name, dir, floorBin, args, nil)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer p.Stop(5 * time.Second)
 		if err := waitDial(ctx, addr); err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
+			return nil, fmt.Errorf("%s: %w", f.name, err)
+		}
+		if f.redis == "" {
+			noopPid = p.Pid()
 		}
 		targets = append(targets, &target{name: f.name, pid: p.Pid(), addr: addr, cookie: viaEnvoy.cookie})
 	}
 	targets = append(targets, bffs...)
 
-	results := map[string][]result{}
-	var httpFloor, httpAPI, httpDPoP []httpResult
+	csrf := map[string]string{"Cookie": viaEnvoy.cookie, "X-CSRF": "1"}
+	routes := []httpRoute{
+		{name: "no ext_authz (/bench-floor/)", url: viaEnvoy.url, path: "/bench-floor/whoami", headers: map[string]string{"Authorization": "Bearer " + viaEnvoy.bearer}, envoyPid: viaEnvoy.envoyPid},
+		{name: "Envoy + no-op ext_authz", url: viaEnvoy.url, path: "/bench-noop-authz/whoami", headers: csrf, envoyPid: viaEnvoy.envoyPid, authzPid: noopPid},
+		{name: "/api/ (envoy-bff, Redis)", url: viaEnvoy.url, path: "/api/whoami", headers: csrf, envoyPid: viaEnvoy.envoyPid, authzPid: viaEnvoy.bffPid},
+		{name: "/api/ (envoy-bff, Redis, DPoP EdDSA)", url: viaEnvoyDPoP.url, path: "/api/whoami", headers: map[string]string{"Cookie": viaEnvoyDPoP.cookie, "X-CSRF": "1"},
+			envoyPid: viaEnvoyDPoP.envoyPid, authzPid: viaEnvoyDPoP.bffPid},
+	}
+	rep := &report{targets: targets, grpc: map[string][]result{}, routes: routes, http: map[string][]httpResult{}}
 	for r := range rounds {
 		for _, t := range targets {
+			if !o.measured(t.name) {
+				continue
+			}
 			fmt.Fprintf(os.Stderr, "==> round %d/%d: %s, %d in flight for %s\n", r+1, rounds, t.name, conc, d)
 			res, err := load(ctx, t, conc, d)
 			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
+				return nil, fmt.Errorf("%s: %w", t.name, err)
 			}
-			results[t.name] = append(results[t.name], res)
+			rep.grpc[t.name] = append(rep.grpc[t.name], res)
 		}
-		for _, floor := range []bool{true, false} {
-			fmt.Fprintf(os.Stderr, "==> round %d/%d: through Envoy, %s, %d in flight for %s\n", r+1, rounds, map[bool]string{true: "/bench-floor/ (no ext_authz)", false: "/api/ (ext_authz → envoy-bff, Redis)"}[floor], conc, d)
-			res, err := loadHTTP(ctx, viaEnvoy, floor, conc, d)
+		for _, route := range routes {
+			if !o.measured(route.name) {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "==> round %d/%d: through Envoy, %s, %d in flight for %s\n", r+1, rounds, route.name, conc, d)
+			res, err := loadHTTP(ctx, route, conc, d)
 			if err != nil {
-				return err
+				return nil, fmt.Errorf("through Envoy, %s: %w", route.name, err)
 			}
-			if floor {
-				httpFloor = append(httpFloor, res)
-			} else {
-				httpAPI = append(httpAPI, res)
-			}
+			rep.http[route.name] = append(rep.http[route.name], res)
 		}
-		fmt.Fprintf(os.Stderr, "==> round %d/%d: through Envoy, /api/ (ext_authz → envoy-bff, Redis, DPoP EdDSA), %d in flight for %s\n", r+1, rounds, conc, d)
-		res, err := loadHTTP(ctx, viaEnvoyDPoP, false, conc, d)
-		if err != nil {
-			return fmt.Errorf("dpop through Envoy: %w", err)
-		}
-		httpDPoP = append(httpDPoP, res)
 	}
-	printTable(os.Stdout, targets, results, rounds, conc, d)
-	fmt.Fprintf(os.Stdout, "\nbff-redis-exchange: %d token exchange(s) at the provider in all its rounds; every other check sent the cached token\n",
+	printTable(w, targets, rep.grpc, rounds, conc, d)
+	fmt.Fprintf(w, "\nbff-redis-exchange: %d token exchange(s) at the provider in all its rounds; every other check sent the cached token\n",
 		provider.Stats().TokenExchanges)
-	printHTTPTable(os.Stdout, viaEnvoy, httpFloor, httpAPI)
-	printHTTPDPoP(os.Stdout, httpFloor, httpAPI, httpDPoP)
+	printHTTPTable(w, routes, rep.http, conc)
 
-	if !scale {
-		return nil
+	if len(o.scaleSizes) == 0 {
+		printTargets(w, rep)
+		return rep, nil
 	}
 	// Scale: the same Check with 10k and 1M sessions stored.
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
 	record, indexes, err := recordSizes(ctx, rdb)
 	if err != nil {
-		return fmt.Errorf("record sizes: %w", err)
+		return nil, fmt.Errorf("record sizes: %w", err)
 	}
 	perSession, err := memoryPerSession()
 	if err != nil {
-		return fmt.Errorf("memory per session: %w", err)
+		return nil, fmt.Errorf("memory per session: %w", err)
 	}
 	var bffRedis *target
 	for _, t := range targets {
@@ -297,22 +372,22 @@ func run(ctx context.Context, d time.Duration, rounds, conc int, floorBin string
 		}
 	}
 	value := make([]byte, record)
-	var rows [][3]string
 	stored := 1
-	for _, n := range []int{10_000, 1_000_000} {
+	for _, n := range o.scaleSizes {
 		fmt.Fprintf(os.Stderr, "==> storing %d sessions in Redis\n", n)
 		if err := fill(ctx, rdb, n-stored, value); err != nil {
-			return fmt.Errorf("fill Redis: %w", err)
+			return nil, fmt.Errorf("fill Redis: %w", err)
 		}
 		stored = n
 		res, err := load(ctx, bffRedis, conc, d)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		rows = append(rows, [3]string{strconv.Itoa(n), fmt.Sprintf("%.0f", res.perSec), fmt.Sprintf("%.1f", float64(res.cpuPerCheck.Nanoseconds())/1000)})
+		rep.scale = append(rep.scale, scaleRow{sessions: n, result: res})
 	}
-	printScale(os.Stdout, record, indexes, perSession, rows)
-	return nil
+	printScale(w, record, indexes, perSession, rep.scale)
+	printTargets(w, rep)
+	return rep, nil
 }
 
 // exchangeRoute makes sure t's route passes with a token of its own (the
@@ -458,10 +533,15 @@ func printTable(w io.Writer, targets []*target, results map[string][]result, rou
 	fmt.Fprintln(tw, "config\tchecks/s\tp50\tp99\tCPU µs/check\tpeak RSS MB\tvs floor: CPU\tvs floor: checks/s\terrors\t")
 	med := map[string]result{}
 	for _, t := range targets {
-		med[t.name] = median(results[t.name])
+		if len(results[t.name]) > 0 { // --only may leave rows out
+			med[t.name] = median(results[t.name])
+		}
 	}
 	for _, t := range targets {
-		m := med[t.name]
+		m, ok := med[t.name]
+		if !ok {
+			continue
+		}
 		cpuRatio, rateRatio := "-", "-"
 		if f, ok := med[t.floor]; ok && t.floor != "" {
 			cpuRatio = fmt.Sprintf("%.2f× %s", float64(m.cpuPerCheck)/float64(f.cpuPerCheck), t.floor)

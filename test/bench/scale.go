@@ -112,12 +112,18 @@ func memoryPerSession() (float64, error) {
 	return float64(after.HeapAlloc-before.HeapAlloc) / n, nil
 }
 
-func printScale(w io.Writer, record, indexes int64, perSession float64, rows [][3]string) {
+// scaleRow is bff-redis's Check with this many sessions stored.
+type scaleRow struct {
+	sessions int
+	result   result
+}
+
+func printScale(w io.Writer, record, indexes int64, perSession float64, rows []scaleRow) {
 	fmt.Fprintf(w, "\nScale: one session is %d B in Redis (record) + %d B (its two index entries); %.0f B of heap in the memory store\n\n", record, indexes, perSession)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "sessions in Redis\tbff-redis checks/s\tCPU µs/check\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", r[0], r[1], r[2])
+		fmt.Fprintf(tw, "%d\t%.0f\t%.1f\t\n", r.sessions, r.result.perSec, float64(r.result.cpuPerCheck.Nanoseconds())/1000)
 	}
 	tw.Flush()
 }

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"encoding/json"
 	"flag"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/envoy-bff/envoy-bff/authz"
 	"github.com/envoy-bff/envoy-bff/envoy"
 )
 
@@ -268,4 +270,34 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatalf("URL %q: %v", s, err)
 	}
 	return u
+}
+
+// TestCheckHeadersAreWhatCheckReads: the headers the Envoy template's
+// ext_authz filter sends (allowed_headers) are the ones authz says Check
+// reads, whatever the anti-forgery header is called; the rendered
+// configs list exactly them.
+func TestCheckHeadersAreWhatCheckReads(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"", "X-CSRF", "X-Requested-By"} {
+		want := authz.RequestHeaders(cmp.Or(name, "X-CSRF"))
+		if got := envoy.CheckHeaders(name); !slices.Equal(got, want) {
+			t.Errorf("envoy.CheckHeaders(%q) = %v, authz.RequestHeaders = %v", name, got, want)
+		}
+		raw, err := envoy.Render(envoy.Ports{ListenPort: 1, AdminPort: 2, BFFGRPCPorts: []int{3}, BFFHTTPPorts: []int{4}, APIPort: 5, SPAPort: 6, AntiforgeryHeader: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var listed []string
+		for _, line := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "- exact: "); ok {
+				listed = append(listed, v)
+			}
+		}
+		if !slices.Equal(listed, want) {
+			t.Errorf("the rendered allowed_headers for %q list %v, want %v", name, listed, want)
+		}
+	}
+	if _, err := envoy.Render(envoy.Ports{ListenPort: 1, AdminPort: 2, AntiforgeryHeader: "x: y"}); err == nil {
+		t.Error("an anti-forgery header that is not a header name was rendered")
+	}
 }

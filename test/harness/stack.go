@@ -54,6 +54,9 @@ type Options struct {
 	Provider func(*oidctest.ProviderConfig)
 	// BenchFloorRoute adds Envoy's /bench-floor/ route (the API without ext_authz).
 	BenchFloorRoute bool
+	// BenchNoopAuthzPort adds Envoy's /bench-noop-authz/ route, checked by
+	// the no-op ext_authz server on this port (envoy.Ports).
+	BenchNoopAuthzPort int
 	// Issuer, when set, is an external OpenID provider (Keycloak) used
 	// instead of the local one; ClientID and ClientSecret are envoy-bff's there.
 	Issuer, ClientID, ClientSecret string
@@ -316,7 +319,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.EncryptionKey, s.HashKey = encKey, hashKey
-	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort, BenchFloorRoute: o.BenchFloorRoute, AppPrefixes: prefixes}
+	ports := envoy.Ports{ListenPort: listenPort, APIPort: apiPort, SPAPort: spaPort, BenchFloorRoute: o.BenchFloorRoute, BenchNoopAuthzPort: o.BenchNoopAuthzPort, AppPrefixes: prefixes}
 	ports.APIRoutes = apiRoutes
 	if o.TLS != nil {
 		var hosts []string

@@ -42,16 +42,26 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "gRPC address")
 	redisAddr := flag.String("redis", "", "make one GET per Check on this Redis (host:port)")
 	bearerLen := flag.Int("bearer-len", 1000, "length of the bearer token each answer carries (the real access token's)")
+	bearerFile := flag.String("bearer-file", "", "a file holding the bearer token each answer carries (instead of --bearer-len filler): an API behind Envoy then accepts it")
 	valueLen := flag.Int("value-len", 2600, "length of the value GET reads (a sealed session record's)")
 	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "Usage: floor [--listen ADDR] [--redis HOST:PORT] [--bearer-len N] [--value-len N]\n\nA minimal ext_authz server: the benchmark's floor.\n\nFlags:")
+		fmt.Fprintln(flag.CommandLine.Output(), "Usage: floor [--listen ADDR] [--redis HOST:PORT] [--bearer-len N | --bearer-file FILE] [--value-len N]\n\nA minimal ext_authz server: the benchmark's floor.\n\nFlags:")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	bearer := strings.Repeat("f", *bearerLen)
+	if *bearerFile != "" {
+		raw, err := os.ReadFile(*bearerFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
+		bearer = strings.TrimSpace(string(raw))
+	}
 	s := &server{ok: &authv3.CheckResponse{
 		Status: &rpcstatus.Status{},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "authorization", Value: "Bearer " + strings.Repeat("f", *bearerLen)}}},
+			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "authorization", Value: "Bearer " + bearer}}},
 		}},
 	}}
 	if *redisAddr != "" {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
+	istionetworkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	istiosecurity "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -120,6 +121,9 @@ func decode(d []byte) (named, error) {
 		return o, decodeIstio(d, &o.ObjectMeta, &o.Spec)
 	case "security.istio.io/v1 AuthorizationPolicy":
 		o := &istiosecurity.AuthorizationPolicy{TypeMeta: tm}
+		return o, decodeIstio(d, &o.ObjectMeta, &o.Spec)
+	case "networking.istio.io/v1alpha3 EnvoyFilter":
+		o := &istionetworkingv1alpha3.EnvoyFilter{TypeMeta: tm}
 		return o, decodeIstio(d, &o.ObjectMeta, &o.Spec)
 	case "install.istio.io/v1alpha1 IstioOperator":
 		return decodeIstioOperator(d, tm)

@@ -9,6 +9,8 @@ import (
 	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/envoy-bff/envoy-bff/authz"
 )
 
 // gatewayFiles are the Envoy Gateway sample.
@@ -179,7 +181,8 @@ func TestEnvoyGateway(t *testing.T) {
 
 // checkExtAuth: gRPC ext_authz to envoy-bff (reaches tells), fail closed
 // with 503, a timeout with room for a token refresh, and context extensions
-// naming a policy and the route's frontend, each one envoy-bff reads.
+// naming a policy and the route's frontend, each one envoy-bff reads; only
+// the headers Check reads are sent.
 func checkExtAuth(t *testing.T, pol *egv1a1.SecurityPolicy, frontend string, reaches func(gwapiv1.BackendObjectReference) bool) {
 	t.Helper()
 	ea := pol.Spec.ExtAuth
@@ -192,6 +195,10 @@ func checkExtAuth(t *testing.T, pol *egv1a1.SecurityPolicy, frontend string, rea
 	}
 	if ea.FailOpen == nil || *ea.FailOpen || ea.StatusOnError == nil || *ea.StatusOnError != 503 {
 		t.Errorf("SecurityPolicy %s must fail closed with 503 (failOpen %v, statusOnError %v)", pol.Name, ea.FailOpen, ea.StatusOnError)
+	}
+	// The sample's config keeps the default anti-forgery header.
+	if want := authz.RequestHeaders("X-CSRF"); !slices.Equal(ea.HeadersToExtAuth, want) {
+		t.Errorf("SecurityPolicy %s sends headers %v to Check, want exactly what it reads: %v", pol.Name, ea.HeadersToExtAuth, want)
 	}
 	if d, err := time.ParseDuration(string(ptrOr(ea.Timeout))); err != nil || d < time.Second {
 		t.Errorf("SecurityPolicy %s: timeout %v leaves no room for a token refresh", pol.Name, ea.Timeout)

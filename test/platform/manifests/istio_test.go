@@ -5,11 +5,18 @@ import (
 	"slices"
 	"testing"
 
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 	istionetworkingapi "istio.io/api/networking/v1"
+	istionetworkingapiv1alpha3 "istio.io/api/networking/v1alpha3"
 	istiosecurityapi "istio.io/api/security/v1beta1"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
+	istionetworkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	istiosecurity "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/envoy-bff/envoy-bff/authz"
 )
 
 // bffService is envoy-bff's Service: its cluster host name and port by name.
@@ -193,4 +200,48 @@ func TestIstioFrontends(t *testing.T) {
 		}
 	}
 	checkFrontendsConfig(t, raw, frontends, find[*corev1.Secret](t, objs, ""))
+}
+
+// TestIstioCheckHeaders: the EnvoyFilter sample merges into the ingress
+// gateway's ext_authz filter (Istio's gRPC provider cannot narrow the
+// headers itself) an allowed_headers Envoy accepts, listing exactly the
+// headers Check reads.
+func TestIstioCheckHeaders(t *testing.T) {
+	t.Parallel()
+	ef := find[*istionetworkingv1alpha3.EnvoyFilter](t, load(t, "envoy/istio/ext-authz-headers.yaml"), "")
+	if got := ef.Spec.GetWorkloadSelector().GetLabels(); got["istio"] != "ingressgateway" {
+		t.Errorf("the EnvoyFilter selects %v, not the ingress gateway", got)
+	}
+	patches := ef.Spec.GetConfigPatches()
+	if len(patches) != 1 {
+		t.Fatalf("%d patches, want 1", len(patches))
+	}
+	p := patches[0]
+	sub := p.GetMatch().GetListener().GetFilterChain().GetFilter().GetSubFilter().GetName()
+	if p.GetApplyTo() != istionetworkingapiv1alpha3.EnvoyFilter_HTTP_FILTER || p.GetPatch().GetOperation() != istionetworkingapiv1alpha3.EnvoyFilter_Patch_MERGE ||
+		sub != "envoy.filters.http.ext_authz" || p.GetMatch().GetContext() != istionetworkingapiv1alpha3.EnvoyFilter_GATEWAY {
+		t.Errorf("the patch must MERGE into the gateway's envoy.filters.http.ext_authz: %v", p)
+	}
+	raw, err := protojson.Marshal(p.GetPatch().GetValue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var filter hcmv3.HttpFilter
+	if err := protojson.Unmarshal(raw, &filter); err != nil {
+		t.Fatalf("the patch is not an HTTP filter Envoy accepts: %v", err)
+	}
+	var ea extauthzv3.ExtAuthz
+	if err := filter.GetTypedConfig().UnmarshalTo(&ea); err != nil {
+		t.Fatalf("the patch's typed_config is not ext_authz's: %v", err)
+	}
+	if err := ea.ValidateAll(); err != nil {
+		t.Errorf("Envoy would refuse the merged fields: %v", err)
+	}
+	var listed []string
+	for _, m := range ea.GetAllowedHeaders().GetPatterns() {
+		listed = append(listed, m.GetExact())
+	}
+	if want := authz.RequestHeaders("X-CSRF"); !slices.Equal(listed, want) {
+		t.Errorf("the EnvoyFilter sends %v to Check, want exactly what it reads: %v", listed, want)
+	}
 }

@@ -119,9 +119,9 @@ func buildRows(ctx context.Context, s *stacks, conc int) ([]*row, error) {
 	proxyPid, peersEnvoyPid := s.proxy.Pid(), s.envoy.Pid()
 
 	// envoy-bff: the code flow through its Envoy.
-	status, jar, err := login(ctx, s.bff.URL+"/bff/login?returnUrl=%2F")
-	if err != nil || status != http.StatusOK {
-		return nil, fmt.Errorf("envoy-bff login: status %d: %w", status, err)
+	jar, err := loginOK(ctx, "envoy-bff", s.bff.URL+"/bff/login?returnUrl=%2F")
+	if err != nil {
+		return nil, err
 	}
 	bffCookie, err := only(jar, "__Host-bff")
 	if err != nil {
@@ -134,9 +134,8 @@ func buildRows(ctx context.Context, s *stacks, conc int) ([]*row, error) {
 	bearer := rec.GetAccessToken()
 
 	// oauth2-proxy: /oauth2/start → provider → /oauth2/callback → static 200.
-	status, jar, err = login(ctx, s.proxyURL+"/oauth2/start?rd=%2F")
-	if err != nil || status != http.StatusOK {
-		return nil, fmt.Errorf("oauth2-proxy login: status %d: %w", status, err)
+	if jar, err = loginOK(ctx, "oauth2-proxy", s.proxyURL+"/oauth2/start?rd=%2F"); err != nil {
+		return nil, err
 	}
 	proxyCookie, err := only(jar, "_oauth2_proxy")
 	if err != nil {
@@ -145,9 +144,8 @@ func buildRows(ctx context.Context, s *stacks, conc int) ([]*row, error) {
 
 	// Envoy's oauth2 filter: the protected URL redirects to the provider,
 	// the callback sets the token cookies and redirects back, the API answers.
-	status, jar, err = login(ctx, s.filterURL+"/api/whoami")
-	if err != nil || status != http.StatusOK {
-		return nil, fmt.Errorf("login through Envoy's oauth2 filter: status %d: %w", status, err)
+	if jar, err = loginOK(ctx, "Envoy's oauth2 filter", s.filterURL+"/api/whoami"); err != nil {
+		return nil, err
 	}
 	filterCookies := cookieHeader(jar)
 
@@ -181,7 +179,7 @@ func buildRows(ctx context.Context, s *stacks, conc int) ([]*row, error) {
 	peersFloor.client, peersFloor.setup, peersFloor.teardown = httpRow(s.extAuthzURL+"/bench-floor/whoami", http.Header{"Authorization": {"Bearer " + bearer}}, http.StatusOK, "")
 	proxyEnvoy := &row{
 		name: "Envoy → oauth2-proxy (/api/, HTTP ext_authz)", serverName: "oauth2-proxy", server: proxyPid, envoy: peersEnvoyPid, redis: redisPid, floor: peersFloor,
-		about: "GET /api/whoami with oauth2-proxy's cookie through Envoy's HTTP ext_authz (`http_service`, the cookie the only extra header sent) calling oauth2-proxy. Envoy's HTTP ext_authz allows only a 200, so the check lands on oauth2-proxy's proxy handler with `--upstream=static://200` (the way Istio's envoyExtAuthzHttp provider runs it), which authenticates the session exactly as /oauth2/auth does; Envoy copies X-Auth-Request-Access-Token to the upstream request and the route turns it into `authorization: Bearer`; the sample API verifies it.",
+		about: "GET /api/whoami with oauth2-proxy's cookie through Envoy's HTTP ext_authz (`http_service`, the cookie the only extra header sent) calling oauth2-proxy. Envoy's HTTP ext_authz takes only a 200 as allowed (and /oauth2/auth answers 202), so the check lands on oauth2-proxy's proxy handler with `--upstream=static://200` (the way Istio's envoyExtAuthzHttp provider runs it), which authenticates the session exactly as /oauth2/auth does; Envoy copies X-Auth-Request-Access-Token to the upstream request and the route turns it into `authorization: Bearer`; the sample API verifies it.",
 	}
 	proxyEnvoy.client, proxyEnvoy.setup, proxyEnvoy.teardown = httpRow(s.extAuthzURL+"/api/whoami", http.Header{"Cookie": {proxyCookie}, "X-Csrf": {"1"}}, http.StatusOK, "")
 	filter := &row{
@@ -191,6 +189,18 @@ func buildRows(ctx context.Context, s *stacks, conc int) ([]*row, error) {
 	filter.client, filter.setup, filter.teardown = httpRow(s.filterURL+"/api/whoami", http.Header{"Cookie": {filterCookies}, "X-Csrf": {"1"}}, http.StatusOK, "")
 
 	return []*row{bffDirect, proxyDirect, bffFloor, bffEnvoy, peersFloor, proxyEnvoy, filter}, nil
+}
+
+// loginOK is login that must end on a 200 (the app's page or the API).
+func loginOK(ctx context.Context, who, start string) (map[string]string, error) {
+	status, jar, err := login(ctx, start)
+	if err != nil {
+		return nil, fmt.Errorf("log in through %s: %w", who, err)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("log in through %s: the flow ended on status %d", who, status)
+	}
+	return jar, nil
 }
 
 // httpRow is a row's client over HTTP/1.1 keep-alive: GET url with header,

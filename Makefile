@@ -12,6 +12,7 @@ export ENVOY_BIN ?= $(TOOLS)/bin/envoy
 export ENVOY_BFF_BIN ?= $(BIN)/envoy-bff
 export KEYCLOAK_HOME ?= $(TOOLS)/keycloak
 export CHROMIUM_BIN ?= chromium
+export OAUTH2_PROXY_BIN ?= $(TOOLS)/bin/oauth2-proxy
 # Recursive and exported: read when a recipe runs, after the bootstrap wrote it.
 export KEYCLOAK_JAVA_HOME = $(shell cat $(TOOLS)/keycloak-java-home 2>/dev/null)
 GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
@@ -19,7 +20,7 @@ GO_TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout 20m
 # API and Prometheus types stay out of envoy-bff's module); make test runs it.
 PLATFORM := $(CURDIR)/test/platform
 
-.PHONY: help bootstrap build run test lint bench fuzz proto docs check clean
+.PHONY: help bootstrap build run test lint bench bench-peers fuzz proto docs check clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -61,6 +62,9 @@ bench: bootstrap build ## envoy-bff's Check against floors measured in the same 
 	@go run ./test/bench --floor $(BIN)/envoy-bff-floor $(BENCH_FLAGS)
 	@echo "==> Go benchmarks of the pure parts (allocations per Check on the valid-session path)"
 	@go test -run '^$$' -bench . -benchmem ./authz ./session | grep -E '^(Benchmark|ok)'
+
+bench-peers: bootstrap build ## envoy-bff, oauth2-proxy and Envoy's oauth2 filter side by side in one run (BENCH_FLAGS="--markdown docs/performance.md" writes the doc)
+	@go run ./test/bench/peers $(BENCH_FLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	@grep -r --include='*_test.go' -l '^func Fuzz' . | sort | while read -r f; do \

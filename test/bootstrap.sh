@@ -11,11 +11,14 @@
 #   chromium      Debian package, for the end-to-end browser suite
 #   keycloak      org.keycloak:keycloak-quarkus-dist from Maven Central, pinned,
 #                 unpacked in .tools; run by a JDK >= 21 found on the machine
+#   oauth2-proxy  go install of the Go module, pinned, into .tools/bin, for
+#                 `make bench-peers` (cold module and build caches: 108 s of CPU)
 #   Go modules    go mod download
 set -euo pipefail
 
 ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
 KEYCLOAK_VERSION="${KEYCLOAK_VERSION:-26.5.6}"
+OAUTH2_PROXY_VERSION="${OAUTH2_PROXY_VERSION:-v7.15.6}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$root/.tools"
 mkdir -p "$tools/bin"
@@ -124,6 +127,22 @@ else
   [ -x "$kc_dir/bin/kc.sh" ] || fail "the Keycloak archive has no bin/kc.sh"
 fi
 ln -sfn "keycloak-$KEYCLOAK_VERSION" "$tools/keycloak"
+
+# --- oauth2-proxy (the peer `make bench-peers` measures) -------------------------
+if [ -x "$tools/bin/oauth2-proxy" ] && "$tools/bin/oauth2-proxy" --version 2>/dev/null | grep -q "$OAUTH2_PROXY_VERSION"; then
+  step "oauth2-proxy $OAUTH2_PROXY_VERSION present"
+else
+  step "building oauth2-proxy $OAUTH2_PROXY_VERSION (go install github.com/oauth2-proxy/oauth2-proxy/v7; a few minutes on a cold cache)"
+  log="$tools/oauth2-proxy-install.log"
+  # The version variable is what the project's own release build sets, so
+  # --version names the release (go install alone leaves it "undefined").
+  GOBIN="$tools/bin" go install -v \
+    -ldflags "-X github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION=$OAUTH2_PROXY_VERSION" \
+    "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION" 2>&1 | tee "$log" \
+    | awk '{ n++; if (n % 50 == 0) { printf "    %d modules fetched or packages built\n", n; fflush() } }' >&2
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { tail -30 "$log" >&2; fail "go install of oauth2-proxy $OAUTH2_PROXY_VERSION failed (log: $log)"; }
+  "$tools/bin/oauth2-proxy" --version >&2 || fail "oauth2-proxy does not run"
+fi
 
 # --- Go modules ---------------------------------------------------------------
 n="$(cd "$root" && go list -m all 2>/dev/null | wc -l)"

@@ -2,13 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
-	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/envoy-bff/envoy-bff/test/bench/measure"
 )
 
 // httpRoute is one route loaded through Envoy over HTTP.
@@ -86,57 +88,24 @@ func loadHTTP(ctx context.Context, route httpRoute, conc int, d time.Duration) (
 			return httpResult{}, fmt.Errorf("warm-up request to %s failed", route.path)
 		}
 	}
-	cpu := func() (e, a time.Duration, err error) {
-		if e, err = cpuTime(route.envoyPid); err != nil || route.authzPid == 0 {
-			return e, 0, err
+	pids := []int{route.envoyPid}
+	if route.authzPid != 0 {
+		pids = append(pids, route.authzPid)
+	}
+	r, err := measure.Run(ctx, measure.Load{Concurrency: conc, Duration: d, Pids: pids, Do: func(context.Context, int) error {
+		if !call() {
+			return errors.New("not the allowed answer")
 		}
-		a, err = cpuTime(route.authzPid)
-		return e, a, err
-	}
-	e0, a0, err := cpu()
+		return nil
+	}})
 	if err != nil {
-		return httpResult{}, err
+		return httpResult{}, fmt.Errorf("%s: %w", route.path, err)
 	}
-	start := time.Now()
-	deadline := start.Add(d)
-	var mu sync.Mutex
-	var lat []time.Duration
-	var errs int
-	var wg sync.WaitGroup
-	for range conc {
-		wg.Go(func() {
-			local := make([]time.Duration, 0, 4096)
-			bad := 0
-			for n := 0; n < 10_000_000 && time.Now().Before(deadline); n++ {
-				t0 := time.Now()
-				if !call() {
-					bad++
-					continue
-				}
-				local = append(local, time.Since(t0))
-			}
-			mu.Lock()
-			lat = append(lat, local...)
-			errs += bad
-			mu.Unlock()
-		})
+	res := httpResult{requests: r.Requests, errors: r.Errors, perSec: r.PerSec, p50: r.P50, p99: r.P99, envoyCPU: r.CPU[0]}
+	if route.authzPid != 0 {
+		res.authzCPU = r.CPU[1]
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	e1, a1, err := cpu()
-	if err != nil {
-		return httpResult{}, err
-	}
-	if len(lat) == 0 {
-		return httpResult{}, fmt.Errorf("no successful requests to %s (%d errors)", route.path, errs)
-	}
-	slices.Sort(lat)
-	n := time.Duration(len(lat) + errs)
-	return httpResult{
-		requests: len(lat), errors: errs, perSec: float64(len(lat)) / elapsed.Seconds(),
-		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
-		envoyCPU: (e1 - e0) / n, authzCPU: (a1 - a0) / n,
-	}, nil
+	return res, nil
 }
 
 func medianHTTP(rs []httpResult) httpResult {

@@ -61,7 +61,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -69,6 +68,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/envoy-bff/envoy-bff/oidcflow/oidctest"
+	"github.com/envoy-bff/envoy-bff/test/bench/measure"
 	"github.com/envoy-bff/envoy-bff/test/harness"
 )
 
@@ -445,80 +445,26 @@ func load(ctx context.Context, t *target, conc int, d time.Duration) (result, er
 			return result{}, fmt.Errorf("warm-up check: %d %s", r.Status, r.Body)
 		}
 	}
-	cpu0, err := cpuTime(t.pid)
-	if err != nil {
-		return result{}, err
-	}
-	start := time.Now()
-	deadline := start.Add(d)
-	var mu sync.Mutex
-	var lat []time.Duration
-	var errs int
-	var wg sync.WaitGroup
-	for _, c := range clients {
-		wg.Go(func() {
-			local := make([]time.Duration, 0, 4096)
-			bad := 0
-			for n := 0; n < 10_000_000 && time.Now().Before(deadline); n++ {
-				t0 := time.Now()
-				r, err := c.API(ctx, "/api/whoami", t.cookie)
-				if err != nil || r.Status != 200 {
-					bad++
-					continue
-				}
-				local = append(local, time.Since(t0))
-			}
-			mu.Lock()
-			lat = append(lat, local...)
-			errs += bad
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	cpu1, err := cpuTime(t.pid)
-	if err != nil {
-		return result{}, err
-	}
-	if len(lat) == 0 {
-		return result{}, fmt.Errorf("no successful checks (%d errors)", errs)
-	}
-	slices.Sort(lat)
-	return result{
-		checks: len(lat), errors: errs,
-		perSec:      float64(len(lat)) / elapsed.Seconds(),
-		p50:         lat[len(lat)/2],
-		p99:         lat[len(lat)*99/100],
-		cpuPerCheck: (cpu1 - cpu0) / time.Duration(len(lat)+errs),
-	}, nil
-}
-
-// cpuTime is a process's user+system CPU time, from /proc (clock ticks of 10 ms).
-func cpuTime(pid int) (time.Duration, error) {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses and may hold spaces.
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
-}
-
-// peakRSS is a process's high-water resident set (VmHWM), in MB.
-func peakRSS(pid int) float64 {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
+	r, err := measure.Run(ctx, measure.Load{Concurrency: conc, Duration: d, Pids: []int{t.pid}, Do: func(ctx context.Context, w int) error {
+		r, err := clients[w].API(ctx, "/api/whoami", t.cookie)
+		if err != nil {
+			return err
 		}
+		if r.Status != 200 {
+			return &measure.StatusError{Status: r.Status}
+		}
+		return nil
+	}})
+	if err != nil {
+		return result{}, err
 	}
-	return 0
+	return result{checks: r.Requests, errors: r.Errors, perSec: r.PerSec, p50: r.P50, p99: r.P99, cpuPerCheck: r.CPU[0]}, nil
+}
+
+// peakRSS is a process's high-water resident set in MB (0 if unreadable).
+func peakRSS(pid int) float64 {
+	mb, _ := measure.PeakRSS(pid)
+	return mb
 }
 
 func median(rs []result) result {

@@ -365,10 +365,13 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memory per session: %w", err)
 	}
-	var bffRedis *target
+	var bffRedis, floorRedis *target
 	for _, t := range targets {
-		if t.name == "bff-redis" {
+		switch t.name {
+		case "bff-redis":
 			bffRedis = t
+		case "floor-redis":
+			floorRedis = t
 		}
 	}
 	value := make([]byte, record)
@@ -379,11 +382,35 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 			return nil, fmt.Errorf("fill Redis: %w", err)
 		}
 		stored = n
-		res, err := load(ctx, bffRedis, conc, d)
-		if err != nil {
-			return nil, err
+		// The same interleaved rounds as above, envoy-bff and its floor
+		// against the same keyspace, and Redis's own CPU per request:
+		// what changes with the count shows up in the floor too unless it
+		// is envoy-bff's.
+		row := scaleRow{sessions: n}
+		for r := range rounds {
+			for _, t := range []*target{floorRedis, bffRedis} {
+				fmt.Fprintf(os.Stderr, "==> %d sessions, round %d/%d: %s, %d in flight for %s\n", n, r+1, rounds, t.name, conc, d)
+				r0, err := measure.CPU(redisProc.Pid())
+				if err != nil {
+					return nil, err
+				}
+				res, err := load(ctx, t, conc, d)
+				if err != nil {
+					return nil, err
+				}
+				r1, err := measure.CPU(redisProc.Pid())
+				if err != nil {
+					return nil, err
+				}
+				perReq := (r1 - r0) / time.Duration(res.checks+res.errors)
+				if t == bffRedis {
+					row.bff, row.bffRedisCPU = append(row.bff, res), append(row.bffRedisCPU, perReq)
+				} else {
+					row.floor = append(row.floor, res)
+				}
+			}
 		}
-		rep.scale = append(rep.scale, scaleRow{sessions: n, result: res})
+		rep.scale = append(rep.scale, row)
 	}
 	printScale(w, record, indexes, perSession, rep.scale)
 	printTargets(w, rep)

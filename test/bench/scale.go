@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -112,18 +113,26 @@ func memoryPerSession() (float64, error) {
 	return float64(after.HeapAlloc-before.HeapAlloc) / n, nil
 }
 
-// scaleRow is bff-redis's Check with this many sessions stored.
+// scaleRow is bff-redis's Check and the floor-redis floor, each over the
+// run's rounds, with this many sessions stored, and Redis's CPU per check
+// of bff-redis's rounds.
 type scaleRow struct {
-	sessions int
-	result   result
+	sessions    int
+	bff, floor  []result
+	bffRedisCPU []time.Duration
 }
 
 func printScale(w io.Writer, record, indexes int64, perSession float64, rows []scaleRow) {
 	fmt.Fprintf(w, "\nScale: one session is %d B in Redis (record) + %d B (its two index entries); %.0f B of heap in the memory store\n\n", record, indexes, perSession)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "sessions in Redis\tbff-redis checks/s\tCPU µs/check\t")
+	fmt.Fprintln(tw, "sessions in Redis\tbff-redis checks/s\tCPU µs/check\tRedis CPU µs/check\tfloor-redis CPU µs/check\tvs floor: CPU\t")
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.1f\t\n", r.sessions, r.result.perSec, float64(r.result.cpuPerCheck.Nanoseconds())/1000)
+		b, f := median(r.bff), median(r.floor)
+		redisCPU := slices.Clone(r.bffRedisCPU)
+		slices.Sort(redisCPU)
+		fmt.Fprintf(tw, "%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.2f×\t\n", r.sessions, b.perSec, us(b.cpuPerCheck), us(redisCPU[len(redisCPU)/2]), us(f.cpuPerCheck),
+			float64(b.cpuPerCheck)/float64(f.cpuPerCheck))
 	}
 	tw.Flush()
 }

@@ -31,6 +31,7 @@ func budgets() []budget {
 		{"DPoP proof per Check (ES256) vs plain", grpcCPU("bff-redis-dpop", "bff-redis"), 1.5, true},
 		{"DPoP proof per Check (EdDSA) vs plain", grpcCPU("bff-redis-dpop-eddsa", "bff-redis"), 1.5, true},
 		{"most sessions stored vs fewest: CPU per check", scaleCPU, 1.05, true},
+		{"most sessions stored vs fewest: CPU per check vs floor-redis", scaleVsFloor, 1.05, true},
 	}
 }
 
@@ -64,12 +65,26 @@ func httpRatio(name, floor string) func(*report) (float64, bool) {
 	}
 }
 
+// scaleCPU is bff-redis's CPU per check with the most sessions stored
+// against the fewest; scaleVsFloor the same of its ratio to floor-redis
+// measured against the same keyspace (what changes with the count in Redis
+// or in the machine shows up in the floor too).
 func scaleCPU(r *report) (float64, bool) {
 	if len(r.scale) < 2 {
 		return 0, false
 	}
-	first, last := r.scale[0].result, r.scale[len(r.scale)-1].result
-	return float64(last.cpuPerCheck) / float64(first.cpuPerCheck), true
+	first, last := r.scale[0], r.scale[len(r.scale)-1]
+	return float64(median(last.bff).cpuPerCheck) / float64(median(first.bff).cpuPerCheck), true
+}
+
+func scaleVsFloor(r *report) (float64, bool) {
+	if len(r.scale) < 2 {
+		return 0, false
+	}
+	rel := func(row scaleRow) float64 {
+		return float64(median(row.bff).cpuPerCheck) / float64(median(row.floor).cpuPerCheck)
+	}
+	return rel(r.scale[len(r.scale)-1]) / rel(r.scale[0]), true
 }
 
 // printTargets is the last table: each budget, its ratio in this run, and

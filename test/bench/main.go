@@ -375,21 +375,35 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 		}
 	}
 	value := make([]byte, record)
-	stored := 1
-	for _, n := range o.scaleSizes {
-		fmt.Fprintf(os.Stderr, "==> storing %d sessions in Redis\n", n)
-		if err := fill(ctx, rdb, n-stored, value); err != nil {
-			return nil, fmt.Errorf("fill Redis: %w", err)
+	// Each size measured as it is reached, then the smallest again after
+	// the filler is removed: a change that stays is the run's history
+	// (time, memory), not the number of sessions.
+	stored := 0
+	sizes := append(slices.Clone(o.scaleSizes), o.scaleSizes[0])
+	for i, n := range sizes {
+		label := strconv.Itoa(n)
+		switch {
+		case n > stored:
+			fmt.Fprintf(os.Stderr, "==> storing %d sessions in Redis\n", n)
+			if err := fill(ctx, rdb, stored, n-1, value); err != nil { // the logged-in session is one
+				return nil, fmt.Errorf("fill Redis: %w", err)
+			}
+		case i == len(sizes)-1:
+			fmt.Fprintf(os.Stderr, "==> removing sessions back to %d\n", n)
+			if err := unfill(ctx, rdb, n-1, stored); err != nil {
+				return nil, fmt.Errorf("empty Redis: %w", err)
+			}
+			label += ", again after removing the rest"
 		}
-		stored = n
+		stored = max(n-1, 0)
 		// The same interleaved rounds as above, envoy-bff and its floor
 		// against the same keyspace, and Redis's own CPU per request:
 		// what changes with the count shows up in the floor too unless it
 		// is envoy-bff's.
-		row := scaleRow{sessions: n}
+		row := scaleRow{sessions: n, label: label}
 		for r := range rounds {
 			for _, t := range []*target{floorRedis, bffRedis} {
-				fmt.Fprintf(os.Stderr, "==> %d sessions, round %d/%d: %s, %d in flight for %s\n", n, r+1, rounds, t.name, conc, d)
+				fmt.Fprintf(os.Stderr, "==> %s sessions, round %d/%d: %s, %d in flight for %s\n", label, r+1, rounds, t.name, conc, d)
 				r0, err := measure.CPU(redisProc.Pid())
 				if err != nil {
 					return nil, err

@@ -47,8 +47,8 @@ func TestBenchRunsOnce(t *testing.T) {
 			t.Errorf("through Envoy, %s: the ext_authz server used no CPU for %d requests: was it called?", r.name, rs[0].requests)
 		}
 	}
-	if len(rep.scale) != 2 || len(rep.scale[1].bff) != 1 || len(rep.scale[1].floor) != 1 {
-		t.Errorf("%d scale rows, want 2", len(rep.scale))
+	if len(rep.scale) != 3 || len(rep.scale[2].bff) != 1 || len(rep.scale[2].floor) != 1 {
+		t.Errorf("%d scale rows, want 3 (each size, then the smallest again)", len(rep.scale))
 	}
 	for _, b := range budgets() {
 		if _, ok := b.ratio(rep); !ok {

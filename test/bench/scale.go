@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -61,23 +63,37 @@ func sealedRecordLen(ctx context.Context, addr string) (int, error) {
 	return int(n), nil
 }
 
-// fill adds n session-shaped records (random keys, a real sealed record's
-// size) so lookups run against a keyspace of that size.
-func fill(ctx context.Context, rdb *redis.Client, n int, value []byte) error {
+// fill adds the session-shaped records from..to-1 (keys like a session's,
+// a real sealed record's size), so lookups run against a keyspace of that
+// size; unfill removes them again.
+func fill(ctx context.Context, rdb *redis.Client, from, to int, value []byte) error {
+	return fillerBatches(ctx, rdb, from, to, func(p redis.Pipeliner, key string) { p.Set(ctx, key, value, time.Hour) })
+}
+
+func unfill(ctx context.Context, rdb *redis.Client, from, to int) error {
+	return fillerBatches(ctx, rdb, from, to, func(p redis.Pipeliner, key string) { p.Unlink(ctx, key) })
+}
+
+// fillerBatches pipelines one command per filler key, 10,000 at a time.
+func fillerBatches(ctx context.Context, rdb *redis.Client, from, to int, cmd func(redis.Pipeliner, string)) error {
 	const batch = 10_000
-	for done := 0; done < n; {
+	for i := from; i < to; {
 		pipe := rdb.Pipeline()
-		for i := 0; i < batch && done < n; i++ {
-			var k [32]byte
-			_, _ = rand.Read(k[:])
-			pipe.Set(ctx, "bff:{"+base64.RawURLEncoding.EncodeToString(k[:])+"}:s", value, time.Hour)
-			done++
+		for end := min(i+batch, to); i < end; i++ {
+			cmd(pipe, fillerKey(i))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// fillerKey is the i-th filler record's key: spread like a session key's
+// hash, and the same on every call so unfill finds it.
+func fillerKey(i int) string {
+	sum := sha256.Sum256([]byte("envoy-bff bench filler " + strconv.Itoa(i)))
+	return "bff:{" + base64.RawURLEncoding.EncodeToString(sum[:]) + "}:s"
 }
 
 // memoryPerSession measures the memory store's heap per session.
@@ -118,6 +134,7 @@ func memoryPerSession() (float64, error) {
 // of bff-redis's rounds.
 type scaleRow struct {
 	sessions    int
+	label       string // sessions, and how the row got there
 	bff, floor  []result
 	bffRedisCPU []time.Duration
 }
@@ -125,13 +142,13 @@ type scaleRow struct {
 func printScale(w io.Writer, record, indexes int64, perSession float64, rows []scaleRow) {
 	fmt.Fprintf(w, "\nScale: one session is %d B in Redis (record) + %d B (its two index entries); %.0f B of heap in the memory store\n\n", record, indexes, perSession)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "sessions in Redis\tbff-redis checks/s\tCPU µs/check\tRedis CPU µs/check\tfloor-redis CPU µs/check\tvs floor: CPU\t")
+	fmt.Fprintln(tw, "sessions in Redis\tbff-redis checks/s\tCPU µs/check\tRedis CPU µs/check\tfloor-redis checks/s\tfloor-redis CPU µs/check\tvs floor: CPU\t")
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 	for _, r := range rows {
 		b, f := median(r.bff), median(r.floor)
 		redisCPU := slices.Clone(r.bffRedisCPU)
 		slices.Sort(redisCPU)
-		fmt.Fprintf(tw, "%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.2f×\t\n", r.sessions, b.perSec, us(b.cpuPerCheck), us(redisCPU[len(redisCPU)/2]), us(f.cpuPerCheck),
+		fmt.Fprintf(tw, "%s\t%.0f\t%.1f\t%.1f\t%.0f\t%.1f\t%.2f×\t\n", r.label, b.perSec, us(b.cpuPerCheck), us(redisCPU[len(redisCPU)/2]), f.perSec, us(f.cpuPerCheck),
 			float64(b.cpuPerCheck)/float64(f.cpuPerCheck))
 	}
 	tw.Flush()

@@ -73,8 +73,8 @@ func scaleCPU(r *report) (float64, bool) {
 	if len(r.scale) < 2 {
 		return 0, false
 	}
-	first, last := r.scale[0], r.scale[len(r.scale)-1]
-	return float64(median(last.bff).cpuPerCheck) / float64(median(first.bff).cpuPerCheck), true
+	first, most := r.scale[0], largest(r.scale)
+	return float64(median(most.bff).cpuPerCheck) / float64(median(first.bff).cpuPerCheck), true
 }
 
 func scaleVsFloor(r *report) (float64, bool) {
@@ -84,7 +84,18 @@ func scaleVsFloor(r *report) (float64, bool) {
 	rel := func(row scaleRow) float64 {
 		return float64(median(row.bff).cpuPerCheck) / float64(median(row.floor).cpuPerCheck)
 	}
-	return rel(r.scale[len(r.scale)-1]) / rel(r.scale[0]), true
+	return rel(largest(r.scale)) / rel(r.scale[0]), true
+}
+
+// largest is the row with the most sessions stored.
+func largest(rows []scaleRow) scaleRow {
+	most := rows[0]
+	for _, r := range rows {
+		if r.sessions > most.sessions {
+			most = r
+		}
+	}
+	return most
 }
 
 // printTargets is the last table: each budget, its ratio in this run, and

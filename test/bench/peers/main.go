@@ -47,6 +47,7 @@ func main() {
 	flag.IntVar(&cfg.concurrency, "concurrency", 50, "requests in flight")
 	flag.StringVar(&cfg.proxyBin, "oauth2-proxy", defaultProxyBin(), "the oauth2-proxy "+OAuth2ProxyVersion+" binary ($OAUTH2_PROXY_BIN)")
 	markdown := flag.String("markdown", "", "also write the table as Markdown to this file (docs/performance.md)")
+	readme := flag.String("readme", "", "also rewrite the performance table between the bench-peers markers of this file (README.md)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: peers [flags]\n\nMeasures envoy-bff, oauth2-proxy %s and Envoy's oauth2 filter side by side in one run\n(real Redis, Envoy and a local OpenID provider; real logins), with the same accounting.\nNeeds ENVOY_BIN, ENVOY_BFF_BIN and the oauth2-proxy binary (make bench-peers sets them).\n\nFlags:\n", OAuth2ProxyVersion)
 		flag.PrintDefaults()
@@ -63,6 +64,12 @@ func main() {
 	if *markdown != "" {
 		rep.command = "go run ./test/bench/peers " + strings.Join(os.Args[1:], " ")
 		if err := writeMarkdown(*markdown, rep); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-peers:", err)
+			os.Exit(1)
+		}
+	}
+	if *readme != "" {
+		if err := writeReadme(*readme, rep); err != nil {
 			fmt.Fprintln(os.Stderr, "bench-peers:", err)
 			os.Exit(1)
 		}

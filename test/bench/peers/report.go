@@ -131,3 +131,52 @@ func writeMarkdown(path string, rep *report) error {
 	}
 	return nil
 }
+
+// The README's performance table sits between these markers; --readme
+// rewrites what is between them and nothing else.
+const (
+	readmeStart = "<!-- bench-peers:start -->"
+	readmeEnd   = "<!-- bench-peers:end -->"
+)
+
+// writeReadme replaces the README's performance table with this run's
+// summary: each row's total CPU, its ratio to its floor, req/s and peak RSS.
+func writeReadme(path string, rep *report) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	out, err := spliceReadme(string(raw), rep.summary())
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// summary is the README's short table: the columns a reader compares.
+func (rep *report) summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured by `make bench-peers` on %s, %d CPUs, %d in flight ([details](docs/performance.md)):\n\n", rep.date.Format("2006-01-02"), rep.nproc, rep.concurrency)
+	b.WriteString("| row | total CPU µs/req | vs floor: CPU | req/s | peak RSS MiB (server, Envoy) |\n| --- | --- | --- | --- | --- |\n")
+	for _, c := range rep.cells() {
+		// cells: row, req/s, p50, p99, server, Envoy, Redis, total, vs floor CPU, vs floor req/s, RSS, errors
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", c[0], c[7], c[8], c[1], c[10])
+	}
+	return b.String()
+}
+
+// spliceReadme puts table between the markers of readme.
+func spliceReadme(readme, table string) (string, error) {
+	before, rest, ok := strings.Cut(readme, readmeStart)
+	if !ok {
+		return "", fmt.Errorf("no %s marker", readmeStart)
+	}
+	_, after, ok := strings.Cut(rest, readmeEnd)
+	if !ok {
+		return "", fmt.Errorf("no %s marker after %s", readmeEnd, readmeStart)
+	}
+	return before + readmeStart + "\n" + table + readmeEnd + after, nil
+}

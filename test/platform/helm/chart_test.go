@@ -2,6 +2,7 @@ package helm
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net"
 	"os"
@@ -23,6 +24,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
+
+	"github.com/envoy-bff/envoy-bff/authz"
 )
 
 const fullname = releaseName + "-envoy-bff"
@@ -109,6 +112,8 @@ serviceMonitor:
   labels: { release: prometheus }
   interval: 15s
 ports: { admin: 9100 }
+config:
+  antiforgery: { header: X-Requested-By }
 `,
 		secretEnv: map[string]string{"ENVOY_BFF_OIDC_CLIENT_SECRET": "s", "ENVOY_BFF_LISTEN_ADMIN_TOKEN": testAdminToken},
 		check: func(t *testing.T, r release) {
@@ -292,6 +297,7 @@ func lintChart(t *testing.T, vals map[string]any) {
 // whole volumes (no subPath) where the config says, and the grace period
 // outlasts envoy-bff's drain.
 func checkWiring(t *testing.T, r release) {
+	checkNotesHeaders(t, r)
 	t.Helper()
 	dep := only[*appsv1.Deployment](t, r, fullname)
 	pod := dep.Spec.Template
@@ -553,4 +559,23 @@ func ptrString(p *string) string {
 		return ""
 	}
 	return *p
+}
+
+// checkNotesHeaders: NOTES.txt names exactly the request headers Check
+// reads, with the release's own anti-forgery header.
+func checkNotesHeaders(t *testing.T, r release) {
+	t.Helper()
+	header := "X-CSRF"
+	if af, ok := renderedConfig(t, r)["antiforgery"].(map[string]any); ok && af["header"] != nil {
+		header = fmt.Sprint(af["header"])
+	}
+	for _, line := range strings.Split(r.notes, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "check headers"); ok {
+			if got, want := strings.Split(strings.TrimSpace(v), ", "), authz.RequestHeaders(header); !slices.Equal(got, want) {
+				t.Errorf("NOTES.txt lists check headers %v, want what Check reads: %v", got, want)
+			}
+			return
+		}
+	}
+	t.Errorf("NOTES.txt does not list the headers Check reads:\n%s", r.notes)
 }

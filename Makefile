@@ -63,7 +63,7 @@ bench: bootstrap build ## envoy-bff's Check against floors measured in the same 
 	@echo "==> Go benchmarks of the pure parts (allocations per Check on the valid-session path)"
 	@go test -run '^$$' -bench . -benchmem ./authz ./session | grep -E '^(Benchmark|ok)'
 
-bench-peers: bootstrap build ## envoy-bff, oauth2-proxy and Envoy's oauth2 filter side by side in one run (BENCH_FLAGS="--markdown docs/performance.md" writes the doc)
+bench-peers: bootstrap build ## envoy-bff, oauth2-proxy and Envoy's oauth2 filter side by side in one run (BENCH_FLAGS="--markdown docs/performance.md --readme README.md" rewrites the doc and the README table)
 	@go run ./test/bench/peers $(BENCH_FLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)

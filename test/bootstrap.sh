@@ -136,11 +136,13 @@ else
   log="$tools/oauth2-proxy-install.log"
   # The version variable is what the project's own release build sets, so
   # --version names the release (go install alone leaves it "undefined").
+  # (Not `set -e`'s business: a failed install prints its log's tail first.)
+  status=0
   GOBIN="$tools/bin" go install -v \
     -ldflags "-X github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION=$OAUTH2_PROXY_VERSION" \
     "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION" 2>&1 | tee "$log" \
-    | awk '{ n++; if (n % 50 == 0) { printf "    %d modules fetched or packages built\n", n; fflush() } }' >&2
-  [ "${PIPESTATUS[0]}" -eq 0 ] || { tail -30 "$log" >&2; fail "go install of oauth2-proxy $OAUTH2_PROXY_VERSION failed (log: $log)"; }
+    | awk '{ n++; if (n % 50 == 0) { printf "    %d modules fetched or packages built\n", n; fflush() } }' >&2 || status=$?
+  [ "$status" -eq 0 ] || { tail -30 "$log" >&2; fail "go install of oauth2-proxy $OAUTH2_PROXY_VERSION failed (log: $log)"; }
   "$tools/bin/oauth2-proxy" --version >&2 || fail "oauth2-proxy does not run"
 fi
 

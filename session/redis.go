@@ -242,12 +242,14 @@ func (r *RedisStore) getHashed(ctx context.Context, hash string) (*sessionpb.Ses
 	return r.getKeyed(ctx, r.sessionKey(hash), hash)
 }
 
-// getexArgs are one GETEX's arguments in one allocation: the key goes as a
-// *string and the idle timeout boxed once per store (NewRedisStore), where
-// go-redis' GetEx allocates its slice and boxes both anew per call.
+// getexArgs are one GETEX's arguments and the record it reads, in one
+// allocation: the key goes as a *string and the idle timeout boxed once
+// per store (NewRedisStore), where go-redis' GetEx allocates its slice and
+// boxes both anew per call.
 type getexArgs struct {
 	args [4]any
 	key  string
+	sess sessionpb.Session
 }
 
 // getKeyed is Get for the session hash whose Redis key is key.
@@ -266,7 +268,8 @@ func (r *RedisStore) getKeyed(ctx context.Context, key, hash string) (*sessionpb
 	}
 	// GETEX's reply is ours alone; the logical key ks.session(hash) goes
 	// to GCM in its parts.
-	s, err := decodeSession(r.ring.openInto(sealed, sealed, string(r.ks), sessionKind, hash))
+	gen, plain, err := r.ring.openInto(sealed, sealed, string(r.ks), sessionKind, hash)
+	s, err := decodeSessionInto(&a.sess, gen, plain, err)
 	if err != nil {
 		return nil, notFound(op, err)
 	}

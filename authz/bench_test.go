@@ -63,7 +63,7 @@ func benchValidSession(b *testing.B, e *env) {
 
 // withRedis moves e's session to a real redis-server, with or without the
 // session cache in front.
-func withRedis(b *testing.B, e *env, cached bool) *env {
+func withRedis(b testing.TB, e *env, cached bool) *env {
 	sessions, creator := newRedisStore(b, cached)
 	if err := creator.Create(b.Context(), e.id, validRecord()); err != nil {
 		b.Fatal(err)

@@ -260,25 +260,7 @@ func TestFrontendLabels(t *testing.T) {
 func TestHundredFrontendsAllocateNoMore(t *testing.T) {
 	one, oneReq := frontendsOf(t, 1)
 	many, manyReq := frontendsOf(t, 100)
-	ctx := context.Background()
-	// AllocsPerRun counts the whole process's mallocs: a goroutine another
-	// test left running can add one now and then, and under the race
-	// detector sync.Pool drops items at random, so each side keeps its
-	// lowest count over many single Checks (the count with nothing extra).
-	measure := func(srv *Server, in *authv3.CheckRequest) float64 {
-		least := -1.0
-		for range 200 {
-			n := testing.AllocsPerRun(1, func() {
-				if resp, _ := srv.Check(ctx, in); resp.GetOkResponse() == nil {
-					t.Fatal(resp)
-				}
-			})
-			if least < 0 || n < least {
-				least = n
-			}
-		}
-		return least
-	}
+	measure := func(srv *Server, in *authv3.CheckRequest) float64 { return leastAllocsPerCheck(t, srv, in) }
 	if a, b := measure(one.srv, oneReq), measure(many.srv, manyReq); b > a {
 		t.Errorf("100 frontends: %v allocations per Check, one frontend: %v", b, a)
 	}

@@ -147,10 +147,16 @@ func (c CookieConfig) Strip(cookieHeader string) string {
 			nsecrets++
 		}
 	}
+	// The result is a slice of cookieHeader (lo:hi) for as long as the
+	// kept pairs stand there exactly as they would be written: the common
+	// case of a session cookie first or last costs no allocation. b takes
+	// over at the first difference.
 	var b strings.Builder
+	lo, hi, inPlace, empty := 0, 0, true, true
 	removed := false
 	sep := byte(0) // the separator before the pair in hand
 	for rest := cookieHeader; rest != ""; {
+		start := len(cookieHeader) - len(rest)
 		var pair string
 		var next byte
 		pair, next, rest = nextPair(rest)
@@ -160,20 +166,38 @@ func (c CookieConfig) Strip(cookieHeader string) string {
 			removed = true
 			continue
 		}
-		if pair = trimOWS(pair); pair == "" {
+		kept := trimOWS(pair)
+		if kept == "" {
 			continue
 		}
-		if b.Len() > 0 {
-			if before == ',' {
-				b.WriteByte(',')
-			} else {
-				b.WriteString("; ")
-			}
+		joint := "; "
+		if before == ',' {
+			joint = ","
 		}
-		b.WriteString(pair)
+		from := start + len(pair) - len(trimLeftOWS(pair))
+		switch {
+		case inPlace && empty:
+			lo, hi = from, from+len(kept)
+		case inPlace && cookieHeader[hi:from] == joint:
+			hi = from + len(kept)
+		case inPlace:
+			inPlace = false
+			b.Grow(len(cookieHeader))
+			b.WriteString(cookieHeader[lo:hi])
+			fallthrough
+		default:
+			if !empty {
+				b.WriteString(joint)
+			}
+			b.WriteString(kept)
+		}
+		empty = false
 	}
-	if !removed {
+	switch {
+	case !removed:
 		return cookieHeader
+	case inPlace:
+		return cookieHeader[lo:hi]
 	}
 	return b.String()
 }

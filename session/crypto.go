@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -54,7 +55,10 @@ type KeyRing struct {
 	// session ID and a login state with equal bytes never share a store key.
 	sessionHashes sync.Pool // of *hasher
 	stateHashes   sync.Pool // of *hasher
-	rand          io.Reader
+	// aad holds scratch buffers for GCM additional data (*[]byte), so
+	// opening a record on the hot path allocates nothing for it.
+	aad  sync.Pool
+	rand io.Reader
 }
 
 // keySet is the encryption half of a ring: immutable once built.
@@ -76,8 +80,14 @@ type hasher struct {
 const hashLen = 43
 
 func (h *hasher) encode() string {
+	return string(h.encodeBytes())
+}
+
+// encodeBytes is encode in the hasher's own scratch space, valid until the
+// hasher is used again.
+func (h *hasher) encodeBytes() []byte {
 	base64.RawURLEncoding.Encode(h.out[:], h.mac.Sum(h.sum[:0]))
-	return string(h.out[:])
+	return h.out[:]
 }
 
 type ringKey struct {
@@ -203,12 +213,21 @@ func (k *KeyRing) PrimaryKeyID() string { return k.set.Load().primary.id }
 // identifies it. A copy of the store yields no usable cookie; a short prefix
 // of it is safe to log.
 func (k *KeyRing) HashID(id ID) string {
+	var b strings.Builder
+	b.Grow(hashLen)
+	k.writeHashID(&b, id)
+	return b.String()
+}
+
+// writeHashID writes HashID(id) to b, so a store key that contains it is
+// built in one allocation.
+func (k *KeyRing) writeHashID(b *strings.Builder, id ID) {
 	h := k.sessionHashes.Get().(*hasher)
 	defer k.sessionHashes.Put(h)
 	h.in = id
 	h.mac.Reset()
 	h.mac.Write(h.in[:])
-	return h.encode()
+	b.Write(h.encodeBytes())
 }
 
 // hashLoginState is the keyed hash of a login's state parameter and the
@@ -257,23 +276,27 @@ func (k *KeyRing) seal(storeKey string, gen uint64, plaintext []byte) ([]byte, e
 	if _, err := io.ReadFull(k.rand, nonce); err != nil {
 		return nil, fmt.Errorf("seal record: draw nonce: %w", err)
 	}
-	return key.aead.Seal(out, nonce, plaintext, additionalData(out[:hdrLen], storeKey)), nil
+	ad := k.additionalData(out[:hdrLen], storeKey)
+	defer k.aad.Put(ad)
+	return key.aead.Seal(out, nonce, plaintext, *ad), nil
 }
 
 // open authenticates and decrypts a sealed record stored under storeKey.
 // Every failure wraps ErrUnreadable.
 func (k *KeyRing) open(storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
-	return k.openInto(nil, storeKey, sealed)
+	return k.openInto(nil, sealed, storeKey)
 }
 
 // openOwned is open for a sealed buffer nobody else holds (a fresh Redis
 // reply): it decrypts in place, saving the hot path a record-sized copy.
 func (k *KeyRing) openOwned(storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
-	return k.openInto(sealed, storeKey, sealed)
+	return k.openInto(sealed, sealed, storeKey)
 }
 
 // openInto decrypts into dst's storage when dst is the sealed buffer itself.
-func (k *KeyRing) openInto(dst []byte, storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
+// The record's logical store key is the concatenation of storeKey's parts,
+// so a caller that has it in pieces need not build it.
+func (k *KeyRing) openInto(dst, sealed []byte, storeKey ...string) (gen uint64, plaintext []byte, err error) {
 	if len(sealed) < fixedHeader {
 		return 0, nil, fmt.Errorf("%w: %d bytes is too short", ErrUnreadable, len(sealed))
 	}
@@ -301,7 +324,9 @@ func (k *KeyRing) openInto(dst []byte, storeKey string, sealed []byte) (gen uint
 		out = ct[:0] // in place: the plaintext overwrites the ciphertext it came from
 	}
 	gen = binary.BigEndian.Uint64(sealed[genOffset:]) // read before the buffer changes
-	plaintext, err = key.aead.Open(out, nonce, ct, additionalData(sealed[:hdrLen], storeKey))
+	ad := k.additionalData(sealed[:hdrLen], storeKey...)
+	plaintext, err = key.aead.Open(out, nonce, ct, *ad)
+	k.aad.Put(ad)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: key %q: %w", ErrUnreadable, key.id, err)
 	}
@@ -317,11 +342,19 @@ func (s *keySet) find(id []byte) (ringKey, bool) {
 	return ringKey{}, false
 }
 
-// additionalData is header || storeKey, in a fresh buffer (GCM forbids
-// additional data overlapping its output).
-func additionalData(header []byte, storeKey string) []byte {
-	ad := make([]byte, 0, len(header)+len(storeKey))
-	return append(append(ad, header...), storeKey...)
+// additionalData is header || storeKey's parts, in a scratch buffer of
+// the ring's own (GCM forbids additional data overlapping its output), to
+// be given back with k.aad.Put once the seal or open is done.
+func (k *KeyRing) additionalData(header []byte, storeKey ...string) *[]byte {
+	ad, _ := k.aad.Get().(*[]byte)
+	if ad == nil {
+		ad = new([]byte)
+	}
+	*ad = append((*ad)[:0], header...)
+	for _, part := range storeKey {
+		*ad = append(*ad, part...)
+	}
+	return ad
 }
 
 // sealedKeyID reads the clear key ID of a sealed record without opening it.

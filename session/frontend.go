@@ -67,8 +67,11 @@ func validateLifetimes(idle, absolute time.Duration) []error {
 // another frontend's keys does not open there.
 type keyspace string
 
+// sessionKind starts a session's logical key after the keyspace.
+const sessionKind = "s:"
+
 // session is the logical key of the session whose ID hashes to hash.
-func (k keyspace) session(hash string) string { return string(k) + "s:" + hash }
+func (k keyspace) session(hash string) string { return string(k) + sessionKind + hash }
 
 // loginState is the logical key of a pending login.
 func (k keyspace) loginState(hash string) string { return string(k) + "l:" + hash }

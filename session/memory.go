@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,15 +110,30 @@ func (m *MemoryStore) withKeyRing(ring *KeyRing) *MemoryStore {
 // Get implements Store: it renews the idle timeout and deletes a record past
 // its absolute lifetime.
 func (m *MemoryStore) Get(_ context.Context, id ID) (*sessionpb.Session, error) {
-	s, _, err := m.get(m.ring.HashID(id), "")
+	s, _, err := m.getKeyed(m.sessionKeyOf(id), "")
 	return s, err
+}
+
+// sessionKeyOf is m.ks.session(m.ring.HashID(id)) in one allocation.
+func (m *MemoryStore) sessionKeyOf(id ID) string {
+	var b strings.Builder
+	b.Grow(len(m.ks) + len(sessionKind) + hashLen)
+	b.WriteString(string(m.ks))
+	b.WriteString(sessionKind)
+	m.ring.writeHashID(&b, id)
+	return b.String()
 }
 
 // get is Get of the session whose hash is hash and, when profile is set,
 // its derived token of profile, read under the same lock.
 func (m *MemoryStore) get(hash, profile string) (*sessionpb.Session, *memToken, error) {
+	return m.getKeyed(m.ks.session(hash), profile)
+}
+
+// getKeyed is get of the session whose logical key is key.
+func (m *MemoryStore) getKeyed(key, profile string) (*sessionpb.Session, *memToken, error) {
 	const op = "get session"
-	key := m.ks.session(hash)
+	hash := key[len(m.ks)+len(sessionKind):]
 	now := m.now()
 	m.mem.mu.Lock()
 	e, err := m.mem.live(key, now)

@@ -81,10 +81,15 @@ func openOwnedSession(ring *KeyRing, key string, sealed []byte) (*sessionpb.Sess
 
 // decodeSession parses an opened record.
 func decodeSession(gen uint64, b []byte, err error) (*sessionpb.Session, error) {
+	return decodeSessionInto(&sessionpb.Session{}, gen, b, err)
+}
+
+// decodeSessionInto is decodeSession into s, a new message the caller
+// allocated along with something else.
+func decodeSessionInto(s *sessionpb.Session, gen uint64, b []byte, err error) (*sessionpb.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sessionpb.Session{}
 	if err := proto.Unmarshal(b, s); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,8 @@ type RedisStore struct {
 	ks       keyspace
 	base     string
 	view     bool
+	// idleMs is cfg.IdleTimeout in milliseconds, boxed once for GETEX.
+	idleMs any
 }
 
 // updateScript is Update's compare-and-set: it compares the clear generation
@@ -151,7 +154,7 @@ func NewRedisStore(client redis.UniversalClient, cfg Config, ring *KeyRing, now 
 		now = time.Now
 	}
 	return &RedisStore{client: client, cfg: cfg, ring: ring, now: now, waiters: &lockWaiters{},
-		unreplicated: &atomic.Uint64{}, frontend: DefaultFrontend, base: cfg.KeyPrefix}
+		unreplicated: &atomic.Uint64{}, frontend: DefaultFrontend, base: cfg.KeyPrefix, idleMs: idleArg(cfg)}
 }
 
 // Frontend implements Backend: a view whose keys and channels are
@@ -162,8 +165,15 @@ func (r *RedisStore) Frontend(name string, fc FrontendConfig) (Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open session store view: %w", err)
 	}
-	return &RedisStore{client: r.client, cfg: fc.applyTo(r.cfg), ring: r.ring, now: r.now, waiters: r.waiters,
-		unreplicated: r.unreplicated, frontend: name, ks: ks, base: r.cfg.KeyPrefix + string(ks), view: true}, nil
+	cfg := fc.applyTo(r.cfg)
+	return &RedisStore{client: r.client, cfg: cfg, ring: r.ring, now: r.now, waiters: r.waiters,
+		unreplicated: r.unreplicated, frontend: name, ks: ks, base: r.cfg.KeyPrefix + string(ks), view: true, idleMs: idleArg(cfg)}, nil
+}
+
+// idleArg is GETEX's PX argument for cfg's idle timeout (at least 1ms, as
+// go-redis' GetEx sends it).
+func idleArg(cfg Config) any {
+	return max(cfg.IdleTimeout.Milliseconds(), 1)
 }
 
 // KeyRing implements Backend.
@@ -191,7 +201,7 @@ func (r *RedisStore) SealedKeyID(ctx context.Context, id ID) (string, error) {
 // withKeyRing is a store over the same Redis keys that seals with ring.
 func (r *RedisStore) withKeyRing(ring *KeyRing) *RedisStore {
 	return &RedisStore{client: r.client, cfg: r.cfg, ring: ring, now: r.now, waiters: &lockWaiters{},
-		unreplicated: &atomic.Uint64{}, frontend: r.frontend, ks: r.ks, base: r.base, view: r.view}
+		unreplicated: &atomic.Uint64{}, frontend: r.frontend, ks: r.ks, base: r.base, view: r.view, idleMs: r.idleMs}
 }
 
 // sessionKey is <base>{<hash>}:s; the hash tag puts every key of one
@@ -215,21 +225,51 @@ func unavailable(op string, err error) error {
 // reads. A record past its absolute lifetime is deleted and reads as
 // ErrNotFound.
 func (r *RedisStore) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
-	return r.getHashed(ctx, r.ring.HashID(id))
+	// The hot path: the key is built in one allocation with the hash in
+	// it, and the hash is a slice of the key.
+	var b strings.Builder
+	b.Grow(len(r.base) + 1 + hashLen + len("}:s"))
+	b.WriteString(r.base)
+	b.WriteByte('{')
+	r.ring.writeHashID(&b, id)
+	b.WriteString("}:s")
+	key := b.String()
+	return r.getKeyed(ctx, key, key[len(r.base)+1:len(r.base)+1+hashLen])
 }
 
 // getHashed is Get for the session whose store key hash is hash.
 func (r *RedisStore) getHashed(ctx context.Context, hash string) (*sessionpb.Session, error) {
+	return r.getKeyed(ctx, r.sessionKey(hash), hash)
+}
+
+// getexArgs are one GETEX's arguments and the record it reads, in one
+// allocation: the key goes as a *string and the idle timeout boxed once
+// per store (NewRedisStore), where go-redis' GetEx allocates its slice and
+// boxes both anew per call.
+type getexArgs struct {
+	args [4]any
+	key  string
+	sess sessionpb.Session
+}
+
+// getKeyed is Get for the session hash whose Redis key is key.
+func (r *RedisStore) getKeyed(ctx context.Context, key, hash string) (*sessionpb.Session, error) {
 	const op = "get session"
-	key := r.sessionKey(hash)
-	sealed, err := r.client.GetEx(ctx, key, r.cfg.IdleTimeout).Bytes()
+	a := &getexArgs{key: key}
+	a.args = [4]any{"getex", &a.key, "px", r.idleMs}
+	cmd := redis.NewStringCmd(ctx, a.args[:]...)
+	_ = r.client.Process(ctx, cmd) // the error is cmd's
+	sealed, err := cmd.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
 	if err != nil {
 		return nil, unavailable(op, err)
 	}
-	s, err := openOwnedSession(r.ring, r.ks.session(hash), sealed) // GETEX's reply is ours alone
+	// GETEX's reply is ours alone; the logical key ks.session(hash) goes
+	// to GCM in its parts.
+	gen, plain, err := r.ring.openInto(sealed, sealed, string(r.ks), sessionKind, hash)
+	s, err := decodeSessionInto(&a.sess, gen, plain, err)
 	if err != nil {
 		return nil, notFound(op, err)
 	}

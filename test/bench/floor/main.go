@@ -77,7 +77,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
-	g := grpc.NewServer()
+	// As envoy-bff's gRPC server (cmd/envoy-bff grpcStreamWorkers), so the
+	// ratio measures envoy-bff's work, not a transport setting.
+	g := grpc.NewServer(grpc.NumStreamWorkers(128))
 	authv3.RegisterAuthorizationServer(g, s)
 	fmt.Println(l.Addr().String()) // the orchestrator reads where to connect
 	go func() {

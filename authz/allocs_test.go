@@ -1,0 +1,54 @@
+package authz
+
+import (
+	"context"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+// TestValidSessionAllocationBudget holds the valid-session Check on a real
+// redis-server to issue 18's budget: allocations are most of what Check
+// costs beyond the round trip, and one added on the hot path should be a
+// decision, not an accident. go-redis' own share (its command, the reply,
+// the pool's connection check) is in the count.
+func TestValidSessionAllocationBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cached bool
+		budget float64
+	}{
+		{"redis", false, 18},
+		{"redis with the session cache", true, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := withRedis(t, newEnv(t), tc.cached)
+			in := creq("POST", "/api/orders/42?expand=items", e.apiHeaders(), userRoute())
+			if n := leastAllocsPerCheck(t, e.srv, in); n > tc.budget {
+				t.Errorf("%v allocations per Check, budget %v", n, tc.budget)
+			}
+		})
+	}
+}
+
+// leastAllocsPerCheck is the fewest allocations one passing Check of in
+// made over many. AllocsPerRun counts the whole process's mallocs: a
+// goroutine another test left running can add one now and then, and under
+// the race detector sync.Pool drops items at random, so the lowest count
+// is the one with nothing extra.
+func leastAllocsPerCheck(t testing.TB, srv *Server, in *authv3.CheckRequest) float64 {
+	t.Helper()
+	ctx := context.Background()
+	least := -1.0
+	for range 200 {
+		n := testing.AllocsPerRun(1, func() {
+			if resp, _ := srv.Check(ctx, in); resp.GetOkResponse() == nil {
+				t.Fatal(resp)
+			}
+		})
+		if least < 0 || n < least {
+			least = n
+		}
+	}
+	return least
+}

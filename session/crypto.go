@@ -57,8 +57,11 @@ type KeyRing struct {
 	stateHashes   sync.Pool // of *hasher
 	// aad holds scratch buffers for GCM additional data (*[]byte), so
 	// opening a record on the hot path allocates nothing for it.
-	aad  sync.Pool
-	rand io.Reader
+	aad sync.Pool
+	// plain holds scratch buffers (*[]byte) for plaintexts that are only
+	// decoded, never kept (openPooled).
+	plain sync.Pool
+	rand  io.Reader
 }
 
 // keySet is the encryption half of a ring: immutable once built.
@@ -284,19 +287,35 @@ func (k *KeyRing) seal(storeKey string, gen uint64, plaintext []byte) ([]byte, e
 // open authenticates and decrypts a sealed record stored under storeKey.
 // Every failure wraps ErrUnreadable.
 func (k *KeyRing) open(storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
-	return k.openInto(nil, sealed, storeKey)
+	return k.openInto(nil, false, sealed, storeKey)
 }
 
 // openOwned is open for a sealed buffer nobody else holds (a fresh Redis
 // reply): it decrypts in place, saving the hot path a record-sized copy.
 func (k *KeyRing) openOwned(storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
-	return k.openInto(sealed, sealed, storeKey)
+	return k.openInto(nil, true, sealed, storeKey)
 }
 
-// openInto decrypts into dst's storage when dst is the sealed buffer itself.
-// The record's logical store key is the concatenation of storeKey's parts,
-// so a caller that has it in pieces need not build it.
-func (k *KeyRing) openInto(dst, sealed []byte, storeKey ...string) (gen uint64, plaintext []byte, err error) {
+// openPooled is open into a scratch buffer of the ring's, for a caller
+// that only decodes the plaintext (proto.Unmarshal copies what it keeps):
+// give buf back with k.plain.Put once done, and keep no slice of it.
+func (k *KeyRing) openPooled(storeKey string, sealed []byte) (gen uint64, plaintext []byte, buf *[]byte, err error) {
+	buf, _ = k.plain.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	gen, plaintext, err = k.openInto((*buf)[:0], false, sealed, storeKey)
+	if err == nil {
+		*buf = plaintext // keep the grown buffer
+	}
+	return gen, plaintext, buf, err
+}
+
+// openInto decrypts in place when inPlace is set (sealed is the caller's
+// alone), else appends the plaintext to dst (nil: a new buffer). The
+// record's logical store key is the concatenation of storeKey's parts, so
+// a caller that has it in pieces need not build it.
+func (k *KeyRing) openInto(dst []byte, inPlace bool, sealed []byte, storeKey ...string) (gen uint64, plaintext []byte, err error) {
 	if len(sealed) < fixedHeader {
 		return 0, nil, fmt.Errorf("%w: %d bytes is too short", ErrUnreadable, len(sealed))
 	}
@@ -319,9 +338,9 @@ func (k *KeyRing) openInto(dst, sealed []byte, storeKey ...string) (gen uint64, 
 	}
 	nonce := sealed[hdrLen : hdrLen+nonceSize]
 	ct := sealed[hdrLen+nonceSize:]
-	var out []byte
-	if dst != nil {
-		out = ct[:0] // in place: the plaintext overwrites the ciphertext it came from
+	out := dst
+	if inPlace {
+		out = ct[:0] // the plaintext overwrites the ciphertext it came from
 	}
 	gen = binary.BigEndian.Uint64(sealed[genOffset:]) // read before the buffer changes
 	ad := k.additionalData(sealed[:hdrLen], storeKey...)

@@ -80,8 +80,6 @@ func newLogger(c logConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// serve wires the packages together and runs until ctx ends. configPath
-// and lookup are read again on a reload.
 // grpcStreamWorkers are long-lived goroutines that serve Checks, so a
 // Check runs on a stack already grown to its depth instead of growing a
 // new goroutine's stack through the gRPC, Redis and net frames every time:
@@ -91,6 +89,8 @@ func newLogger(c logConfig, w io.Writer) *slog.Logger {
 // the same number so `make bench` compares the work, not this setting.
 const grpcStreamWorkers = 128
 
+// serve wires the packages together and runs until ctx ends. configPath
+// and lookup are read again on a reload.
 func serve(ctx context.Context, cfg config, configPath string, lookup func(string) (string, bool), logger *slog.Logger, reload <-chan os.Signal) error {
 	now := time.Now
 	backend, err := session.OpenBackend(cfg.Session, now)

@@ -322,7 +322,10 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 	}
 	rep := &report{targets: targets, grpc: map[string][]result{}, routes: routes, http: map[string][]httpResult{}}
 	for r := range rounds {
-		for _, t := range targets {
+		// Each round starts one row later, so no row always follows the
+		// same one (the order shows in same-process rows otherwise).
+		for i := range targets {
+			t := targets[(i+r)%len(targets)]
 			if !o.measured(t.name) {
 				continue
 			}

@@ -43,7 +43,7 @@ func TestBenchRunsOnce(t *testing.T) {
 		if len(rs) != 1 || rs[0].requests == 0 || rs[0].errors != 0 {
 			t.Errorf("through Envoy, %s: %+v, want one round of successful requests", r.name, rs)
 		}
-		if r.authzPid != 0 && rs[0].authzCPU == 0 && rs[0].requests > 200 {
+		if r.authzPid != 0 && rs[0].authzCPU == 0 && rs[0].requests > 2000 { // >100 ms of CPU: at least one clock tick
 			t.Errorf("through Envoy, %s: the ext_authz server used no CPU for %d requests: was it called?", r.name, rs[0].requests)
 		}
 	}

@@ -38,13 +38,12 @@ func TestBenchRunsOnce(t *testing.T) {
 	if len(rep.targets) < 11 {
 		t.Errorf("%d gRPC configurations measured, want every one of the table", len(rep.targets))
 	}
+	// A checked route succeeds only if its ext_authz server was called: the
+	// sample API answers 200 only with the bearer the check adds.
 	for _, r := range rep.routes {
 		rs := rep.http[r.name]
 		if len(rs) != 1 || rs[0].requests == 0 || rs[0].errors != 0 {
 			t.Errorf("through Envoy, %s: %+v, want one round of successful requests", r.name, rs)
-		}
-		if r.authzPid != 0 && rs[0].authzCPU == 0 && rs[0].requests > 2000 { // >100 ms of CPU: at least one clock tick
-			t.Errorf("through Envoy, %s: the ext_authz server used no CPU for %d requests: was it called?", r.name, rs[0].requests)
 		}
 	}
 	if len(rep.scale) != 3 || len(rep.scale[2].bff) != 1 || len(rep.scale[2].floor) != 1 {

@@ -156,6 +156,7 @@ type result struct {
 	perSec         float64
 	p50, p99       time.Duration
 	cpuPerCheck    time.Duration
+	redisCPU       time.Duration // per check, when load was given Redis's pid
 }
 
 func run(ctx context.Context, o options, w io.Writer) (*report, error) {
@@ -330,7 +331,7 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 				continue
 			}
 			fmt.Fprintf(os.Stderr, "==> round %d/%d: %s, %d in flight for %s\n", r+1, rounds, t.name, conc, d)
-			res, err := load(ctx, t, conc, d)
+			res, err := load(ctx, t, conc, d, 0)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -407,21 +408,12 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 		for r := range rounds {
 			for _, t := range []*target{floorRedis, bffRedis} {
 				fmt.Fprintf(os.Stderr, "==> %s sessions, round %d/%d: %s, %d in flight for %s\n", label, r+1, rounds, t.name, conc, d)
-				r0, err := measure.CPU(redisProc.Pid())
+				res, err := load(ctx, t, conc, d, redisProc.Pid())
 				if err != nil {
 					return nil, err
 				}
-				res, err := load(ctx, t, conc, d)
-				if err != nil {
-					return nil, err
-				}
-				r1, err := measure.CPU(redisProc.Pid())
-				if err != nil {
-					return nil, err
-				}
-				perReq := (r1 - r0) / time.Duration(res.checks+res.errors)
 				if t == bffRedis {
-					row.bff, row.bffRedisCPU = append(row.bff, res), append(row.bffRedisCPU, perReq)
+					row.bff = append(row.bff, res)
 				} else {
 					row.floor = append(row.floor, res)
 				}
@@ -466,7 +458,9 @@ const (
 )
 
 // load runs conc workers calling Check for d and reads the server's CPU time.
-func load(ctx context.Context, t *target, conc int, d time.Duration) (result, error) {
+// With redisPid set it also reads that Redis's CPU per check in the same
+// window.
+func load(ctx context.Context, t *target, conc int, d time.Duration, redisPid int) (result, error) {
 	clients := make([]*harness.CheckClient, conc)
 	for i := range clients {
 		c, err := harness.DialCheck(t.addr)
@@ -489,7 +483,11 @@ func load(ctx context.Context, t *target, conc int, d time.Duration) (result, er
 			return result{}, fmt.Errorf("warm-up check: %d %s", r.Status, r.Body)
 		}
 	}
-	r, err := measure.Run(ctx, measure.Load{Concurrency: conc, Duration: d, Pids: []int{t.pid}, Do: func(ctx context.Context, w int) error {
+	pids := []int{t.pid}
+	if redisPid != 0 {
+		pids = append(pids, redisPid)
+	}
+	r, err := measure.Run(ctx, measure.Load{Concurrency: conc, Duration: d, Pids: pids, Do: func(ctx context.Context, w int) error {
 		r, err := clients[w].API(ctx, "/api/whoami", t.cookie)
 		if err != nil {
 			return err
@@ -502,7 +500,11 @@ func load(ctx context.Context, t *target, conc int, d time.Duration) (result, er
 	if err != nil {
 		return result{}, err
 	}
-	return result{checks: r.Requests, errors: r.Errors, perSec: r.PerSec, p50: r.P50, p99: r.P99, cpuPerCheck: r.CPU[0]}, nil
+	res := result{checks: r.Requests, errors: r.Errors, perSec: r.PerSec, p50: r.P50, p99: r.P99, cpuPerCheck: r.CPU[0]}
+	if redisPid != 0 {
+		res.redisCPU = r.CPU[1]
+	}
+	return res, nil
 }
 
 // peakRSS is a process's high-water resident set in MB (0 if unreadable).

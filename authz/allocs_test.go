@@ -8,21 +8,28 @@ import (
 )
 
 // TestValidSessionAllocationBudget holds the valid-session Check on a real
-// redis-server to issue 18's budget: allocations are most of what Check
-// costs beyond the round trip, and one added on the hot path should be a
-// decision, not an accident. go-redis' own share (its command, the reply,
-// the pool's connection check) is in the count.
+// redis-server, and on the memory store, under budgets tighter than issue
+// 18's (18 on Redis): allocations are most of what Check costs beyond the
+// round trip, and one added on the hot path should be a decision, not an
+// accident. go-redis' own share (its command, the reply, the pool's
+// connection check) is in the count; the record decodes in two (its
+// strings share one copy of the plaintext).
 func TestValidSessionAllocationBudget(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
+		redis  bool
 		cached bool
 		budget float64
 	}{
-		{"redis", false, 18},
-		{"redis with the session cache", true, 2},
+		{"redis", true, false, 10},
+		{"redis with the session cache", true, true, 2},
+		{"memory", false, false, 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := withRedis(t, newEnv(t), tc.cached)
+			e := newEnv(t)
+			if tc.redis {
+				e = withRedis(t, e, tc.cached)
+			}
 			in := creq("POST", "/api/orders/42?expand=items", e.apiHeaders(), userRoute())
 			if n := leastAllocsPerCheck(t, e.srv, in); n > tc.budget {
 				t.Errorf("%v allocations per Check, budget %v", n, tc.budget)

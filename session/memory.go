@@ -156,7 +156,7 @@ func (m *MemoryStore) getKeyed(key, profile string) (*sessionpb.Session, *memTok
 	// plaintext is only decoded, so it goes to a pooled buffer: a
 	// record-sized allocation less for the collector on every Check.
 	gen, plain, buf, err := m.ring.openPooled(key, sealed)
-	s, err := decodeSession(gen, plain, err)
+	s, err := decodeSessionInto(&sessionpb.Session{}, gen, plain, false, err)
 	m.ring.plain.Put(buf)
 	if err != nil {
 		return nil, nil, notFound(op, err)

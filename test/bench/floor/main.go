@@ -20,6 +20,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+
+	"github.com/envoy-bff/envoy-bff/session"
 )
 
 // server answers every Check with OK and one header.
@@ -65,8 +67,11 @@ func main() {
 		}},
 	}}
 	if *redisAddr != "" {
-		// RESP2, as envoy-bff speaks it: the cheapest a GET gets with go-redis.
-		s.rdb = redis.NewClient(&redis.Options{Addr: *redisAddr, PoolSize: 64, Protocol: 2})
+		// RESP2, as envoy-bff speaks it: the cheapest a GET gets with
+		// go-redis. The pool is envoy-bff's default (redis.pool_size), so
+		// both queue alike under the same load.
+		pool := session.DefaultConfig().Redis.PoolSize
+		s.rdb = redis.NewClient(&redis.Options{Addr: *redisAddr, PoolSize: pool, Protocol: 2})
 		if err := s.rdb.Set(context.Background(), "floor:session", make([]byte, *valueLen), 0).Err(); err != nil {
 			fmt.Fprintln(os.Stderr, "floor: redis:", err)
 			os.Exit(1)

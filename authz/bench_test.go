@@ -70,6 +70,7 @@ func withRedis(b testing.TB, e *env, cached bool) *env {
 	}
 	f := e.srv.frontends.Load().list[0]
 	f.sessions = sessions
+	f.get = sessions.Get
 	f.peeker, _ = sessions.(SessionPeeker)
 	f.derived, _ = sessions.(DerivedReader)
 	f.derivedPeek, _ = sessions.(DerivedPeeker)

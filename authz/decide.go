@@ -100,7 +100,7 @@ func (s *frontend) decide(ctx context.Context, req *request) (decision, error) {
 		if derived(kind) && s.derived != nil {
 			sess, cached, err = s.derived.GetWithDerived(ctx, id, req.profile)
 		} else {
-			sess, err = s.sessions.Get(ctx, id)
+			sess, err = s.get(ctx, id)
 		}
 	}
 	switch {

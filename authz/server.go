@@ -30,6 +30,14 @@ type SessionReader interface {
 	Delete(ctx context.Context, id session.ID) error
 }
 
+// SharedSessionReader is a SessionReader that can hand Check the record it
+// keeps instead of a copy (the memory store): Check never modifies a
+// record, so it asks this when it can.
+type SharedSessionReader interface {
+	// GetShared is Get, returning a record the caller must not modify.
+	GetShared(ctx context.Context, id session.ID) (*sessionpb.Session, error)
+}
+
 // SessionPeeker is a SessionReader that can answer from memory without I/O
 // (session.Cache): Check asks it first, and arms its store deadline only
 // when it must go to the store.
@@ -183,9 +191,11 @@ type frontendSet struct {
 
 // frontend is everything Check needs for one frontend, built by SetFrontends.
 type frontend struct {
-	name        string
-	routes      routeTable
-	sessions    SessionReader
+	name     string
+	routes   routeTable
+	sessions SessionReader
+	// get is sessions' GetShared when it has one, else its Get.
+	get         func(ctx context.Context, id session.ID) (*sessionpb.Session, error)
 	peeker      SessionPeeker // sessions, when it can answer without I/O
 	refresher   TokenRefresher
 	due         dueReporter // the refresher, when it reports Due
@@ -381,6 +391,10 @@ func (s *Server) newFrontend(fr Frontend) *frontend {
 	f.origins, _ = oidcflow.ParseOrigins("allowed_origins", cfg.AllowedOrigins)
 	f.due, _ = fr.Refresher.(dueReporter)
 	f.responses = newResponses(f.identity, fr.Cookie.ClearCookie())
+	f.get = fr.Sessions.Get
+	if sr, ok := fr.Sessions.(SharedSessionReader); ok {
+		f.get = sr.GetShared
+	}
 	f.peeker, _ = fr.Sessions.(SessionPeeker)
 	f.derived, _ = fr.Sessions.(DerivedReader)
 	f.derivedPeek, _ = fr.Sessions.(DerivedPeeker)

@@ -57,11 +57,8 @@ type KeyRing struct {
 	stateHashes   sync.Pool // of *hasher
 	// aad holds scratch buffers for GCM additional data (*[]byte), so
 	// opening a record on the hot path allocates nothing for it.
-	aad sync.Pool
-	// plain holds scratch buffers (*[]byte) for plaintexts that are only
-	// decoded, never kept (openPooled).
-	plain sync.Pool
-	rand  io.Reader
+	aad  sync.Pool
+	rand io.Reader
 }
 
 // keySet is the encryption half of a ring: immutable once built.
@@ -294,21 +291,6 @@ func (k *KeyRing) open(storeKey string, sealed []byte) (gen uint64, plaintext []
 // reply): it decrypts in place, saving the hot path a record-sized copy.
 func (k *KeyRing) openOwned(storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
 	return k.openInto(nil, true, sealed, storeKey)
-}
-
-// openPooled is open into a scratch buffer of the ring's, for a caller
-// that only decodes the plaintext (proto.Unmarshal copies what it keeps):
-// give buf back with k.plain.Put once done, and keep no slice of it.
-func (k *KeyRing) openPooled(storeKey string, sealed []byte) (gen uint64, plaintext []byte, buf *[]byte, err error) {
-	buf, _ = k.plain.Get().(*[]byte)
-	if buf == nil {
-		buf = new([]byte)
-	}
-	gen, plaintext, err = k.openInto((*buf)[:0], false, sealed, storeKey)
-	if err == nil {
-		*buf = plaintext // keep the grown buffer
-	}
-	return gen, plaintext, buf, err
 }
 
 // openInto decrypts in place when inPlace is set (sealed is the caller's

@@ -19,15 +19,15 @@ var errNotLean = errors.New("record needs the general decoder")
 // a slice of it (one allocation, where proto.Unmarshal makes one per
 // field), and strings are not checked for UTF-8 again: GCM has just
 // authenticated the record as one envoy-bff sealed, and proto.Marshal
-// refuses invalid UTF-8 when sealing. Bytes fields alias b when owned is
-// set (b is the caller's alone and never reused), else they are copied.
+// refuses invalid UTF-8 when sealing. Bytes fields alias b, which must be
+// the caller's alone and never reused.
 //
 // A record with any field this code does not know (written by a newer
 // replica during a rolling upgrade), a repeated message or any wire type a
 // Session does not use goes to proto.Unmarshal, which keeps unknown fields
 // so an Update here does not drop them.
-func unmarshalSession(s *sessionpb.Session, b []byte, owned bool) error {
-	if err := unmarshalSessionLean(s, b, owned); err != nil {
+func unmarshalSession(s *sessionpb.Session, b []byte) error {
+	if err := unmarshalSessionLean(s, b); err != nil {
 		s.Reset()
 		return proto.Unmarshal(b, s)
 	}
@@ -36,7 +36,7 @@ func unmarshalSession(s *sessionpb.Session, b []byte, owned bool) error {
 
 // unmarshalSessionLean is unmarshalSession's lean path; any error means
 // "use proto.Unmarshal", and s is then partly filled.
-func unmarshalSessionLean(s *sessionpb.Session, b []byte, owned bool) error {
+func unmarshalSessionLean(s *sessionpb.Session, b []byte) error {
 	var str string // string(b), made on the first string field
 	for i := 0; i < len(b); {
 		num, typ, n := protowire.ConsumeTag(b[i:])
@@ -65,11 +65,7 @@ func unmarshalSessionLean(s *sessionpb.Session, b []byte, owned bool) error {
 			case 14, 19: // claims_json, dpop_key
 				var field []byte
 				if len(v) > 0 { // as proto.Unmarshal: an empty bytes field is nil
-					if owned {
-						field = v[:len(v):len(v)]
-					} else {
-						field = append([]byte(nil), v...)
-					}
+					field = v[:len(v):len(v)]
 				}
 				if num == 14 {
 					s.ClaimsJson = field

@@ -58,14 +58,12 @@ func marshal(t testing.TB, m proto.Message) []byte {
 func TestUnmarshalSessionKnowsEveryField(t *testing.T) {
 	want := fullSession(t)
 	b := marshal(t, want)
-	for _, owned := range []bool{true, false} {
-		got := &sessionpb.Session{}
-		if err := unmarshalSessionLean(got, bytes.Clone(b), owned); err != nil {
-			t.Fatalf("owned=%v: lean path refused a record with every field set: %v", owned, err)
-		}
-		if !proto.Equal(got, want) {
-			t.Fatalf("owned=%v: lean decode\n got %v\nwant %v", owned, got, want)
-		}
+	got := &sessionpb.Session{}
+	if err := unmarshalSessionLean(got, b); err != nil {
+		t.Fatalf("lean path refused a record with every field set: %v", err)
+	}
+	if !proto.Equal(got, want) {
+		t.Fatalf("lean decode\n got %v\nwant %v", got, want)
 	}
 }
 
@@ -101,17 +99,15 @@ func TestUnmarshalSessionMatchesProto(t *testing.T) {
 			if err := proto.Unmarshal(b, want); err != nil {
 				t.Fatal(err)
 			}
-			for _, owned := range []bool{true, false} {
-				got := &sessionpb.Session{}
-				if err := unmarshalSession(got, bytes.Clone(b), owned); err != nil {
-					t.Fatalf("owned=%v: %v", owned, err)
-				}
-				if !proto.Equal(got, want) {
-					t.Fatalf("owned=%v:\n got %v\nwant %v", owned, got, want)
-				}
-				if !bytes.Equal(got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown()) {
-					t.Fatalf("owned=%v: unknown fields %x, want %x", owned, got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown())
-				}
+			got := &sessionpb.Session{}
+			if err := unmarshalSession(got, bytes.Clone(b)); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("\n got %v\nwant %v", got, want)
+			}
+			if !bytes.Equal(got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown()) {
+				t.Fatalf("unknown fields %x, want %x", got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown())
 			}
 		})
 	}
@@ -123,27 +119,12 @@ func TestUnmarshalSessionKeepsNewerFields(t *testing.T) {
 	newer := protowire.AppendString(protowire.AppendTag(nil, 40, protowire.BytesType), "from a newer replica")
 	b := append(marshal(t, validRecordForDecode()), newer...)
 	s := &sessionpb.Session{}
-	if err := unmarshalSession(s, b, true); err != nil {
+	if err := unmarshalSession(s, b); err != nil {
 		t.Fatal(err)
 	}
 	s.AccessToken = "refreshed"
 	if out := marshal(t, s); !bytes.Contains(out, newer) {
 		t.Fatalf("re-encoded record lost the newer replica's field: %x", out)
-	}
-}
-
-// TestUnmarshalSessionPooledBuffer: with owned unset the record shares no
-// memory with b, which goes back to a pool and is overwritten.
-func TestUnmarshalSessionPooledBuffer(t *testing.T) {
-	want := fullSession(t)
-	b := marshal(t, want)
-	s := &sessionpb.Session{}
-	if err := unmarshalSession(s, b, false); err != nil {
-		t.Fatal(err)
-	}
-	clear(b)
-	if !proto.Equal(s, want) {
-		t.Fatalf("record changed with the buffer it was decoded from:\n got %v\nwant %v", s, want)
 	}
 }
 
@@ -157,7 +138,7 @@ func TestUnmarshalSessionRefusesBroken(t *testing.T) {
 			continue // the cut fell between two fields
 		}
 		refused++
-		if err := unmarshalSession(&sessionpb.Session{}, bytes.Clone(b[:cut]), true); err == nil {
+		if err := unmarshalSession(&sessionpb.Session{}, bytes.Clone(b[:cut])); err == nil {
 			t.Errorf("record cut to %d of %d bytes decoded", cut, len(b))
 		}
 	}
@@ -187,7 +168,7 @@ func FuzzUnmarshalSession(f *testing.F) {
 		want := &sessionpb.Session{}
 		wantErr := proto.Unmarshal(b, want)
 		got := &sessionpb.Session{}
-		err := unmarshalSession(got, bytes.Clone(b), true)
+		err := unmarshalSession(got, bytes.Clone(b))
 		switch {
 		case wantErr == nil && err != nil:
 			t.Fatalf("proto.Unmarshal reads %x, unmarshalSession refuses it: %v", b, err)

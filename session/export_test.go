@@ -150,8 +150,9 @@ func (m *MemoryStore) CopySealedSession(t testing.TB, from, to Store, id ID) {
 	if !ok {
 		t.Fatal("copy sealed session: no record to copy")
 	}
-	c := *e
-	m.mem.entries[d.ks.session(hash)] = &c
+	// The stored bytes, as someone copying them would have them: not the
+	// record this process opened from them under the other key.
+	m.mem.entries[d.ks.session(hash)] = &memEntry{sealed: e.sealed, gen: e.gen, expires: e.expires, absolute: e.absolute, tokens: e.tokens}
 }
 
 // CopySealedSession implements sessiontest.SealedCopier with DUMP and

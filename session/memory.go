@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 )
@@ -58,13 +61,25 @@ type memIndexKey struct {
 }
 
 type memEntry struct {
-	sealed   []byte
+	sealed []byte
+	// opened is the session sealed holds, decoded by the first read and
+	// shared by the reads after it that never modify it (GetShared), so a
+	// Check opens and decodes once per write, not per request. Each write
+	// stores a new entry, so it never goes stale except by a key rotation,
+	// which its key set catches.
+	opened   atomic.Pointer[openedSession]
 	gen      uint64
 	expires  time.Time // idle expiry (sessions), TTL (login states), the latest token's expiry (derived tokens)
 	absolute time.Time // sessions only
 	// tokens holds a session's derived tokens by profile (the entry under
 	// keyspace.derivedTokens); changed only under mu.
 	tokens map[string]memToken
+}
+
+// openedSession is a session as a key set opened it.
+type openedSession struct {
+	s    *sessionpb.Session
+	keys *keySet
 }
 
 // memToken is one sealed derived token and its expiry.
@@ -108,8 +123,19 @@ func (m *MemoryStore) withKeyRing(ring *KeyRing) *MemoryStore {
 }
 
 // Get implements Store: it renews the idle timeout and deletes a record past
-// its absolute lifetime.
-func (m *MemoryStore) Get(_ context.Context, id ID) (*sessionpb.Session, error) {
+// its absolute lifetime. The record is the caller's own.
+func (m *MemoryStore) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
+	s, err := m.GetShared(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return proto.CloneOf(s), nil
+}
+
+// GetShared is Get for a caller that never modifies the record it gets (a
+// Check): the record the store keeps, opened and decoded once per write
+// rather than once per request, and shared with every other such caller.
+func (m *MemoryStore) GetShared(_ context.Context, id ID) (*sessionpb.Session, error) {
 	s, _, err := m.getKeyed(m.sessionKeyOf(id), "")
 	return s, err
 }
@@ -124,13 +150,14 @@ func (m *MemoryStore) sessionKeyOf(id ID) string {
 	return b.String()
 }
 
-// get is Get of the session whose hash is hash and, when profile is set,
-// its derived token of profile, read under the same lock.
+// get is GetShared of the session whose hash is hash and, when profile is
+// set, its derived token of profile, read under the same lock.
 func (m *MemoryStore) get(hash, profile string) (*sessionpb.Session, *memToken, error) {
 	return m.getKeyed(m.ks.session(hash), profile)
 }
 
-// getKeyed is get of the session whose logical key is key.
+// getKeyed is get of the session whose logical key is key. The record is
+// shared: callers that hand it out clone it.
 func (m *MemoryStore) getKeyed(key, profile string) (*sessionpb.Session, *memToken, error) {
 	const op = "get session"
 	hash := key[len(m.ks)+len(sessionKind):]
@@ -151,13 +178,7 @@ func (m *MemoryStore) getKeyed(key, profile string) (*sessionpb.Session, *memTok
 	}
 	m.mem.mu.Unlock()
 
-	// The store key is also the record's additional data: reuse it rather
-	// than build it again (one allocation less on every Check). The
-	// plaintext is only decoded, so it goes to a pooled buffer: a
-	// record-sized allocation less for the collector on every Check.
-	gen, plain, buf, err := m.ring.openPooled(key, sealed)
-	s, err := decodeSessionInto(&sessionpb.Session{}, gen, plain, false, err)
-	m.ring.plain.Put(buf)
+	s, err := m.sessionOf(key, e, sealed)
 	if err != nil {
 		return nil, nil, notFound(op, err)
 	}
@@ -166,6 +187,24 @@ func (m *MemoryStore) getKeyed(key, profile string) (*sessionpb.Session, *memTok
 		return nil, nil, fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
 	return s, tok, nil
+}
+
+// sessionOf is the session in e, whose sealed record is sealed under key:
+// the one an earlier read opened under the ring's current keys, else
+// opened now and kept for the next read. A key set swapped in meanwhile
+// (a rotation, a retired key) makes the kept one stale, so a record sealed
+// under a retired key stops opening exactly as it does in Redis.
+func (m *MemoryStore) sessionOf(key string, e *memEntry, sealed []byte) (*sessionpb.Session, error) {
+	keys := m.ring.set.Load() // before opening: a swap meanwhile leaves the kept one stale
+	if o := e.opened.Load(); o != nil && o.keys == keys {
+		return o.s, nil
+	}
+	s, err := openSession(m.ring, key, sealed)
+	if err != nil {
+		return nil, err
+	}
+	e.opened.Store(&openedSession{s: s, keys: keys})
+	return s, nil
 }
 
 // Inspect implements Store: Get without renewing the idle timeout. A
@@ -188,14 +227,14 @@ func (m *MemoryStore) Inspect(_ context.Context, id ID) (*sessionpb.Session, tim
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%s: %w", op, err)
 	}
-	s, err := openSession(m.ring, key, sealed)
+	s, err := m.sessionOf(key, e, sealed)
 	if err != nil {
 		return nil, time.Time{}, notFound(op, err)
 	}
 	if _, ok := sessionTTL(s, m.cfg.IdleTimeout, now); !ok {
 		return nil, time.Time{}, fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
-	return s, idleEnd(s, expires), nil
+	return proto.CloneOf(s), idleEnd(s, expires), nil
 }
 
 // Create implements Store. It sets s.Generation to 1 and fills the creation

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/envoy-bff/envoy-bff/proto/sessionpb"
 )
 
@@ -89,8 +91,12 @@ func (m *MemoryStore) GetWithDerived(_ context.Context, id ID, profile string) (
 	}
 	hash := m.ring.HashID(id)
 	s, tok, err := m.get(hash, profile)
-	if err != nil || tok == nil {
-		return s, nil, err
+	if err != nil {
+		return nil, nil, err
+	}
+	s = proto.CloneOf(s) // the caller's own, as Get's
+	if tok == nil {
+		return s, nil, nil
 	}
 	t, err := openDerived(m.ring, m.ks, hash, profile, tok.sealed, false)
 	if err != nil || !tokenLive(t, m.now()) {

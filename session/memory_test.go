@@ -123,3 +123,61 @@ func TestMemoryStoreSweepsIndexes(t *testing.T) {
 		t.Fatalf("after the sweep: %d index entries, %d entries", n, l)
 	}
 }
+
+// TestMemoryStoreKeepsTheOpenedRecord: a Check's read (GetShared) opens and
+// decodes a record once per write and shares it; Get still hands out the
+// caller's own copy; a write serves the new record at once; and rotating
+// the ring in place re-opens the record, so a key removed from the ring
+// ends its sessions even after they were read (as in Redis).
+func TestMemoryStoreKeepsTheOpenedRecord(t *testing.T) {
+	t.Parallel()
+	m := newMemory(t, nil)
+	ctx := t.Context()
+	id := sessiontest.ID(t, 1)
+	if err := m.Create(ctx, id, sessiontest.Record(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	first := mustGetShared(t, m, id)
+	if again := mustGetShared(t, m, id); again != first {
+		t.Fatal("a second read opened the record again")
+	}
+	own, err := m.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own == first {
+		t.Fatal("Get handed out the shared record")
+	}
+	own.AccessToken = "written"
+	if err := m.Update(ctx, id, own, own.Generation); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGetShared(t, m, id); got.AccessToken != "written" || first.AccessToken == "written" {
+		t.Fatalf("after a write: read %q, the earlier shared record %q", got.AccessToken, first.AccessToken)
+	}
+
+	ring := m.KeyRing()
+	old := sessiontest.Config().EncryptionKeys
+	withNew := append(session.KeyList{{ID: "k9", Secret: "dGhpcmQta2V5LXRoaXJkLWtleS10aGlyZC1rZXktMy4="}}, old...)
+	if err := ring.Rotate(withNew); err != nil {
+		t.Fatal(err)
+	}
+	before := mustGetShared(t, m, id)
+	if err := ring.Rotate(withNew[:1]); err != nil { // the record's key leaves the ring
+		t.Fatal(err)
+	}
+	for name, get := range map[string]func(context.Context, session.ID) (*sessionpb.Session, error){"GetShared": m.GetShared, "Get": m.Get} {
+		if s, err := get(ctx, id); !errors.Is(err, session.ErrNotFound) || !errors.Is(err, session.ErrUnreadable) {
+			t.Errorf("%s after its key was removed = %v, %v; want ErrNotFound and ErrUnreadable (the record read before was %p)", name, s, err, before)
+		}
+	}
+}
+
+func mustGetShared(t *testing.T, m *session.MemoryStore, id session.ID) *sessionpb.Session {
+	t.Helper()
+	s, err := m.GetShared(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

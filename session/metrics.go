@@ -43,8 +43,15 @@ var storeOps = [...]string{opGet, opCreate, opUpdate, opDelete, opPutLoginState,
 // ErrConflict are answers, not faults.
 type instrumented struct {
 	Backend
-	vec  *prometheus.CounterVec        // shared by the store and its views
-	errs map[string]prometheus.Counter // this view's, resolved once: recording never allocates
+	shared sharedGetter                  // Backend, when it has GetShared
+	vec    *prometheus.CounterVec        // shared by the store and its views
+	errs   map[string]prometheus.Counter // this view's, resolved once: recording never allocates
+}
+
+// sharedGetter is a Backend that can hand out the record it keeps
+// (MemoryStore.GetShared).
+type sharedGetter interface {
+	GetShared(ctx context.Context, id ID) (*sessionpb.Session, error)
 }
 
 var _ Backend = (*instrumented)(nil)
@@ -78,6 +85,7 @@ func Instrument(b Backend, reg prometheus.Registerer) (Backend, error) {
 // for every operation, and wraps b to count into them.
 func bindInstrumented(b Backend, vec *prometheus.CounterVec, frontend string) *instrumented {
 	m := &instrumented{Backend: b, vec: vec, errs: make(map[string]prometheus.Counter, len(storeOps))}
+	m.shared, _ = b.(sharedGetter)
 	for _, op := range storeOps {
 		m.errs[op] = vec.WithLabelValues(op, frontend)
 	}
@@ -106,6 +114,16 @@ func (m *instrumented) count(op string, err error) error {
 // Get implements Store.
 func (m *instrumented) Get(ctx context.Context, id ID) (*sessionpb.Session, error) {
 	s, err := m.Backend.Get(ctx, id)
+	return s, m.count(opGet, err)
+}
+
+// GetShared is Get for a caller that never modifies the record: the record
+// the backend keeps when it can hand it out (the memory store), else Get's.
+func (m *instrumented) GetShared(ctx context.Context, id ID) (*sessionpb.Session, error) {
+	if m.shared == nil {
+		return m.Get(ctx, id)
+	}
+	s, err := m.shared.GetShared(ctx, id)
 	return s, m.count(opGet, err)
 }
 

@@ -80,19 +80,18 @@ func openOwnedSession(ring *KeyRing, key string, sealed []byte) (*sessionpb.Sess
 }
 
 // decodeSession parses an opened record in a buffer only the caller holds
-// (its bytes fields may alias it).
+// and never reuses (the record's bytes fields alias it).
 func decodeSession(gen uint64, b []byte, err error) (*sessionpb.Session, error) {
-	return decodeSessionInto(&sessionpb.Session{}, gen, b, true, err)
+	return decodeSessionInto(&sessionpb.Session{}, gen, b, err)
 }
 
 // decodeSessionInto is decodeSession into s, a new message the caller
-// allocated along with something else; owned says whether b is the
-// caller's alone (false: a pooled buffer, nothing may alias it).
-func decodeSessionInto(s *sessionpb.Session, gen uint64, b []byte, owned bool, err error) (*sessionpb.Session, error) {
+// allocated along with something else.
+func decodeSessionInto(s *sessionpb.Session, gen uint64, b []byte, err error) (*sessionpb.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := unmarshalSession(s, b, owned); err != nil {
+	if err := unmarshalSession(s, b); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	if s.SchemaVersion != schemaVersion {

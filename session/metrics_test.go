@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -95,6 +96,16 @@ func TestStoreErrorMetrics(t *testing.T) {
 			t.Fatalf("get on a view of a closed store: %v", err)
 		}
 	}
+	// A Check's read (authz asks GetShared when the store has it) counts as a get.
+	shared, ok := views["shop"].(interface {
+		GetShared(context.Context, session.ID) (*sessionpb.Session, error)
+	})
+	if !ok {
+		t.Fatal("an instrumented view has no GetShared: Check would read copies")
+	}
+	if _, err := shared.GetShared(ctx, id); !errors.Is(err, session.ErrUnavailable) {
+		t.Fatalf("get shared on a view of a closed store: %v", err)
+	}
 	if err := views[session.DefaultFrontend].Ping(ctx); !errors.Is(err, session.ErrUnavailable) {
 		t.Fatalf("ping on the default view of a closed store: %v", err)
 	}
@@ -117,7 +128,7 @@ func TestStoreErrorMetrics(t *testing.T) {
 	want := map[string]map[string]float64{
 		session.DefaultFrontend: {"get": 2, "delete": 1, "ping": 2, "use_once": 0, "create": 0,
 			"get_derived_token": 1, "put_derived_token": 1, "get_with_derived": 0, "inspect": 0},
-		"shop": {"get": 3, "delete": 0, "ping": 0, "get_with_derived": 1, "get_derived_token": 0, "inspect": 1},
+		"shop": {"get": 4, "delete": 0, "ping": 0, "get_with_derived": 1, "get_derived_token": 0, "inspect": 1},
 	}
 	got := storeErrors(t, reg)
 	for fe, ops := range want {

@@ -19,8 +19,9 @@ var errNotLean = errors.New("record needs the general decoder")
 // a slice of it (one allocation, where proto.Unmarshal makes one per
 // field), and strings are not checked for UTF-8 again: GCM has just
 // authenticated the record as one envoy-bff sealed, and proto.Marshal
-// refuses invalid UTF-8 when sealing. Bytes fields alias b, which must be
-// the caller's alone and never reused.
+// refuses invalid UTF-8 when sealing. Bytes fields are copied, so the
+// record holds on to nothing of b (the memory store keeps records it
+// opened; they should not keep the plaintext buffer alive as well).
 //
 // A record with any field this code does not know (written by a newer
 // replica during a rolling upgrade), a repeated message or any wire type a
@@ -65,7 +66,7 @@ func unmarshalSessionLean(s *sessionpb.Session, b []byte) error {
 			case 14, 19: // claims_json, dpop_key
 				var field []byte
 				if len(v) > 0 { // as proto.Unmarshal: an empty bytes field is nil
-					field = v[:len(v):len(v)]
+					field = append([]byte(nil), v...)
 				}
 				if num == 14 {
 					s.ClaimsJson = field

@@ -79,8 +79,7 @@ func openOwnedSession(ring *KeyRing, key string, sealed []byte) (*sessionpb.Sess
 	return decodeSession(ring.openOwned(key, sealed))
 }
 
-// decodeSession parses an opened record in a buffer only the caller holds
-// and never reuses (the record's bytes fields alias it).
+// decodeSession parses an opened record.
 func decodeSession(gen uint64, b []byte, err error) (*sessionpb.Session, error) {
 	return decodeSessionInto(&sessionpb.Session{}, gen, b, err)
 }

@@ -365,7 +365,7 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record sizes: %w", err)
 	}
-	perSession, err := memoryPerSession()
+	memStored, memRead, err := memoryPerSession()
 	if err != nil {
 		return nil, fmt.Errorf("memory per session: %w", err)
 	}
@@ -421,7 +421,7 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 		}
 		rep.scale = append(rep.scale, row)
 	}
-	printScale(w, record, indexes, perSession, rep.scale)
+	printScale(w, record, indexes, memStored, memRead, rep.scale)
 	printTargets(w, rep)
 	return rep, nil
 }

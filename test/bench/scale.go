@@ -95,37 +95,46 @@ func fillerKey(i int) string {
 	return "bff:{" + base64.RawURLEncoding.EncodeToString(sum[:]) + "}:s"
 }
 
-// memoryPerSession measures the memory store's heap per session.
-func memoryPerSession() (float64, error) {
+// memoryPerSession measures the memory store's heap per session: stored,
+// and once a Check has read it (the store then keeps the opened record).
+func memoryPerSession() (stored, read float64, err error) {
 	cfg := session.DefaultConfig()
 	cfg.EncryptionKeys = session.KeyList{{ID: "k1", Secret: "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}
 	cfg.HashKey = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY="
 	ring, err := session.NewKeyRing(cfg.EncryptionKeys, cfg.HashKey)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	m := session.NewMemoryStore(cfg, ring, nil)
 	const n = 20_000
+	ids := make([]session.ID, n)
 	tok := strings.Repeat("t", 800) // about a real JWT access token
-	var before, after runtime.MemStats
+	var before, created, opened runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	for i := range n {
-		id, err := session.NewID(rand.Reader)
-		if err != nil {
-			return 0, err
+	ctx := context.Background()
+	for i := range ids {
+		if ids[i], err = session.NewID(rand.Reader); err != nil {
+			return 0, 0, err
 		}
 		rec := &sessionpb.Session{Issuer: "https://idp.example.com", Subject: fmt.Sprintf("user-%d", i), Sid: fmt.Sprintf("sid-%d", i),
 			AccessToken: tok, RefreshToken: tok[:400], IdToken: tok, TokenType: "Bearer",
 			AccessTokenExpiresAtUnixMs: time.Now().Add(5 * time.Minute).UnixMilli(), ClaimsJson: []byte(`{"sub":"u","name":"A User","email":"a@example.com"}`)}
-		if err := m.Create(context.Background(), id, rec); err != nil {
-			return 0, err
+		if err := m.Create(ctx, ids[i], rec); err != nil {
+			return 0, 0, err
 		}
 	}
 	runtime.GC()
-	runtime.ReadMemStats(&after)
+	runtime.ReadMemStats(&created)
+	for _, id := range ids {
+		if _, err := m.GetShared(ctx, id); err != nil {
+			return 0, 0, err
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&opened)
 	runtime.KeepAlive(m)
-	return float64(after.HeapAlloc-before.HeapAlloc) / n, nil
+	return float64(created.HeapAlloc-before.HeapAlloc) / n, float64(opened.HeapAlloc-before.HeapAlloc) / n, nil
 }
 
 // scaleRow is bff-redis's Check and the floor-redis floor, each over the
@@ -137,8 +146,8 @@ type scaleRow struct {
 	bff, floor []result
 }
 
-func printScale(w io.Writer, record, indexes int64, perSession float64, rows []scaleRow) {
-	fmt.Fprintf(w, "\nScale: one session is %d B in Redis (record) + %d B (its two index entries); %.0f B of heap in the memory store\n\n", record, indexes, perSession)
+func printScale(w io.Writer, record, indexes int64, memStored, memRead float64, rows []scaleRow) {
+	fmt.Fprintf(w, "\nScale: one session is %d B in Redis (record) + %d B (its two index entries); %.0f B of heap in the memory store, %.0f B once a Check has read it\n\n", record, indexes, memStored, memRead)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "sessions in Redis\tbff-redis checks/s\tCPU µs/check\tRedis CPU µs/check\tfloor-redis checks/s\tfloor-redis CPU µs/check\tvs floor: CPU\t")
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }

@@ -28,7 +28,10 @@ var errClosed = errors.New("store closed")
 
 // MemoryStore keeps sealed records in this process: for a single replica and
 // the demo. It seals exactly as RedisStore does, so both paths are tested
-// alike and nothing in memory is plaintext either.
+// alike (a record under a retired key ends, a record moved to another key
+// does not open). Like the session cache, it also keeps the record a Check
+// last opened, in the same process as the keys that open it, so sealing
+// in memory never hid it from someone who can read that memory.
 type MemoryStore struct {
 	cfg  Config
 	ring *KeyRing

@@ -24,9 +24,9 @@ var errNotLean = errors.New("record needs the general decoder")
 // opened; they should not keep the plaintext buffer alive as well).
 //
 // A record with any field this code does not know (written by a newer
-// replica during a rolling upgrade), a repeated message or any wire type a
-// Session does not use goes to proto.Unmarshal, which keeps unknown fields
-// so an Update here does not drop them.
+// replica during a rolling upgrade), or a known field in a wire type it
+// does not expect, goes to proto.Unmarshal, which keeps unknown fields so
+// an Update here does not drop them.
 func unmarshalSession(s *sessionpb.Session, b []byte) error {
 	if err := unmarshalSessionLean(s, b); err != nil {
 		s.Reset()

@@ -128,6 +128,23 @@ func TestUnmarshalSessionKeepsNewerFields(t *testing.T) {
 	}
 }
 
+// TestUnmarshalSessionHoldsNothingOfTheBuffer: a decoded record shares no
+// memory with the plaintext it came from, so a record the memory store
+// keeps does not keep that buffer alive, and a buffer reused later cannot
+// change a record.
+func TestUnmarshalSessionHoldsNothingOfTheBuffer(t *testing.T) {
+	want := fullSession(t)
+	b := marshal(t, want)
+	s := &sessionpb.Session{}
+	if err := unmarshalSession(s, b); err != nil {
+		t.Fatal(err)
+	}
+	clear(b)
+	if !proto.Equal(s, want) {
+		t.Fatalf("record changed with the buffer it was decoded from:\n got %v\nwant %v", s, want)
+	}
+}
+
 // TestUnmarshalSessionRefusesBroken: a record cut inside a field is an
 // error, never a half-filled session.
 func TestUnmarshalSessionRefusesBroken(t *testing.T) {

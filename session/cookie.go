@@ -102,7 +102,7 @@ func nextNamed(header, name string, from int) (value string, next int, ok bool) 
 			return "", i, true // bare name: malformed
 		}
 		v := rest[1:]
-		if k := strings.IndexAny(v, ";,"); k >= 0 {
+		if k := indexSep(v); k >= 0 {
 			v = v[:k]
 		}
 		return trimOWS(v), i, true
@@ -234,10 +234,21 @@ func (c CookieConfig) attributes() string {
 // nextPair splits the first pair off a Cookie header at ";" or "," and
 // returns the separator it met (0 at the end).
 func nextPair(s string) (pair string, sep byte, rest string) {
-	if i := strings.IndexAny(s, ";,"); i >= 0 {
+	if i := indexSep(s); i >= 0 {
 		return s[:i], s[i], s[i+1:]
 	}
 	return s, 0, ""
+}
+
+// indexSep is strings.IndexAny(s, ";,") without building a byte set on
+// every call: every Check scans the Cookie header with it, pair by pair.
+func indexSep(s string) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ';' || c == ',' {
+			return i
+		}
+	}
+	return -1
 }
 
 // trimLeftOWS trims leading whitespace as trimOWS does.

@@ -284,20 +284,20 @@ func (k *KeyRing) seal(storeKey string, gen uint64, plaintext []byte) ([]byte, e
 // open authenticates and decrypts a sealed record stored under storeKey.
 // Every failure wraps ErrUnreadable.
 func (k *KeyRing) open(storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
-	return k.openInto(nil, false, sealed, storeKey)
+	return k.openInto(false, sealed, storeKey)
 }
 
 // openOwned is open for a sealed buffer nobody else holds (a fresh Redis
 // reply): it decrypts in place, saving the hot path a record-sized copy.
 func (k *KeyRing) openOwned(storeKey string, sealed []byte) (gen uint64, plaintext []byte, err error) {
-	return k.openInto(nil, true, sealed, storeKey)
+	return k.openInto(true, sealed, storeKey)
 }
 
 // openInto decrypts in place when inPlace is set (sealed is the caller's
-// alone), else appends the plaintext to dst (nil: a new buffer). The
-// record's logical store key is the concatenation of storeKey's parts, so
-// a caller that has it in pieces need not build it.
-func (k *KeyRing) openInto(dst []byte, inPlace bool, sealed []byte, storeKey ...string) (gen uint64, plaintext []byte, err error) {
+// alone), else into a new buffer. The record's logical store key is the
+// concatenation of storeKey's parts, so a caller that has it in pieces
+// need not build it.
+func (k *KeyRing) openInto(inPlace bool, sealed []byte, storeKey ...string) (gen uint64, plaintext []byte, err error) {
 	if len(sealed) < fixedHeader {
 		return 0, nil, fmt.Errorf("%w: %d bytes is too short", ErrUnreadable, len(sealed))
 	}
@@ -320,7 +320,7 @@ func (k *KeyRing) openInto(dst []byte, inPlace bool, sealed []byte, storeKey ...
 	}
 	nonce := sealed[hdrLen : hdrLen+nonceSize]
 	ct := sealed[hdrLen+nonceSize:]
-	out := dst
+	var out []byte
 	if inPlace {
 		out = ct[:0] // the plaintext overwrites the ciphertext it came from
 	}

@@ -268,7 +268,7 @@ func (r *RedisStore) getKeyed(ctx context.Context, key, hash string) (*sessionpb
 	}
 	// GETEX's reply is ours alone; the logical key ks.session(hash) goes
 	// to GCM in its parts.
-	gen, plain, err := r.ring.openInto(nil, true, sealed, string(r.ks), sessionKind, hash)
+	gen, plain, err := r.ring.openInto(true, sealed, string(r.ks), sessionKind, hash)
 	s, err := decodeSessionInto(&a.sess, gen, plain, err)
 	if err != nil {
 		return nil, notFound(op, err)

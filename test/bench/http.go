@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -108,11 +107,8 @@ func loadHTTP(ctx context.Context, route httpRoute, conc int, d time.Duration) (
 	return res, nil
 }
 
-func medianHTTP(rs []httpResult) httpResult {
-	s := slices.Clone(rs)
-	slices.SortFunc(s, func(a, b httpResult) int { return int(a.cpu() - b.cpu()) })
-	return s[len(s)/2]
-}
+// medianHTTP is the round with the median CPU per request.
+func medianHTTP(rs []httpResult) httpResult { return measure.Median(rs, httpResult.cpu) }
 
 // printHTTPTable shows each route through Envoy against the no-auth route
 // (routes[0]) and against Envoy calling the no-op ext_authz server

@@ -513,10 +513,9 @@ func peakRSS(pid int) float64 {
 	return mb
 }
 
+// median is the round with the median CPU per check.
 func median(rs []result) result {
-	s := slices.Clone(rs)
-	slices.SortFunc(s, func(a, b result) int { return int(a.cpuPerCheck - b.cpuPerCheck) })
-	return s[len(s)/2]
+	return measure.Median(rs, func(r result) time.Duration { return r.cpuPerCheck })
 }
 
 func printTable(w io.Writer, targets []*target, results map[string][]result, rounds, conc int, d time.Duration) {

@@ -189,10 +189,11 @@ func cpus(pids []int) ([]time.Duration, error) {
 
 // Median is the result of the round whose key is the median one (rounds
 // are interleaved across configurations, so the median round is the one
-// least moved by what else ran on the machine).
-func Median(rs []Result, key func(Result) time.Duration) Result {
+// least moved by what else ran on the machine). Any per-round result type
+// will do: make bench keeps its own.
+func Median[R any](rs []R, key func(R) time.Duration) R {
 	s := slices.Clone(rs)
-	slices.SortStableFunc(s, func(a, b Result) int {
+	slices.SortStableFunc(s, func(a, b R) int {
 		ka, kb := key(a), key(b)
 		switch {
 		case ka < kb:
